@@ -1,0 +1,341 @@
+"""``prism-rerank demo``: a small built-in example, end to end, printed as a table.
+
+The demo reranks six short documents for one question, some relevant and some not, and prints
+rank, score, verdict, the one-sentence contribution and how much shorter the evidence is than
+the original document. Where the default weights cannot be fetched (no network) it falls back
+to a tiny, locally built, random-weight model and says so loudly: the pipeline then runs, but
+its output means nothing.
+
+From a checkout (editable install) it then runs the framework examples in ``examples/`` whose
+framework is installed (``--no-frameworks`` skips them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+
+from prism_core.cli import PROG, ModelOptions, RerankerFactory, add_model_arguments, default_reranker_factory
+from prism_core.results import PrismResult
+
+ModelResolver = Callable[[str | None], tuple[str, bool]]
+"""``resolve_demo_model``'s signature: model or ``None`` -> (loadable id/path, is tiny fallback)."""
+
+DEMO_QUERY = "How do honeybees tell their nestmates where to find food?"
+
+DEMO_DOCUMENTS: tuple[str, ...] = (
+    "Forager honeybees perform a waggle dance on the vertical comb: the angle of the waggle run "
+    "from vertical gives the direction of the food relative to the sun, and the run's duration "
+    "encodes the distance, about one second per kilometre.",
+    "Honey is made from flower nectar that bees regurgitate and fan in the hive until its water "
+    "content drops below about 18 percent.",
+    "For flowers closer than roughly 50 metres a returning bee performs a round dance instead, "
+    "which says that food is near without giving a direction; the scent on her body tells "
+    "recruits which flowers to look for.",
+    "The Great Wall of China is more than 21,000 kilometres long when all of its branches, built "
+    "over two millennia, are counted.",
+    "Karl von Frisch shared the 1973 Nobel Prize in Physiology or Medicine for decoding the "
+    "honeybee dance language.",
+    "Bumblebees do not dance: a successful forager runs excitedly around the nest and releases a "
+    "pheromone that sends nestmates out searching, but it conveys no location.",
+)
+
+# (framework name, example file in examples/, module whose presence means "installed")
+FRAMEWORK_EXAMPLES: tuple[tuple[str, str, str], ...] = (
+    ("LangChain", "langchain_example.py", "langchain_core"),
+    ("LlamaIndex", "llama_index_example.py", "llama_index.core"),
+    ("Haystack", "haystack_example.py", "haystack"),
+)
+
+FALLBACK_MAX_NEW_TOKENS = 128
+"""Generation budget for the random-weight fallback when none is given: its text is noise."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser for ``prism-rerank demo``."""
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} demo",
+        description=(
+            "Rerank a small built-in example and print the results as a table; then run the framework "
+            "examples (LangChain, LlamaIndex, Haystack) that are installed, when run from a checkout. "
+            "Where the default weights cannot be fetched, a tiny random-weight model stands in "
+            "(loudly flagged: its output is then meaningless)."
+        ),
+    )
+    add_model_arguments(parser)
+    parser.add_argument(
+        "--frameworks",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the framework examples from examples/ when found (default: on)",
+    )
+    return parser
+
+
+def find_examples_dir() -> Path | None:
+    """The repository's ``examples/`` directory next to the package, when run from a checkout."""
+    import prism_core
+
+    package_dir = (
+        Path(prism_core.__file__).resolve().parent
+        if getattr(prism_core, "__file__", None)
+        else Path(__file__).resolve().parent
+    )
+    candidate = package_dir.parent / "examples"
+    return candidate if candidate.is_dir() else None
+
+
+def _default_resolver(model: str | None) -> tuple[str, bool]:
+    from prism_core.demo_model import resolve_demo_model
+
+    return resolve_demo_model(model)
+
+
+def _default_model_name() -> str:
+    try:
+        from prism_core import DEFAULT_MODEL
+    except ImportError:  # pragma: no cover - only while the engine is missing
+        return "the default model"
+    return DEFAULT_MODEL
+
+
+def fallback_banner(model_path: str, width: int) -> str:
+    """The loud warning printed when the demo runs the tiny random-weight model.
+
+    Args:
+        model_path: Where the tiny model lives.
+        width: Terminal width to fit the banner to.
+
+    Returns:
+        The banner, several lines, without a trailing newline.
+    """
+    width = max(60, min(width, 100))
+    inner = width - 6
+    body = [
+        "OFFLINE FALLBACK: TINY RANDOM-WEIGHT MODEL",
+        "",
+        f"The default weights ({_default_model_name()}) could not be fetched (no network?).",
+        f"This demo runs a tiny locally built model with RANDOM weights instead: {model_path}",
+        "",
+        "ITS SCORES, VERDICTS, CONTRIBUTIONS AND EVIDENCE ARE MEANINGLESS.",
+        "It only shows that the pipeline runs end to end.",
+    ]
+    lines = ["!" * width]
+    for paragraph in body:
+        for line in textwrap.wrap(paragraph, inner) or [""]:
+            lines.append(f"!! {line.ljust(inner)} !!")
+    lines.append("!" * width)
+    return "\n".join(lines)
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    if width <= 0:
+        return ""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def render_table(results: Sequence[PrismResult], documents: Sequence[str], width: int) -> str:
+    """Format reranked results as a fixed-width table that fits ``width`` columns.
+
+    Args:
+        results: Results, best first.
+        documents: The documents the results index into.
+        width: Terminal width.
+
+    Returns:
+        The table, header and one row per result, without a trailing newline.
+
+    Example:
+        >>> r = PrismResult(index=1, score=0.91, logit=2.3, relevant=True, contribution="Bees dance.",
+        ...                 evidence="Bees dance.", evidence_complete=True)
+        >>> print(render_table([r], ["x", "Bees dance to say where food is."], 80))
+         #  score  verdict    doc  evidence/orig  document        contribution
+         1  0.910  relevant    #1          11/32  Bees dance to…  Bees dance.
+    """
+    width = max(width, 60)
+    fixed = f"{'#':>2}  {'score':>5}  {'verdict':<8}  {'doc':>4}  {'evidence/orig':>13}  "
+    flexible = width - len(fixed) - 2
+    doc_width = max(8, flexible * 2 // 5)
+    contribution_width = max(8, flexible - doc_width)
+    header = fixed + f"{'document':<{doc_width}}  {_clip('contribution', contribution_width)}"
+    rows = [header.rstrip()]
+    for rank, r in enumerate(results, 1):
+        original = documents[r.index]
+        verdict = "relevant" if r.relevant else "no"
+        if r.evidence is None:
+            lengths = f"-/{len(original)}" if r.relevant else ""
+        else:
+            lengths = f"{len(r.evidence)}/{len(original)}"
+            if not r.evidence_complete:
+                lengths = "cut " + lengths
+        contribution = r.contribution or ("(none)" if r.relevant else "")
+        doc = f"#{r.index}" + ("*" if r.truncated else "")
+        row = (
+            f"{rank:>2}  {r.score:>5.3f}  {verdict:<8}  {doc:>4}  {lengths:>13}  "
+            f"{_clip(original, doc_width):<{doc_width}}  {_clip(contribution, contribution_width)}"
+        )
+        rows.append(row.rstrip())
+    if any(r.truncated for r in results):
+        rows.append(_clip("* document truncated to fit the token budget (--max-length)", width))
+    return "\n".join(rows)
+
+
+def _top_evidence(results: Sequence[PrismResult], documents: Sequence[str], width: int) -> str | None:
+    best = next((r for r in results if r.relevant and r.evidence), None)
+    if best is None or best.evidence is None:
+        return None
+    wrap = max(40, min(width, 100)) - 4
+    original = documents[best.index]
+    parts = [
+        f"Best document (#{best.index}), original ({len(original)} chars):",
+        textwrap.indent(textwrap.fill(original, wrap), "    "),
+        f"Its evidence ({len(best.evidence)} chars{'' if best.evidence_complete else ', cut by budget'}):",
+        textwrap.indent(textwrap.fill(best.evidence, wrap), "    "),
+    ]
+    return "\n".join(parts)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _load_example(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_prism_example_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_framework_examples(directory: Path, model: str) -> int:
+    """Run each framework example in ``directory`` whose framework is installed.
+
+    Each example is loaded from its file and its ``main(["--model", model])`` called; a missing
+    framework or file is skipped with a note.
+
+    Args:
+        directory: The repository's ``examples/`` directory.
+        model: Model id or path to pass to every example.
+
+    Returns:
+        How many examples failed.
+    """
+    failures = 0
+    for name, filename, module in FRAMEWORK_EXAMPLES:
+        path = directory / filename
+        print()
+        if not path.is_file():
+            print(f"--- {name}: skipped ({path} not found)")
+            continue
+        if not _installed(module):
+            print(f"--- {name}: skipped ({module} is not installed)")
+            continue
+        print(f"--- {name}: {path}")
+        sys.stdout.flush()
+        added = str(directory) not in sys.path
+        if added:
+            sys.path.insert(0, str(directory))
+        try:
+            status = _load_example(path).main(["--model", model])
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except Exception as exc:
+            status = 1
+            print(f"{name} example raised {type(exc).__name__}: {exc}", file=sys.stderr)
+        finally:
+            if added:
+                sys.path.remove(str(directory))
+        if status:
+            failures += 1
+            print(f"--- {name}: FAILED (status {status})")
+        else:
+            print(f"--- {name}: ok")
+    return failures
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    reranker_factory: RerankerFactory | None = None,
+    resolve_model: ModelResolver | None = None,
+    examples_dir: Path | None = None,
+) -> int:
+    """Entry point of ``prism-rerank demo``.
+
+    Args:
+        argv: Arguments after ``demo``; ``None`` reads ``sys.argv[2:]``.
+        reranker_factory: Builds the loaded reranker (tests inject a fake).
+        resolve_model: Replaces :func:`prism_core.demo_model.resolve_demo_model` (tests).
+        examples_dir: The ``examples/`` directory to run; ``None`` looks next to the package.
+
+    Returns:
+        The exit status: 0, or 1 when the model could not be loaded or an example failed.
+    """
+    args = build_parser().parse_args(list(sys.argv[2:] if argv is None else argv))
+    factory = reranker_factory or default_reranker_factory
+    resolver = resolve_model or _default_resolver
+    width = shutil.get_terminal_size((100, 24)).columns
+
+    try:
+        model, fallback = resolver(args.model)
+    except OSError as exc:  # ModelLoadError included
+        requested = args.model or _default_model_name()
+        print(f"{PROG} demo: error: cannot load model {requested!r}: {exc}", file=sys.stderr)
+        return 1
+    if fallback:
+        print(fallback_banner(model, width))
+        print()
+
+    max_new_tokens = args.max_new_tokens
+    if fallback and max_new_tokens is None:
+        max_new_tokens = FALLBACK_MAX_NEW_TOKENS
+    options = ModelOptions(
+        model=model,
+        device=args.device,
+        dtype=args.dtype,
+        max_length=args.max_length,
+        max_new_tokens=max_new_tokens,
+    )
+    print(f"Model: {model}" + (" (TINY RANDOM-WEIGHT FALLBACK)" if fallback else ""))
+    print("Loading…", flush=True)
+    try:
+        reranker = factory(options)
+    except (OSError, ValueError) as exc:
+        print(f"{PROG} demo: error: cannot load model {model!r}: {exc}", file=sys.stderr)
+        return 1
+
+    documents = list(DEMO_DOCUMENTS)
+    results = reranker.rerank(DEMO_QUERY, documents)
+    print()
+    print(f"Query: {DEMO_QUERY}")
+    print(f"{len(documents)} documents, best first:")
+    print()
+    print(render_table(results, documents, width))
+    evidence = _top_evidence(results, documents, width)
+    if evidence:
+        print()
+        print(evidence)
+    if fallback:
+        print()
+        print("!! Reminder: random weights. The results above are MEANINGLESS. !!")
+
+    failures = 0
+    if args.frameworks:
+        directory = examples_dir or find_examples_dir()
+        if directory is None:
+            print()
+            print("Framework examples: skipped (no examples/ next to the package; run from a checkout).")
+        else:
+            failures = run_framework_examples(directory, model)
+    return 1 if failures else 0

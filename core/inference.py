@@ -1,0 +1,168 @@
+"""The model-level work: batched verdict scoring and greedy evidence decoding.
+
+Nothing here knows about queries, thresholds or results: it turns prompt ids into verdict
+logits and generated ids, as cheaply as the model allows.
+
+- Scoring runs the decoder body only and multiplies the last position's hidden state by the two
+  rows of the output embedding that matter (``yes``, ``no``): never full-vocabulary logits over
+  the prompt.
+- Prompts are left-padded (exact for Qwen3.5's linear attention: pads before the prompt leave the
+  recurrent state at zero) with explicit position ids.
+- The scoring pass's cache is kept for the rows that will generate, so their prompts are never run
+  twice; rows leave the batch as soon as they finish (end of turn or ``</evidence>``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from prism_core.parsing import EVIDENCE_CLOSE
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PrefillState:
+    """The scoring pass of one batch, kept so that selected rows can go on to generate."""
+
+    verdict_logits: torch.Tensor  # (B, 2) float32: yes, no
+    last_hidden: torch.Tensor  # (B, H)
+    attention_mask: torch.Tensor  # (B, L)
+    cache: Any  # transformers Cache, or None for a score-only pass
+
+    def select(self, rows: Sequence[int]) -> None:
+        """Keep only ``rows`` (positions in this batch), freeing the others' cache."""
+        idx = torch.tensor(list(rows), dtype=torch.long, device=self.attention_mask.device)
+        self.verdict_logits = self.verdict_logits[idx]
+        self.last_hidden = self.last_hidden[idx]
+        self.attention_mask = self.attention_mask[idx]
+        if self.cache is not None:
+            self.cache.reorder_cache(idx)
+
+
+class ModelRunner:
+    """Runs a loaded causal LM for Prism: verdict logits and greedy continuation.
+
+    Args:
+        model: A transformers causal LM (Qwen3.5 hybrid or Qwen3 dense).
+        tokenizer: Its tokenizer (for stop strings and the pad id).
+        yes_id: Token id of ``yes``.
+        no_id: Token id of ``no``.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, yes_id: int, no_id: int) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.body = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+        head = model.get_output_embeddings()
+        self.head = head
+        self.device = head.weight.device
+        ids = torch.tensor([yes_id, no_id], device=self.device)
+        self.verdict_weight = head.weight[ids].detach()  # (2, H)
+        self.verdict_bias = head.bias[ids].detach() if getattr(head, "bias", None) is not None else None
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else tokenizer.eos_token_id)
+        self.stop_ids = torch.tensor(sorted(self._eos_ids(model, tokenizer)), device=self.device)
+        # Tokens whose text holds ">" may close "</evidence>": only then is the tail decoded.
+        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        mask = torch.zeros(max(len(vocab), head.weight.shape[0]), dtype=torch.bool)
+        mask[: len(vocab)] = torch.tensor([t is not None and ">" in t for t in vocab])
+        self.may_close = mask.to(self.device)
+
+    @staticmethod
+    def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+        ids: set[int] = set()
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        if eos is None:
+            eos = tokenizer.eos_token_id
+        if eos is not None:
+            ids.update([eos] if isinstance(eos, int) else eos)
+        im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
+            ids.add(im_end)
+        return ids
+
+    def _pad(self, prompts: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, p in enumerate(prompts):
+            ids[row, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[row, width - len(p) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    @torch.inference_mode()
+    def prefill(self, prompts: Sequence[Sequence[int]], *, keep_cache: bool) -> PrefillState:
+        """Run the prompts (left-padded) and return verdict logits; keep the cache if asked."""
+        from transformers import DynamicCache
+
+        input_ids, mask = self._pad(prompts)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config) if keep_cache else None
+        out = self.body(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=keep_cache,
+        )
+        last = out.last_hidden_state[:, -1]
+        logits = last @ self.verdict_weight.T
+        if self.verdict_bias is not None:
+            logits = logits + self.verdict_bias
+        return PrefillState(logits.float(), last, mask, cache)
+
+    @torch.inference_mode()
+    def generate(self, state: PrefillState, max_new_tokens: int) -> list[list[int]]:
+        """Greedy-decode every row of ``state`` (after :meth:`PrefillState.select`).
+
+        The first token is the argmax over the whole vocabulary at the verdict position, as the
+        model card's ``generate`` picks it. Rows stop at an end-of-turn token, after
+        ``</evidence>``, or after ``max_new_tokens`` tokens, and leave the batch then.
+
+        Returns:
+            Generated ids per row (stop token included), in the state's row order.
+        """
+        n = state.last_hidden.shape[0]
+        outputs: list[list[int]] = [[] for _ in range(n)]
+        if n == 0 or max_new_tokens < 1:
+            return outputs
+        cache, mask = state.cache, state.attention_mask
+        active = list(range(n))  # row of the state for each live batch row
+        positions = mask.sum(-1, keepdim=True)  # next position of each row
+        token = self.head(state.last_hidden).argmax(-1)
+        for step in range(max_new_tokens):
+            token_list = token.tolist()
+            for live, row in enumerate(active):
+                outputs[row].append(token_list[live])
+            done = torch.isin(token, self.stop_ids)
+            if step + 1 == max_new_tokens:
+                break
+            closing = (self.may_close[token] & ~done).nonzero().flatten().tolist()
+            for live in closing:
+                tail = self.tokenizer.decode(outputs[active[live]][-8:])
+                if EVIDENCE_CLOSE in tail:
+                    done[live] = True
+            if bool(done.any()):
+                keep = (~done).nonzero().flatten()
+                if keep.numel() == 0:
+                    break
+                active = [active[i] for i in keep.tolist()]
+                cache.reorder_cache(keep)
+                mask, positions, token = mask[keep], positions[keep], token[keep]
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+            out = self.body(
+                input_ids=token[:, None],
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            positions = positions + 1
+            token = self.head(out.last_hidden_state[:, -1]).argmax(-1)
+        return outputs

@@ -1,0 +1,46 @@
+"""The result type every reranker in this package returns."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class PrismResult:
+    """One reranked document: its verdict, score and, when generated, contribution and evidence.
+
+    Instances are immutable and hold plain Python values only, so :meth:`to_dict` is JSON-safe.
+
+    Attributes:
+        index: Position of the document in the caller's input list.
+        score: ``sigmoid(logit_yes - logit_no)`` at the first generated position, in ``[0, 1]``.
+        logit: ``logit_yes - logit_no``.
+        relevant: The model's verdict: ``logit_yes > logit_no``.
+        contribution: The one-sentence contribution, or ``None`` when absent or not generated.
+        evidence: The self-contained evidence rewrite, or ``None`` when absent or not generated.
+        evidence_complete: ``True`` when both ``<contribution>`` and ``<evidence>`` were opened and
+            closed within the generation budget.
+        truncated: The document was cut (by tokens) to fit ``max_length``.
+        raw_output: The generated text, verdict included, decoded as the model card decodes it;
+            ``None`` when nothing was generated for this document.
+
+    Example:
+        >>> r = PrismResult(index=0, score=0.9, logit=2.2, relevant=True)
+        >>> r.to_dict()["index"], r.evidence is None
+        (0, True)
+    """
+
+    index: int
+    score: float
+    logit: float
+    relevant: bool
+    contribution: str | None = None
+    evidence: str | None = None
+    evidence_complete: bool = False
+    truncated: bool = False
+    raw_output: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the result as a JSON-serialisable ``dict`` (field order as declared)."""
+        return asdict(self)

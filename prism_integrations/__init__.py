@@ -1,0 +1,36 @@
+"""Prism-Reranker adapters for LangChain, LlamaIndex and Haystack.
+
+Each adapter lives in its own module and imports only its framework:
+
+* :class:`prism_integrations.langchain.PrismDocumentCompressor` (extra ``langchain``)
+* :class:`prism_integrations.llama_index.PrismNodePostprocessor` (extra ``llama-index``)
+* :class:`prism_integrations.haystack.PrismRanker` (extra ``haystack``)
+
+The names are also available from this package, imported on first access, so
+``from prism_integrations import PrismRanker`` needs only Haystack installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prism_integrations.haystack import PrismRanker
+    from prism_integrations.langchain import PrismDocumentCompressor
+    from prism_integrations.llama_index import PrismNodePostprocessor
+
+__all__ = ["PrismDocumentCompressor", "PrismNodePostprocessor", "PrismRanker"]
+
+_LAZY = {
+    "PrismDocumentCompressor": "prism_integrations.langchain",
+    "PrismNodePostprocessor": "prism_integrations.llama_index",
+    "PrismRanker": "prism_integrations.haystack",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
