@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,15 +38,26 @@ class EncodedPrompt:
     truncated: bool
 
 
+_PLAIN_CACHE: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_PLAIN_LOCK = threading.Lock()
+
+
 def _plain_backend(tokenizer: Any) -> Any:
-    """A copy of ``tokenizer``'s backend without any added (special or not) vocabulary."""
+    """A copy of ``tokenizer``'s backend without any added (special or not) vocabulary.
+
+    Built once per tokenizer object (a full vocabulary round trip through JSON takes a second).
+    """
     from tokenizers import Tokenizer
 
-    spec = json.loads(tokenizer.backend_tokenizer.to_str())
-    spec["added_tokens"] = []
-    spec["truncation"] = None
-    spec["padding"] = None
-    return Tokenizer.from_str(json.dumps(spec))
+    with _PLAIN_LOCK:
+        plain = _PLAIN_CACHE.get(tokenizer)
+        if plain is None:
+            spec = json.loads(tokenizer.backend_tokenizer.to_str())
+            spec["added_tokens"] = []
+            spec["truncation"] = None
+            spec["padding"] = None
+            plain = _PLAIN_CACHE[tokenizer] = Tokenizer.from_str(json.dumps(spec))
+        return plain
 
 
 class PromptTokenizer:

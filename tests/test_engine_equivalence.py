@@ -1,0 +1,110 @@
+"""The engine against the model card's per-document loop, on both tiny architectures."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from prism_core import PrismReranker
+from prism_core.reference import ReferenceLoop
+
+QUERY = "How does the borrow checker work?"
+MAX_NEW = 12
+_WORDS = (
+    "rust memory safety borrow checker python paris tower energy glucose cell river bank loan rate "
+    "quantum spin tokyo city apple fruit music piano code compile error"
+).split()
+
+
+def make_pool(n: int = 24, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(_WORDS) for _ in range(rng.choice([5, 20, 60, 150]))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def oracle_runs(tiny_path: str) -> tuple[str, list[str], list]:  # type: ignore[type-arg]
+    docs = make_pool()
+    outs = ReferenceLoop(tiny_path, max_new_tokens=MAX_NEW).run(QUERY, docs)
+    assert sum(o.logit > 0 for o in outs) >= 2, "need documents with a 'yes' verdict to exercise generation"
+    assert sum(o.logit <= 0 for o in outs) >= 2
+    return tiny_path, docs, outs
+
+
+@pytest.mark.parametrize("batch_tokens", [300, 100_000])
+def test_scores_and_greedy_text_match_the_model_card_loop(oracle_runs, batch_tokens: int) -> None:  # type: ignore[no-untyped-def]
+    path, docs, ref = oracle_runs
+    engine = PrismReranker(path, device="cpu", max_new_tokens=MAX_NEW, batch_tokens=batch_tokens)
+    results = engine.rerank(QUERY, docs)
+    assert sorted(r.index for r in results) == list(range(len(docs)))
+    for r in results:
+        o = ref[r.index]
+        assert abs(r.score - o.score) < 1e-4
+        assert abs(r.logit - o.logit) < 1e-4
+        assert r.relevant == (o.logit > 0)
+        if r.relevant:
+            assert r.raw_output == o.text  # identical greedy text, verdict included
+        else:
+            assert r.raw_output is None  # nothing generated for a "no"
+
+
+def test_several_batches_really_happen(oracle_runs) -> None:  # type: ignore[no-untyped-def]
+    from prism_core.batching import plan_batches
+
+    path, docs, _ = oracle_runs
+    engine = PrismReranker(path, device="cpu").load()
+    assert engine._prompts is not None
+    lengths = [len(p.ids) for p in engine._prompts.encode(QUERY, docs)]
+    assert max(lengths) - min(lengths) > 100  # mixed lengths
+    assert len(plan_batches(lengths, 300)) >= 4
+
+
+def test_results_sorted_best_first_with_ties_by_index(oracle_runs) -> None:  # type: ignore[no-untyped-def]
+    path, docs, _ = oracle_runs
+    results = PrismReranker(path, device="cpu").rerank(QUERY, docs + docs[:2], evidence=False)
+    keys = [(-r.logit, r.index) for r in results]
+    assert keys == sorted(keys)
+
+
+def test_generation_only_for_relevant_survivors_of_top_n_and_threshold(oracle_runs) -> None:  # type: ignore[no-untyped-def]
+    path, docs, ref = oracle_runs
+    engine = PrismReranker(path, device="cpu", max_new_tokens=MAX_NEW, batch_tokens=300)
+    full = engine.rerank(QUERY, docs, evidence=False)
+    for top_n in (1, 3, len(docs)):
+        for threshold in (None, 0.5, full[2].score):
+            results = engine.rerank(QUERY, docs, top_n=top_n, score_threshold=threshold)
+            expected = [r for r in full if threshold is None or r.score >= threshold][:top_n]
+            assert [r.index for r in results] == [r.index for r in expected]
+            for r in results:
+                assert (r.raw_output is not None) == r.relevant
+                if r.relevant:
+                    assert r.raw_output == ref[r.index].text
+
+
+def test_evidence_false_is_a_pure_scoring_pass(oracle_runs) -> None:  # type: ignore[no-untyped-def]
+    path, docs, ref = oracle_runs
+    engine = PrismReranker(path, device="cpu")
+    results = engine.rerank(QUERY, docs, evidence=False)
+    assert all(r.raw_output is None and r.contribution is None and r.evidence is None for r in results)
+    scores = engine.score(QUERY, docs)
+    assert scores == pytest.approx([o.score for o in ref], abs=1e-4)
+
+
+def test_no_generation_when_evidence_false(oracle_runs, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from prism_core.inference import ModelRunner
+
+    path, docs, _ = oracle_runs
+    calls: list[int] = []
+    original = ModelRunner.generate
+
+    def counting(self, state, max_new_tokens):  # type: ignore[no-untyped-def]
+        calls.append(state.last_hidden.shape[0])
+        return original(self, state, max_new_tokens)
+
+    monkeypatch.setattr(ModelRunner, "generate", counting)
+    engine = PrismReranker(path, device="cpu", max_new_tokens=4)
+    engine.rerank(QUERY, docs, evidence=False)
+    engine.score(QUERY, docs)
+    assert calls == []
+    results = engine.rerank(QUERY, docs, top_n=2)
+    assert sum(calls) == sum(r.relevant for r in results)  # only relevant survivors generate
