@@ -1,0 +1,36 @@
+"""Token-budget batches over length-sorted documents."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from prism_core.batching import plan_batches
+
+
+def test_every_index_once_and_budget_respected() -> None:
+    rng = random.Random(1)
+    lengths = [rng.randint(10, 3000) for _ in range(200)]
+    batches = plan_batches(lengths, batch_tokens=8000)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(200))
+    for b in batches:
+        longest = max(lengths[i] for i in b)
+        assert len(b) == 1 or len(b) * longest <= 8000
+        assert [lengths[i] for i in b] == sorted((lengths[i] for i in b), reverse=True)
+    firsts = [lengths[b[0]] for b in batches]
+    assert firsts == sorted(firsts, reverse=True)  # longest batch first: OOM shows early
+
+
+def test_short_documents_share_batches_long_ones_do_not() -> None:
+    batches = plan_batches([100] * 10 + [5000], batch_tokens=1000)
+    assert batches[0] == [10]  # over budget alone: a batch of its own
+    assert [len(b) for b in batches[1:]] == [10]
+
+
+def test_max_rows_and_bad_budget() -> None:
+    assert [len(b) for b in plan_batches([1] * 10, 1000, max_rows=4)] == [4, 4, 2]
+    assert plan_batches([], 10) == []
+    with pytest.raises(ValueError, match="batch_tokens must be >= 1, got 0"):
+        plan_batches([1], 0)
