@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
 
 from prism_core.engine import DEFAULT_MODEL
 from prism_core.errors import ModelLoadError
@@ -31,6 +35,9 @@ def resolve_demo_model(model: str | None = None) -> tuple[str, bool]:
     from prism_core.tiny_models import tiny_checkpoint
 
     name = model or DEFAULT_MODEL
+    if _looks_like_hub_id(name) and not Path(name).exists() and not _hub_reachable():
+        logger.warning("the Hugging Face Hub cannot be reached; using a tiny random-weight model")
+        return str(tiny_checkpoint("qwen3_5")), True
     try:
         AutoConfig.from_pretrained(name)
         AutoTokenizer.from_pretrained(name)
@@ -40,6 +47,21 @@ def resolve_demo_model(model: str | None = None) -> tuple[str, bool]:
             raise ModelLoadError(f"could not load Prism model {model!r}: {exc}") from exc
         logger.warning("could not load %s (%s); using a tiny random-weight model", name, type(exc).__name__)
         return str(tiny_checkpoint("qwen3_5")), True
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP probe of the Hub endpoint, so an offline demo does not sit through retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
+        return False
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _looks_like_hub_id(model: str) -> bool:

@@ -20,6 +20,7 @@ from prism_core.devices import dtype_name, resolve_device, resolve_dtype
 from prism_core.inference import ModelRunner, PrefillState
 from prism_core.loading import LoadedModel, canonical_model, registry
 from prism_core.parsing import parse_output
+from prism_core.scheduling import PrefillScheduler
 from prism_core.results import PrismResult
 from prism_core.tokenization import PromptTokenizer
 from prism_core.validation import (
@@ -149,11 +150,11 @@ class PrismReranker:
                 loaded = registry.get(self.model_name, self.device, self.dtype)
                 prompts = PromptTokenizer(loaded.tokenizer, self.max_length)
                 with loaded.lock:
-                    runner = getattr(loaded, "runner", None)
-                    if runner is None:
+                    if loaded.scheduler is None:
                         runner = ModelRunner(loaded.model, loaded.tokenizer, prompts.yes_id, prompts.no_id)
-                        loaded.runner = runner  # type: ignore[attr-defined]
-                self._loaded, self._prompts, self._runner = loaded, prompts, runner
+                        loaded.scheduler = PrefillScheduler(runner, loaded.lock)
+                self._loaded, self._prompts = loaded, prompts
+                self._runner = loaded.scheduler.runner
         return self
 
     @property
@@ -274,8 +275,8 @@ class PrismReranker:
         With ``top_n``, a batch's cache is kept only for rows still among the best ``top_n`` seen so
         far, and pruned as better rows arrive: memory stays within ``top_n`` rows plus one batch.
         """
-        assert self._runner is not None and self._loaded is not None
-        runner, lock = self._runner, self._loaded.lock
+        assert self._runner is not None and self._loaded is not None and self._loaded.scheduler is not None
+        runner, lock, scheduler = self._runner, self._loaded.lock, self._loaded.scheduler
         lengths = [len(p.ids) for p in prompts]
         queue = deque(plan_batches(lengths, self.batch_tokens))
         logits: list[float] = [0.0] * len(prompts)
@@ -288,8 +289,9 @@ class PrismReranker:
             while queue:
                 batch = queue.popleft()
                 try:
-                    with lock:
-                        state = runner.prefill([prompts[i].ids for i in batch], keep_cache=evidence)
+                    state = scheduler.prefill(
+                        [prompts[i].ids for i in batch], keep_cache=evidence, budget=self.batch_tokens
+                    )
                 except torch.OutOfMemoryError:
                     if len(batch) == 1:
                         raise

@@ -39,6 +39,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     lock: threading.RLock = field(default_factory=threading.RLock)
+    scheduler: Any = None  # the PrefillScheduler every reranker on these weights shares
 
 
 def load_model_and_tokenizer(model: str, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:

@@ -1,0 +1,37 @@
+# One command for the main job (`make demo`), one for the tests (`make test`).
+# Both create .venv and install what they need; torch is pinned to the CPU wheel this project
+# tests on (an unpinned torch pulls gigabytes of CUDA packages). On a GPU machine, install the
+# CUDA build of torch first and `make install` keeps it.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+TORCH  ?= torch==2.13.0
+
+.PHONY: install demo test lint bench bench-gpu clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[test,bench]"
+
+demo: install
+	$(BIN)/prism-rerank demo
+
+lint: install
+	$(BIN)/ruff check core prism_integrations tests examples benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/run.py --device cpu
+
+bench-gpu: install
+	$(BIN)/python benchmarks/run.py --device cuda
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
