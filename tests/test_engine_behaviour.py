@@ -192,6 +192,15 @@ def test_progress_bar_is_switchable(tiny_qwen35_path: str, capsys: pytest.Captur
     assert captured.err == "" and captured.out == ""
 
 
+def _same(got: list[dict], expected: list[dict]) -> None:  # type: ignore[type-arg]
+    """Equal results; scores within float noise (coalesced batches pad differently)."""
+    assert [g["index"] for g in got] == [e["index"] for e in expected]
+    for g, e in zip(got, expected):
+        assert g["logit"] == pytest.approx(e["logit"], abs=1e-4)
+        rest = lambda d: {k: v for k, v in d.items() if k not in ("score", "logit")}  # noqa: E731
+        assert rest(g) == rest(e)
+
+
 def test_threads_and_asyncio_tasks_on_one_shared_instance(engine: PrismReranker) -> None:
     queries = [QUERY, "what is rust?", "capital of France", "memory safety"]
     expected = {q: [r.to_dict() for r in engine.rerank(q, DOCS, top_n=3)] for q in queries}
@@ -204,7 +213,7 @@ def test_threads_and_asyncio_tasks_on_one_shared_instance(engine: PrismReranker)
 
     with ThreadPoolExecutor(8) as pool:
         for q, got in pool.map(work, jobs):
-            assert got == expected[q]
+            _same(got, expected[q])
 
     async def many() -> list[list[PrismResult]]:
         ticks = 0
@@ -222,7 +231,7 @@ def test_threads_and_asyncio_tasks_on_one_shared_instance(engine: PrismReranker)
         return out
 
     for q, got in zip(jobs, asyncio.run(many())):
-        assert [r.to_dict() for r in got] == expected[q]
+        _same([r.to_dict() for r in got], expected[q])
 
 
 # ------------------------------------------------------------------ devices
