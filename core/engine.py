@@ -277,7 +277,21 @@ class PrismReranker:
         """
         assert self._runner is not None and self._loaded is not None and self._loaded.scheduler is not None
         runner, lock, scheduler = self._runner, self._loaded.lock, self._loaded.scheduler
-        lengths = [len(p.ids) for p in prompts]
+        prefix_len = 0 if evidence else _shared_prefix_len(prompts)
+        if prefix_len:
+            # A pure scoring pass: the system prompt, instruction and query run once, not per document.
+            with lock:
+                prefix = runner.prefix_cache(prompts[0].ids[:prefix_len])
+
+            def prefill(ids: list[list[int]]) -> PrefillState:
+                with lock:
+                    return runner.score_after_prefix(prefix, prefix_len, [p[prefix_len:] for p in ids])
+        else:
+
+            def prefill(ids: list[list[int]]) -> PrefillState:
+                return scheduler.prefill(ids, keep_cache=evidence, budget=self.batch_tokens)
+
+        lengths = [len(p.ids) - prefix_len for p in prompts]
         queue = deque(plan_batches(lengths, self.batch_tokens))
         logits: list[float] = [0.0] * len(prompts)
         generated: dict[int, list[int]] = {}
@@ -289,9 +303,7 @@ class PrismReranker:
             while queue:
                 batch = queue.popleft()
                 try:
-                    state = scheduler.prefill(
-                        [prompts[i].ids for i in batch], keep_cache=evidence, budget=self.batch_tokens
-                    )
+                    state = prefill([prompts[i].ids for i in batch])
                 except torch.OutOfMemoryError:
                     if len(batch) == 1:
                         raise
@@ -353,6 +365,23 @@ def _select(results: list[PrismResult], top_n: int | None, threshold: float | No
     if top_n is not None:
         results = results[:top_n]
     return results
+
+
+#: Below this many shared tokens, running the prefix separately does not pay.
+MIN_SHARED_PREFIX = 32
+
+
+def _shared_prefix_len(prompts: Sequence[Any]) -> int:
+    """Length of the token prefix all prompts share, leaving each at least one token of its own."""
+    first = prompts[0].ids
+    n = min(len(p.ids) for p in prompts) - 1
+    for p in prompts[1:]:
+        ids = p.ids
+        k = 0
+        while k < n and ids[k] == first[k]:
+            k += 1
+        n = k
+    return n if n >= MIN_SHARED_PREFIX else 0
 
 
 def _empty_cache(device: torch.device) -> None:

@@ -118,6 +118,49 @@ class ModelRunner:
         return PrefillState(logits.float(), last, mask, cache)
 
     @torch.inference_mode()
+    def prefix_cache(self, prefix: Sequence[int]) -> Any:
+        """Run a prompt prefix shared by many prompts once; return its cache (one row)."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        ids = torch.tensor([list(prefix)], dtype=torch.long, device=self.device)
+        self.body(input_ids=ids, past_key_values=cache, use_cache=True)
+        return cache
+
+    @torch.inference_mode()
+    def score_after_prefix(
+        self, prefix_cache: Any, prefix_len: int, continuations: Sequence[Sequence[int]]
+    ) -> PrefillState:
+        """Verdict logits of ``prefix + continuation`` for each continuation, running the prefix 0 times.
+
+        The continuations are RIGHT-padded after the shared prefix: left padding between the
+        prefix and a continuation would decay the linear-attention state (wrong), while pads after
+        a row's last token cannot reach it. The states past each row's end are wrong for further
+        decoding, so no cache is returned: this is a pure scoring pass.
+        """
+        from prism_core.scheduling import split_cache
+
+        n, width = len(continuations), max(len(c) for c in continuations)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        cont_mask = torch.zeros((n, width), dtype=torch.long)
+        for row, c in enumerate(continuations):
+            ids[row, : len(c)] = torch.tensor(list(c), dtype=torch.long)
+            cont_mask[row, : len(c)] = 1
+        ids, cont_mask = ids.to(self.device), cont_mask.to(self.device)
+        mask = torch.cat([cont_mask.new_ones((n, prefix_len)), cont_mask], dim=-1)
+        positions = (prefix_len + torch.arange(width, device=self.device)).expand(n, width)
+        cache = split_cache(prefix_cache, torch.zeros(n, dtype=torch.long, device=self.device))
+        out = self.body(
+            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+        )
+        last_index = (cont_mask.sum(-1) - 1).to(self.device)
+        last = out.last_hidden_state[torch.arange(n, device=self.device), last_index]
+        logits = last @ self.verdict_weight.T
+        if self.verdict_bias is not None:
+            logits = logits + self.verdict_bias
+        return PrefillState(logits.float(), last, mask, None)
+
+    @torch.inference_mode()
     def generate(self, state: PrefillState, max_new_tokens: int) -> list[list[int]]:
         """Greedy-decode every row of ``state`` (after :meth:`PrefillState.select`).
 
