@@ -30,9 +30,8 @@ def resolve_demo_model(model: str | None = None) -> tuple[str, bool]:
     Example:
         >>> path, fallback = resolve_demo_model()  # doctest: +SKIP
     """
-    from transformers import AutoConfig, AutoTokenizer
-
     from prism_core.tiny_models import tiny_checkpoint
+    from transformers import AutoConfig, AutoTokenizer
 
     name = model or DEFAULT_MODEL
     if _looks_like_hub_id(name) and not Path(name).exists() and not _hub_reachable():

@@ -14,14 +14,13 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
-
 from prism_core.batching import plan_batches
 from prism_core.devices import dtype_name, resolve_device, resolve_dtype
 from prism_core.inference import ModelRunner, PrefillState
 from prism_core.loading import LoadedModel, canonical_model, registry
 from prism_core.parsing import parse_output
-from prism_core.scheduling import PrefillScheduler
 from prism_core.results import PrismResult
+from prism_core.scheduling import PrefillScheduler
 from prism_core.tokenization import PromptTokenizer
 from prism_core.validation import (
     check_documents,
@@ -217,7 +216,7 @@ class PrismReranker:
         prompts = self._prompts.encode(query, docs)
         logits, generated = self._run(prompts, top_n, score_threshold, evidence)
         results = []
-        for i, (prompt, logit) in enumerate(zip(prompts, logits)):
+        for i, (prompt, logit) in enumerate(zip(prompts, logits, strict=True)):
             gen = generated.get(i)
             raw = self.tokenizer.decode(gen, skip_special_tokens=True) if gen is not None else None
             parsed = parse_output(raw)
@@ -326,7 +325,7 @@ class PrismReranker:
                     state.select(candidates)
                     with lock:
                         outs = runner.generate(state, self.max_new_tokens)
-                    generated.update({batch[row]: out for row, out in zip(candidates, outs)})
+                    generated.update({batch[row]: out for row, out in zip(candidates, outs, strict=True)})
                     continue
                 batch_id += 1
                 pending[batch_id] = (state, [batch[row] for row in candidates])
@@ -341,7 +340,7 @@ class PrismReranker:
             for state, docs in pending.values():
                 with lock:
                     outs = runner.generate(state, self.max_new_tokens)
-                generated.update(dict(zip(docs, outs)))
+                generated.update(dict(zip(docs, outs, strict=True)))
         return logits, generated
 
     @staticmethod

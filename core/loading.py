@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from prism_core.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -51,7 +50,9 @@ def load_model_and_tokenizer(model: str, device: torch.device, dtype: torch.dtyp
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(model)
-    looks_local = path.is_absolute() or model.startswith((".", "~")) or (os.sep in model and model.count("/") != 1)
+    looks_local = (
+        path.is_absolute() or model.startswith((".", "~")) or (os.sep in model and model.count("/") != 1)
+    )
     if looks_local and not path.exists():
         raise ModelLoadError(f"Prism model directory {model!r} does not exist")
     try:
@@ -64,7 +65,7 @@ def load_model_and_tokenizer(model: str, device: torch.device, dtype: torch.dtyp
             f"can (`hf download {model} --local-dir ./prism-model`), copy the folder over and pass its path: "
             "PrismReranker('./prism-model')."
         ) from exc
-    lm.to(device)
+    lm.to(device)  # type: ignore[arg-type]
     lm.eval()
     lm.requires_grad_(False)
     return lm, tokenizer

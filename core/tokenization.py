@@ -74,7 +74,9 @@ class PromptTokenizer:
 
     def __init__(self, tokenizer: Any, max_length: int) -> None:
         if not getattr(tokenizer, "is_fast", False):
-            raise TypeError(f"a fast (tokenizers-backed) tokenizer is required, got {type(tokenizer).__name__}")
+            raise TypeError(
+                f"a fast (tokenizers-backed) tokenizer is required, got {type(tokenizer).__name__}"
+            )
         self.tokenizer = tokenizer
         self.max_length = max_length
         self._plain = _plain_backend(tokenizer)
@@ -90,7 +92,9 @@ class PromptTokenizer:
         out = [e.ids for e in encodings]
         for ids in out:
             if self.forbidden_ids.intersection(ids):  # the BPE vocabulary itself holds a control token
-                raise RuntimeError("plain encoding produced an added-vocabulary id; refusing to build the prompt")
+                raise RuntimeError(
+                    "plain encoding produced an added-vocabulary id; refusing to build the prompt"
+                )
         return out
 
     def query_budget_check(self, query: str) -> int:
@@ -112,7 +116,7 @@ class PromptTokenizer:
         budget = self.max_length - len(self.prefix_ids) - len(self.suffix_ids)
         out: list[EncodedPrompt] = []
         n_cut = 0
-        for doc, seg in zip(documents, segments):
+        for doc, seg in zip(documents, segments, strict=True):
             truncated = len(seg) > budget
             if truncated:
                 n_cut += 1
@@ -120,7 +124,10 @@ class PromptTokenizer:
             out.append(EncodedPrompt(self.prefix_ids + seg + self.suffix_ids, truncated))
         if n_cut:
             logger.warning(
-                "%d of %d documents were cut to fit max_length=%d prompt tokens", n_cut, len(documents), self.max_length
+                "%d of %d documents were cut to fit max_length=%d prompt tokens",
+                n_cut,
+                len(documents),
+                self.max_length,
             )
         return out
 

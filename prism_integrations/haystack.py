@@ -59,7 +59,10 @@ class PrismRanker:
     pipeline calls; ``run`` calls it too when needed): constructing the ranker loads nothing, and
     adapters configured alike share one loaded model. Serialisation (``to_dict``/``from_dict``,
     ``Pipeline.dumps``/``loads``) keeps ``model`` and the options; a ranker built with a custom
-    ``reranker`` object cannot be serialised (``to_dict`` raises ``SerializationError``).
+    ``reranker`` object cannot be serialised (``to_dict`` raises ``SerializationError``). Haystack
+    versions with a deserialisation allowlist only rebuild classes from trusted modules; trust this
+    one explicitly: ``Pipeline.loads(yaml_text, allowed_modules=["prism_integrations.haystack"])``
+    (or ``haystack.core.serialization.allow_deserialization_module("prism_integrations.haystack")``).
 
     Defaults (the same in all three adapters): ``top_k=None`` (no limit), ``score_threshold=None``
     (no cut), ``use_evidence=True``, ``keep_original=True``, ``drop_irrelevant=True``; engine options

@@ -143,20 +143,20 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
                 batch_tokens=batch_tokens,
             ),
         )
-        super().__init__(
-            model=model,
-            device=device,
-            dtype=dtype,
-            max_length=max_length,
-            max_new_tokens=max_new_tokens,
-            batch_tokens=batch_tokens,
-            top_n=top_n,
-            score_threshold=score_threshold,
-            use_evidence=use_evidence,
-            keep_original=keep_original,
-            drop_irrelevant=drop_irrelevant,
-            **kwargs,
-        )
+        fields: dict[str, Any] = {
+            "model": model,
+            "device": device,
+            "dtype": dtype,
+            "max_length": max_length,
+            "max_new_tokens": max_new_tokens,
+            "batch_tokens": batch_tokens,
+            "top_n": top_n,
+            "score_threshold": score_threshold,
+            "use_evidence": use_evidence,
+            "keep_original": keep_original,
+            "drop_irrelevant": drop_irrelevant,
+        }
+        super().__init__(**fields, **kwargs)
         self._reranker = reranker
 
     @classmethod

@@ -49,10 +49,14 @@ class FakeReranker:
         contribution = f"CONTRIBUTION({index})"
         if kind == "yes":
             raw = f"yes<contribution>{contribution}</contribution><evidence>EVIDENCE({doc})</evidence>"
-            return PrismResult(index, score, base.logit, True, contribution, f"EVIDENCE({doc})", True, False, raw)
+            return PrismResult(
+                index, score, base.logit, True, contribution, f"EVIDENCE({doc})", True, False, raw
+            )
         if kind == "partial":
             raw = f"yes<contribution>{contribution}</contribution><evidence>EVIDENCE(cut"
-            return PrismResult(index, score, base.logit, True, contribution, "EVIDENCE(cut", False, False, raw)
+            return PrismResult(
+                index, score, base.logit, True, contribution, "EVIDENCE(cut", False, False, raw
+            )
         return PrismResult(index, score, base.logit, True, None, None, False, False, "yes but no tags at all")
 
     def score(self, query: str, documents: Sequence[str]) -> list[float]:
@@ -69,7 +73,11 @@ class FakeReranker:
         evidence: bool = True,
     ) -> list[PrismResult]:
         self.calls.append(
-            (query, list(documents), {"top_n": top_n, "score_threshold": score_threshold, "evidence": evidence})
+            (
+                query,
+                list(documents),
+                {"top_n": top_n, "score_threshold": score_threshold, "evidence": evidence},
+            )
         )
         results = [self._outcome(i, d, evidence) for i, d in enumerate(documents)]
         results.sort(key=lambda r: (-r.score, r.index))

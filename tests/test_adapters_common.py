@@ -6,13 +6,13 @@ import copy
 import importlib
 import sys
 import types
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from _adapter_cases import ORDER_ALL, ORDER_RELEVANT, QUERY, TEXTS, expected_body, expected_metadata, metadata
 from fakes import FakeReranker
-
 from prism_core.results import PrismResult
+
 from prism_integrations import _common
 from prism_integrations._common import (
     CONTRIBUTION,
@@ -274,8 +274,8 @@ async def test_async_uses_arerank() -> None:
 class _SharedSpy:
     """Stands in for prism_core.PrismReranker: counts shared() look-ups, one instance per config."""
 
-    instances: dict[Any, Any] = {}
-    calls: list[tuple[str, dict[str, Any]]] = []
+    instances: ClassVar[dict[Any, Any]] = {}
+    calls: ClassVar[list[tuple[str, dict[str, Any]]]] = []
 
     def __init__(self) -> None:
         self.loads = 0
@@ -374,3 +374,58 @@ def test_common_imports_no_framework(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sys.modules, "prism_integrations._common")
     module = importlib.import_module("prism_integrations._common")
     assert isinstance(module, types.ModuleType)
+
+
+# --- the tiny real model (fixture from the lead's tests/conftest.py) -------------------------------
+
+
+@pytest.mark.slow
+def test_three_adapters_share_one_loaded_engine(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three adapters of the three frameworks configured alike share one PrismReranker: weights load once."""
+    pytest.importorskip("langchain_core")
+    pytest.importorskip("llama_index.core")
+    pytest.importorskip("haystack")
+    import prism_core.loading as loading
+    from _adapter_cases import tiny_model_path
+    from haystack import Document as HaystackDocument
+    from langchain_core.documents import Document as LangChainDocument
+    from llama_index.core.schema import NodeWithScore, TextNode
+    from prism_core import PrismReranker
+
+    from prism_integrations.haystack import PrismRanker
+    from prism_integrations.langchain import PrismDocumentCompressor
+    from prism_integrations.llama_index import PrismNodePostprocessor
+
+    path = tiny_model_path(request)
+    # A clean slate, so that models loaded by other tests do not hide this test's load.
+    monkeypatch.setattr(PrismReranker, "_shared", {})
+    monkeypatch.setattr(loading.registry, "_models", {})
+    monkeypatch.setattr(loading.registry, "_loading", {})
+    loads: list[str] = []
+    real_load = loading.load_model_and_tokenizer
+
+    def counting_load(model: str, device: Any, dtype: Any) -> tuple[Any, Any]:
+        loads.append(model)
+        return real_load(model, device, dtype)
+
+    monkeypatch.setattr(loading, "load_model_and_tokenizer", counting_load)
+
+    options: dict[str, Any] = {"device": "cpu", "max_new_tokens": 8}
+    compressor = PrismDocumentCompressor(model=path, **options)
+    postprocessor = PrismNodePostprocessor(model=path, **options)
+    ranker = PrismRanker(model=path, **options)
+    assert loads == []  # constructing loads nothing
+
+    texts = TEXTS[:3]
+    compressor.compress_documents([LangChainDocument(page_content=t) for t in texts], QUERY)
+    postprocessor.postprocess_nodes([NodeWithScore(node=TextNode(text=t)) for t in texts], query_str=QUERY)
+    ranker.warm_up()
+    ranker.run(query=QUERY, documents=[HaystackDocument(content=t) for t in texts])
+
+    assert len(loads) == 1
+    engine = compressor.engine
+    assert isinstance(engine, PrismReranker) and engine.is_loaded
+    assert engine is postprocessor.engine is ranker.engine
+    assert engine is PrismReranker.shared(path, **options)

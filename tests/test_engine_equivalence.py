@@ -5,16 +5,39 @@ from __future__ import annotations
 import random
 
 import pytest
-
 from prism_core import PrismReranker
 from prism_core.reference import ReferenceLoop
 
 QUERY = "How does the borrow checker work?"
 MAX_NEW = 12
-_WORDS = (
-    "rust memory safety borrow checker python paris tower energy glucose cell river bank loan rate "
-    "quantum spin tokyo city apple fruit music piano code compile error"
-).split()
+_WORDS = [
+    "rust",
+    "memory",
+    "safety",
+    "borrow",
+    "checker",
+    "python",
+    "paris",
+    "tower",
+    "energy",
+    "glucose",
+    "cell",
+    "river",
+    "bank",
+    "loan",
+    "rate",
+    "quantum",
+    "spin",
+    "tokyo",
+    "city",
+    "apple",
+    "fruit",
+    "music",
+    "piano",
+    "code",
+    "compile",
+    "error",
+]
 
 
 def make_pool(n: int = 24, seed: int = 0) -> list[str]:

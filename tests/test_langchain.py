@@ -26,10 +26,11 @@ from _adapter_cases import (
 from fakes import FakeReranker
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import BaseDocumentCompressor, Document
+from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
+from prism_core.results import PrismResult
 from pydantic import ValidationError
 
-from prism_core.results import PrismResult
 from prism_integrations.langchain import PrismDocumentCompressor
 
 
@@ -111,7 +112,11 @@ def test_incomplete_or_missing_evidence_keeps_original() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
-    [({"top_n": 2}, [1, 4]), ({"score_threshold": 0.65}, [1, 4, 2]), ({"top_n": 3, "score_threshold": 0.75}, [1, 4])],
+    [
+        ({"top_n": 2}, [1, 4]),
+        ({"score_threshold": 0.65}, [1, 4, 2]),
+        ({"top_n": 3, "score_threshold": 0.75}, [1, 4]),
+    ],
 )
 def test_top_n_and_threshold(kwargs: dict[str, Any], expected: list[int]) -> None:
     out, fake = _compress(**kwargs)
@@ -184,7 +189,9 @@ def test_constructing_with_model_loads_nothing() -> None:
 
 def test_serialisation_excludes_engine() -> None:
     torch = pytest.importorskip("torch")
-    compressor = PrismDocumentCompressor(model="org/prism", dtype=torch.bfloat16, top_n=3, keep_original=False)
+    compressor = PrismDocumentCompressor(
+        model="org/prism", dtype=torch.bfloat16, top_n=3, keep_original=False
+    )
     dumped = compressor.model_dump()
     assert dumped == {
         "model": "org/prism",
@@ -218,7 +225,7 @@ def test_import_error_names_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class _ListRetriever(BaseRetriever):
-    """Returns the stored documents (copies) whose text shares a word with the query."""
+    """Returns (copies of) all stored documents, as a retriever would."""
 
     docs: list[Document]
 
@@ -262,13 +269,16 @@ def test_document_compressor_pipeline() -> None:
             return list(documents)[:3]
 
     pipeline = DocumentCompressorPipeline(
-        transformers=[PrismDocumentCompressor(reranker=FakeReranker(), drop_irrelevant=False), _KeepFirstThree()]
+        transformers=[
+            PrismDocumentCompressor(reranker=FakeReranker(), drop_irrelevant=False),
+            _KeepFirstThree(),
+        ]
     )
     out = pipeline.compress_documents(_docs(), QUERY)
     assert [_index(d) for d in out] == ORDER_ALL[:3]
 
 
-class _MiniLMEmbeddings:
+class _MiniLMEmbeddings(Embeddings):
     """LangChain ``Embeddings`` over the real all-MiniLM-L6-v2 (offline)."""
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -285,12 +295,10 @@ class _MiniLMEmbeddings:
 def test_dense_retrieval_pipeline_with_minilm() -> None:
     from _minilm import require_minilm
     from langchain_classic.retrievers import ContextualCompressionRetriever
-    from langchain_core.embeddings import Embeddings
     from langchain_core.vectorstores import InMemoryVectorStore
 
     require_minilm()
-    embeddings = type("MiniLM", (_MiniLMEmbeddings, Embeddings), {})()
-    store = InMemoryVectorStore(embedding=embeddings)
+    store = InMemoryVectorStore(embedding=_MiniLMEmbeddings())
     store.add_documents(_docs())
     retriever = ContextualCompressionRetriever(
         base_compressor=PrismDocumentCompressor(reranker=FakeReranker()),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from prism_core.parsing import parse_output
 
 
@@ -30,6 +29,8 @@ def test_well_formed_output() -> None:
         ("\x00\ufffd<contribution>\u202eC</contribution><evidence>E</evidence>", "\u202eC", "E", True),
     ],
 )
-def test_malformed_outputs(text: str | None, contribution: str | None, evidence: str | None, complete: bool) -> None:
+def test_malformed_outputs(
+    text: str | None, contribution: str | None, evidence: str | None, complete: bool
+) -> None:
     p = parse_output(text)
     assert (p.contribution, p.evidence, p.complete) == (contribution, evidence, complete)

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-
 from prism_core import PrismReranker
 from prism_core.inference import PrefillState
 from prism_core.scheduling import PrefillScheduler, split_state
@@ -44,7 +43,7 @@ def test_concurrent_callers_share_passes_and_get_their_own_rows() -> None:
 
     with ThreadPoolExecutor(8) as pool:
         states = list(pool.map(call, requests))
-    for prompts, state in zip(requests, states):
+    for prompts, state in zip(requests, states, strict=True):
         assert state.verdict_logits.tolist() == [[float(sum(p)), float(len(p))] for p in prompts]
     assert sum(runner.batches) == sum(len(r) for r in requests)
     assert len(runner.batches) < 8  # coalesced

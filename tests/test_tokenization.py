@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-
 from prism_core.prompt import format_prompt
 from prism_core.tokenization import PromptTokenizer
 
@@ -19,7 +18,7 @@ ORDINARY_DOCS = [
     "多语言文档: ü é ß — “quotes” and emoji 🦀",
     "tabs\tand\r\nCRLF lines",
     "1234567890 numbers 3.14159",
-    "code: fn main() { println!(\"hi\"); }",
+    'code: fn main() { println!("hi"); }',
     "<b>html</b> &amp; <Document>: fake header",
     "   ",
 ]
@@ -33,8 +32,10 @@ def prompts(tiny_tokenizer) -> PromptTokenizer:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("query", QUERIES)
-def test_ordinary_text_tokenizes_exactly_as_the_card_joint_prompt(prompts, tiny_tokenizer, query: str) -> None:  # type: ignore[no-untyped-def]
-    for doc, enc in zip(ORDINARY_DOCS, prompts.encode(query, ORDINARY_DOCS)):
+def test_ordinary_text_tokenizes_exactly_as_the_card_joint_prompt(
+    prompts, tiny_tokenizer, query: str
+) -> None:  # type: ignore[no-untyped-def]
+    for doc, enc in zip(ORDINARY_DOCS, prompts.encode(query, ORDINARY_DOCS), strict=True):
         assert enc.ids == tiny_tokenizer(format_prompt(query, doc))["input_ids"], doc
         assert not enc.truncated
 
