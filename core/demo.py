@@ -218,7 +218,7 @@ def _load_example(path: Path) -> ModuleType:
     return module
 
 
-def run_framework_examples(directory: Path, model: str) -> int:
+def run_framework_examples(directory: Path, model: str, max_new_tokens: int | None = None) -> int:
     """Run each framework example in ``directory`` whose framework is installed.
 
     Each example is loaded from its file and its ``main(["--model", model])`` called; a missing
@@ -227,6 +227,7 @@ def run_framework_examples(directory: Path, model: str) -> int:
     Args:
         directory: The repository's ``examples/`` directory.
         model: Model id or path to pass to every example.
+        max_new_tokens: Generation budget to pass on (``None``: each example's default).
 
     Returns:
         How many examples failed.
@@ -247,7 +248,10 @@ def run_framework_examples(directory: Path, model: str) -> int:
         if added:
             sys.path.insert(0, str(directory))
         try:
-            status = _load_example(path).main(["--model", model])
+            argv = ["--model", model]
+            if max_new_tokens is not None:
+                argv += ["--max-new-tokens", str(max_new_tokens)]
+            status = _load_example(path).main(argv)
         except SystemExit as exc:
             status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except Exception as exc:
@@ -337,5 +341,5 @@ def main(
             print()
             print("Framework examples: skipped (no examples/ next to the package; run from a checkout).")
         else:
-            failures = run_framework_examples(directory, model)
+            failures = run_framework_examples(directory, model, max_new_tokens)
     return 1 if failures else 0

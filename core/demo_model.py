@@ -25,15 +25,18 @@ def resolve_demo_model(model: str | None = None) -> tuple[str, bool]:
     """Return ``(model, is_fallback)``: ``model`` (default: the hub model) if its tokenizer and
     config can be fetched, else the path of a tiny random-weight checkpoint built offline.
 
+    A path to a tiny random-weight checkpoint counts as a fallback too, so whoever runs it says so.
     Only the light files are fetched here; the weights load when the reranker is first used.
 
     Example:
         >>> path, fallback = resolve_demo_model()  # doctest: +SKIP
     """
-    from prism_core.tiny_models import tiny_checkpoint
+    from prism_core.tiny_models import TINY_MARKER, tiny_checkpoint
     from transformers import AutoConfig, AutoTokenizer
 
     name = model or DEFAULT_MODEL
+    if (Path(name).expanduser() / TINY_MARKER).exists():  # a tiny random model passed on explicitly
+        return name, True
     if _looks_like_hub_id(name) and not Path(name).exists() and not _hub_reachable():
         logger.warning("the Hugging Face Hub cannot be reached; using a tiny random-weight model")
         return str(tiny_checkpoint("qwen3_5")), True

@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 Arch = Literal["qwen3_5", "qwen3"]
 
+#: File that marks a directory as a tiny random-weight checkpoint.
+TINY_MARKER = "PRISM_TINY_RANDOM_MODEL.txt"
+
 #: Bumped whenever the recipe changes, so cached checkpoints are rebuilt.
 RECIPE_VERSION = 1
 
@@ -223,7 +226,7 @@ def build_tiny_checkpoint(out_dir: str | os.PathLike[str], arch: Arch = "qwen3_5
     model.generation_config = GenerationConfig(eos_token_id=IM_END_ID, pad_token_id=PAD_ID, do_sample=False)
     model.save_pretrained(out)
     build_qwen35_tokenizer(out)
-    (out / "PRISM_TINY_RANDOM_MODEL.txt").write_text(
+    (out / TINY_MARKER).write_text(
         "Random weights built by prism_core.tiny_models for tests and offline demos. "
         "Scores and evidence from this model are meaningless.\n"
     )
@@ -240,7 +243,7 @@ def tiny_checkpoint(arch: Arch = "qwen3_5", cache_dir: str | os.PathLike[str] | 
     """Return a cached tiny checkpoint of ``arch``, building it on first use (a few seconds)."""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = root / f"tiny-{arch}-v{RECIPE_VERSION}"
-    if not (path / "PRISM_TINY_RANDOM_MODEL.txt").exists():
+    if not (path / TINY_MARKER).exists():
         logger.info("building tiny random-weight %s checkpoint in %s", arch, path)
         tmp = root / f".tmp-{arch}-{os.getpid()}"
         build_tiny_checkpoint(tmp, arch)

@@ -43,7 +43,7 @@ def check_threshold(score_threshold: Any) -> float | None:
     if isinstance(score_threshold, bool) or not isinstance(score_threshold, (int, float)):
         raise TypeError(f"score_threshold must be a float or None, got {type(score_threshold).__name__}")
     if not 0.0 <= float(score_threshold) <= 1.0:
-        raise ValueError(f"score_threshold must be within [0, 1], got {score_threshold}")
+        raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
     return float(score_threshold)
 
 

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/fakes.py, tests/helpers
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no network from tests
 
 SPREAD_DOCS = [
     "Rust is a systems programming language focused on memory safety without garbage collection.",
