@@ -31,8 +31,9 @@ def resolve_demo_model(model: str | None = None) -> tuple[str, bool]:
     Example:
         >>> path, fallback = resolve_demo_model()  # doctest: +SKIP
     """
-    from prism_core.tiny_models import TINY_MARKER, tiny_checkpoint
     from transformers import AutoConfig, AutoTokenizer
+
+    from prism_core.tiny_models import TINY_MARKER, tiny_checkpoint
 
     name = model or DEFAULT_MODEL
     if (Path(name).expanduser() / TINY_MARKER).exists():  # a tiny random model passed on explicitly

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
+
 from prism_core.batching import plan_batches
 from prism_core.devices import dtype_name, resolve_device, resolve_dtype
 from prism_core.inference import ModelRunner, PrefillState

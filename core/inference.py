@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
 from prism_core.parsing import EVIDENCE_CLOSE
 
 logger = logging.getLogger(__name__)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from prism_core.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)

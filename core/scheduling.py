@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
 from prism_core.inference import ModelRunner, PrefillState
 
 

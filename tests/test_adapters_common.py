@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 import pytest
 from _adapter_cases import ORDER_ALL, ORDER_RELEVANT, QUERY, TEXTS, expected_body, expected_metadata, metadata
 from fakes import FakeReranker
-from prism_core.results import PrismResult
 
+from prism_core.results import PrismResult
 from prism_integrations import _common
 from prism_integrations._common import (
     CONTRIBUTION,
@@ -387,13 +387,13 @@ def test_three_adapters_share_one_loaded_engine(
     pytest.importorskip("langchain_core")
     pytest.importorskip("llama_index.core")
     pytest.importorskip("haystack")
-    import prism_core.loading as loading
     from _adapter_cases import tiny_model_path
     from haystack import Document as HaystackDocument
     from langchain_core.documents import Document as LangChainDocument
     from llama_index.core.schema import NodeWithScore, TextNode
-    from prism_core import PrismReranker
 
+    import prism_core.loading as loading
+    from prism_core import PrismReranker
     from prism_integrations.haystack import PrismRanker
     from prism_integrations.langchain import PrismDocumentCompressor
     from prism_integrations.llama_index import PrismNodePostprocessor

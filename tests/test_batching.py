@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from prism_core.batching import plan_batches
 
 

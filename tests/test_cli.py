@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fakes import FakeReranker
+
 from prism_core import cli, demo
 from prism_core.cli import ModelOptions
 from prism_core.errors import ModelLoadError

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
+
 from prism_core import ModelLoadError, PrismReranker, PrismResult, Reranker
 from prism_core.devices import resolve_device, resolve_dtype
 from prism_core.loading import registry

@@ -32,8 +32,8 @@ from haystack.components.builders import PromptBuilder
 from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
 from haystack.core.errors import SerializationError
 from haystack.document_stores.in_memory import InMemoryDocumentStore
-from prism_core.results import PrismResult
 
+from prism_core.results import PrismResult
 from prism_integrations.haystack import PrismRanker
 
 

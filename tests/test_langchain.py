@@ -28,9 +28,9 @@ from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
-from prism_core.results import PrismResult
 from pydantic import ValidationError
 
+from prism_core.results import PrismResult
 from prism_integrations.langchain import PrismDocumentCompressor
 
 

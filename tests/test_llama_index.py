@@ -32,8 +32,8 @@ from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
-from prism_core.results import PrismResult
 
+from prism_core.results import PrismResult
 from prism_integrations.llama_index import PrismNodePostprocessor
 
 

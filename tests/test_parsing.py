@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from prism_core.parsing import parse_output
 
 

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
+
 from prism_core import PrismReranker
 from prism_core.inference import PrefillState
 from prism_core.scheduling import PrefillScheduler, split_state

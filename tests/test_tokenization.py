@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+
 from prism_core.prompt import format_prompt
 from prism_core.tokenization import PromptTokenizer
 
