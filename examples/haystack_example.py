@@ -17,13 +17,12 @@ random-weight model (a loud banner says so: scores and evidence are then meaning
 
 from __future__ import annotations
 
-import argparse
 import inspect
-import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+
+from _shared import KeptItem, parse_args, print_report, resolve_model
 
 CORPUS = [
     "The James Webb Space Telescope launched on 25 December 2021 and observes mainly in the infrared.",
@@ -42,41 +41,9 @@ TEMPLATE = """Answer the question from the context.
 Answer:"""
 
 
-def _banner(model: str) -> str:
-    from prism_core.demo_model import FALLBACK_BANNER
-
-    return FALLBACK_BANNER.format(reason=f"{model} is unreachable from here")
-
-
-def _token_counter(engine: Any) -> tuple[Any, str]:
-    """Count with the reranker's tokenizer when it has one, else whitespace words."""
-    tokenizer = getattr(engine, "tokenizer", None)
-    if tokenizer is not None and hasattr(tokenizer, "encode"):
-        return (
-            lambda text: len(tokenizer.encode(text, add_special_tokens=False))
-        ), "tokens (Prism tokenizer)"
-    return (lambda text: len(text.split())), "whitespace words"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the example; returns a process exit code."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--model", default=None, help="hub id or local checkpoint dir (default: the hub model)"
-    )
-    parser.add_argument("--query", default=DEFAULT_QUERY)
-    parser.add_argument("--k", type=int, default=6, help="candidates from BM25")
-    parser.add_argument("--top-k", type=int, default=3, help="documents Prism keeps")
-    parser.add_argument("--device", default=None)
-    parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=None,
-        help="generation budget (default: engine's; 64 on fallback)",
-    )
-    parser.add_argument("--keep-irrelevant", action="store_true", help="keep documents judged irrelevant")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    args = parse_args(argv, __doc__, DEFAULT_QUERY, candidates="BM25", limit_option="--top-k")
     os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # this demo sends nothing anywhere
 
     try:
@@ -84,23 +51,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from haystack.components.builders import PromptBuilder
         from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
         from haystack.document_stores.in_memory import InMemoryDocumentStore
-        from prism_core.demo_model import resolve_demo_model
-        from prism_core.errors import ModelLoadError
 
         from prism_integrations.haystack import PrismRanker
     except ImportError as exc:
         print(f'This example needs: pip install "prism-integrations[haystack]" ({exc})', file=sys.stderr)
         return 2
 
-    try:
-        model, is_fallback = resolve_demo_model(args.model)
-    except ModelLoadError as exc:
-        print(exc, file=sys.stderr)
+    resolved = resolve_model(args)
+    if resolved is None:
         return 1
-    if is_fallback:
-        print(_banner(args.model or "the hub model"))
-        if args.max_new_tokens is None:
-            args.max_new_tokens = 64  # random weights rarely stop: keep the demo quick
+    model, banner = resolved
 
     store = InMemoryDocumentStore()
     store.write_documents(
@@ -140,19 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         include_outputs_from={"retriever", "ranker"},
     )
     docs = out["ranker"]["documents"]
-    count, unit = _token_counter(pipe.get_component("ranker").engine)
-    n_retrieved = len(out["retriever"]["documents"])
-    print(f"Prism kept {len(docs)} of {n_retrieved} retrieved documents (lengths in {unit}):\n")
-    for rank, doc in enumerate(docs, 1):
-        meta = doc.meta
-        original = meta.get("original_content", doc.content or "")
-        evidence_len = count(doc.content or "") if meta["evidence_used"] else "n/a (original kept)"
-        print(f"#{rank} [{meta['source']}] score={doc.score:.3f} evidence_used={meta['evidence_used']}")
-        print(f"   contribution: {meta['contribution']}")
-        print(f"   length: original {count(original)} -> evidence {evidence_len}\n")
+    kept = [KeptItem(doc.score, doc.content or "", doc.meta) for doc in docs]
+    print_report(pipe.get_component("ranker").engine, kept, len(out["retriever"]["documents"]))
     print("Prompt for the LLM:\n" + out["prompt"]["prompt"])
-    if is_fallback:
-        print(_banner(args.model or "the hub model"))
+    if banner:
+        print(banner)
     return 0
 
 

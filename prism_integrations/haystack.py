@@ -12,7 +12,6 @@ import logging
 from typing import Any
 
 from prism_core.protocol import Reranker
-
 from prism_integrations._common import (
     DEFAULT_DROP_IRRELEVANT,
     DEFAULT_KEEP_ORIGINAL,
@@ -24,10 +23,11 @@ from prism_integrations._common import (
     RerankSettings,
     arerank_texts,
     check_engine_source,
-    engine_options,
+    engine_options_of,
     missing_framework_error,
     normalize_dtype,
     rerank_texts,
+    settings_of,
     validate_score_threshold,
     validate_top_n,
 )
@@ -113,23 +113,14 @@ class PrismRanker:
         self.use_evidence = use_evidence
         self.keep_original = keep_original
         self.drop_irrelevant = drop_irrelevant
-        check_engine_source(model, reranker, self._engine_options())
+        check_engine_source(model, reranker, engine_options_of(self))
         self._resolver = EngineResolver()
         self._engine: Reranker | None = None
-
-    def _engine_options(self) -> dict[str, Any]:
-        return engine_options(
-            device=self.device,
-            dtype=self.dtype,
-            max_length=self.max_length,
-            max_new_tokens=self.max_new_tokens,
-            batch_tokens=self.batch_tokens,
-        )
 
     @property
     def engine(self) -> Reranker:
         """The reranker this component calls (looked up on first access; not loaded by this)."""
-        return self._resolver.get(self.model, self.reranker, self._engine_options())
+        return self._resolver.get(self.model, self.reranker, engine_options_of(self))
 
     def warm_up(self) -> None:
         """Look up the engine and load its weights (idempotent; a pipeline calls it before running)."""
@@ -137,7 +128,7 @@ class PrismRanker:
 
     def _warm_engine(self) -> Reranker:
         if self._engine is None:
-            self._engine = self._resolver.warm_up(self.model, self.reranker, self._engine_options())
+            self._engine = self._resolver.warm_up(self.model, self.reranker, engine_options_of(self))
             logger.debug("PrismRanker warmed up")
         return self._engine
 
@@ -183,14 +174,7 @@ class PrismRanker:
         return default_from_dict(cls, data)
 
     def _settings(self, top_k: int | None, score_threshold: float | None) -> RerankSettings:
-        validate_top_n(top_k, "top_k")
-        return RerankSettings(
-            top_n=self.top_k if top_k is None else top_k,
-            score_threshold=self.score_threshold if score_threshold is None else score_threshold,
-            use_evidence=self.use_evidence,
-            keep_original=self.keep_original,
-            drop_irrelevant=self.drop_irrelevant,
-        )
+        return settings_of(self, top_n_name="top_k", top_n=top_k, score_threshold=score_threshold)
 
     @staticmethod
     def _to_documents(documents: list[Document], kept: list[KeptDocument]) -> list[Document]:

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from prism_core.protocol import Reranker
-
 from prism_integrations._common import (
     DEFAULT_DROP_IRRELEVANT,
     DEFAULT_KEEP_ORIGINAL,
@@ -21,13 +20,13 @@ from prism_integrations._common import (
     DEFAULT_USE_EVIDENCE,
     EngineResolver,
     KeptDocument,
-    RerankSettings,
     arerank_texts,
     check_engine_source,
-    engine_options,
+    engine_options_of,
     missing_framework_error,
     normalize_dtype,
     rerank_texts,
+    settings_of,
     validate_score_threshold,
     validate_top_n,
 )
@@ -120,31 +119,13 @@ class PrismDocumentCompressor(BaseDocumentCompressor):
 
     @model_validator(mode="after")
     def _check_source(self) -> PrismDocumentCompressor:
-        check_engine_source(self.model, self.reranker, self._engine_options())
+        check_engine_source(self.model, self.reranker, engine_options_of(self))
         return self
-
-    def _engine_options(self) -> dict[str, Any]:
-        return engine_options(
-            device=self.device,
-            dtype=self.dtype,
-            max_length=self.max_length,
-            max_new_tokens=self.max_new_tokens,
-            batch_tokens=self.batch_tokens,
-        )
-
-    def _settings(self) -> RerankSettings:
-        return RerankSettings(
-            top_n=self.top_n,
-            score_threshold=self.score_threshold,
-            use_evidence=self.use_evidence,
-            keep_original=self.keep_original,
-            drop_irrelevant=self.drop_irrelevant,
-        )
 
     @property
     def engine(self) -> Reranker:
         """The reranker this compressor calls (looked up on first access; not loaded by this)."""
-        return self._resolver.get(self.model, self.reranker, self._engine_options())
+        return self._resolver.get(self.model, self.reranker, engine_options_of(self))
 
     @staticmethod
     def _to_documents(documents: Sequence[Document], kept: list[KeptDocument]) -> list[Document]:
@@ -169,7 +150,7 @@ class PrismDocumentCompressor(BaseDocumentCompressor):
         Returns:
             Copies of the kept documents (see the class docstring), best first.
         """
-        settings = self._settings()
+        settings = settings_of(self)
         if not documents:
             return []
         texts = [doc.page_content for doc in documents]
@@ -183,7 +164,7 @@ class PrismDocumentCompressor(BaseDocumentCompressor):
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
         """Async :meth:`compress_documents`: awaits the engine's ``arerank`` (the loop is not blocked)."""
-        settings = self._settings()
+        settings = settings_of(self)
         if not documents:
             return []
         texts = [doc.page_content for doc in documents]

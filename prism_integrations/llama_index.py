@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from prism_core.protocol import Reranker
-
 from prism_integrations._common import (
     DEFAULT_DROP_IRRELEVANT,
     DEFAULT_KEEP_ORIGINAL,
@@ -21,14 +20,14 @@ from prism_integrations._common import (
     DEFAULT_USE_EVIDENCE,
     EngineResolver,
     KeptDocument,
-    RerankSettings,
     arerank_texts,
     check_engine_source,
     describe_engine,
-    engine_options,
+    engine_options_of,
     missing_framework_error,
     normalize_dtype,
     rerank_texts,
+    settings_of,
     validate_score_threshold,
     validate_top_n,
 )
@@ -129,33 +128,20 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
             ValueError: On both ``model`` and ``reranker``, engine options with ``reranker``,
                 ``top_n < 1`` or ``score_threshold`` outside ``[0, 1]``.
         """
-        validate_top_n(top_n)
-        score_threshold = validate_score_threshold(score_threshold)
-        dtype = normalize_dtype(dtype)
-        check_engine_source(
-            model,
-            reranker,
-            engine_options(
-                device=device,
-                dtype=dtype,
-                max_length=max_length,
-                max_new_tokens=max_new_tokens,
-                batch_tokens=batch_tokens,
-            ),
-        )
         fields: dict[str, Any] = {
             "model": model,
             "device": device,
-            "dtype": dtype,
+            "dtype": normalize_dtype(dtype),
             "max_length": max_length,
             "max_new_tokens": max_new_tokens,
             "batch_tokens": batch_tokens,
-            "top_n": top_n,
-            "score_threshold": score_threshold,
+            "top_n": validate_top_n(top_n),
+            "score_threshold": validate_score_threshold(score_threshold),
             "use_evidence": use_evidence,
             "keep_original": keep_original,
             "drop_irrelevant": drop_irrelevant,
         }
+        check_engine_source(model, reranker, engine_options_of(fields))
         super().__init__(**fields, **kwargs)
         self._reranker = reranker
 
@@ -172,25 +158,7 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
     @property
     def engine(self) -> Reranker:
         """The reranker this postprocessor calls (looked up on first access; not loaded by this)."""
-        return self._resolver.get(self.model, self._reranker, self._engine_options())
-
-    def _engine_options(self) -> dict[str, Any]:
-        return engine_options(
-            device=self.device,
-            dtype=self.dtype,
-            max_length=self.max_length,
-            max_new_tokens=self.max_new_tokens,
-            batch_tokens=self.batch_tokens,
-        )
-
-    def _settings(self) -> RerankSettings:
-        return RerankSettings(
-            top_n=self.top_n,
-            score_threshold=self.score_threshold,
-            use_evidence=self.use_evidence,
-            keep_original=self.keep_original,
-            drop_irrelevant=self.drop_irrelevant,
-        )
+        return self._resolver.get(self.model, self._reranker, engine_options_of(self))
 
     @contextmanager
     def _events(self, nodes: list[NodeWithScore], query_bundle: QueryBundle) -> Iterator[list[NodeWithScore]]:
@@ -253,7 +221,7 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
     ) -> list[NodeWithScore]:
         """Rerank ``nodes`` for the query and return annotated copies, best first."""
         query_bundle = self._require_query(query_bundle)
-        settings = self._settings()
+        settings = settings_of(self)
         with self._events(nodes, query_bundle) as out:
             if nodes:
                 texts, metadatas = self._inputs(nodes)
@@ -268,7 +236,7 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
     ) -> list[NodeWithScore]:
         """Async :meth:`_postprocess_nodes`: awaits the engine's ``arerank`` (the loop is not blocked)."""
         query_bundle = self._require_query(query_bundle)
-        settings = self._settings()
+        settings = settings_of(self)
         with self._events(nodes, query_bundle) as out:
             if nodes:
                 texts, metadatas = self._inputs(nodes)

@@ -5,12 +5,16 @@ Markers are read by :class:`fakes.FakeReranker` (see tests/fakes.py).
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from fakes import FakeReranker
+
+from prism_core.results import PrismResult
 
 TEXTS: list[str] = [
     "alpha: Mars has two moons. [no:0.2]",  # 0 irrelevant
@@ -30,6 +34,13 @@ ORDER_RELEVANT = [1, 4, 2, 3]
 SWAPPED = {1, 4}
 
 OUR_KEYS = ["relevance_score", "contribution", "evidence_used", "original_content"]
+
+#: ``(options, expected input indices)`` for the ``top_n`` and ``score_threshold`` rules.
+TOP_N_AND_THRESHOLD_CASES: list[tuple[dict[str, Any], list[int]]] = [
+    ({"top_n": 2}, [1, 4]),
+    ({"score_threshold": 0.65}, [1, 4, 2]),
+    ({"top_n": 3, "score_threshold": 0.75}, [1, 4]),
+]
 
 
 def metadata(i: int) -> dict[str, Any]:
@@ -61,6 +72,19 @@ def expected_metadata(i: int, *, use_evidence: bool = True, keep_original: bool 
     if swapped and keep_original:
         meta["original_content"] = TEXTS[i]
     return meta
+
+
+class AsyncSpy(FakeReranker):
+    """A :class:`fakes.FakeReranker` that counts its ``arerank`` calls (and yields to the loop once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.async_calls = 0
+
+    async def arerank(self, *args: Any, **kwargs: Any) -> list[PrismResult]:
+        self.async_calls += 1
+        await asyncio.sleep(0)
+        return await super().arerank(*args, **kwargs)
 
 
 @contextmanager

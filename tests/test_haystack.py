@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import importlib
 import inspect
@@ -20,6 +19,7 @@ from _adapter_cases import (
     ORDER_RELEVANT,
     QUERY,
     TEXTS,
+    AsyncSpy,
     expected_body,
     expected_metadata,
     framework_missing,
@@ -33,7 +33,6 @@ from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
 from haystack.core.errors import SerializationError
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 
-from prism_core.results import PrismResult
 from prism_integrations.haystack import PrismRanker
 
 
@@ -65,17 +64,6 @@ def _run(run_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> tuple[list[
     fake = FakeReranker()
     out = PrismRanker(reranker=fake, **kwargs).run(query=QUERY, documents=_docs(), **(run_kwargs or {}))
     return out["documents"], fake
-
-
-class _AsyncSpy(FakeReranker):
-    def __init__(self) -> None:
-        super().__init__()
-        self.async_calls = 0
-
-    async def arerank(self, *args: Any, **kwargs: Any) -> list[PrismResult]:
-        self.async_calls += 1
-        await asyncio.sleep(0)
-        return await super().arerank(*args, **kwargs)
 
 
 # --- rules -----------------------------------------------------------------------------------------
@@ -199,7 +187,7 @@ def test_run_warms_up_when_needed() -> None:
 
 
 async def test_run_async_uses_arerank() -> None:
-    spy = _AsyncSpy()
+    spy = AsyncSpy()
     ranker = PrismRanker(reranker=spy, top_k=3)
     out = (await ranker.run_async(query=QUERY, documents=_docs()))["documents"]
     assert [_index(d) for d in out] == [1, 4, 2]
@@ -326,7 +314,7 @@ def test_pipeline_run_time_override() -> None:
 
 
 async def test_pipeline_run_async() -> None:
-    spy = _AsyncSpy()
+    spy = AsyncSpy()
     pipe = _pipeline(PrismRanker(reranker=spy))
     out = await pipe.run_async(_inputs(), include_outputs_from={"ranker"})
     assert [_index(d) for d in out["ranker"]["documents"]] == ORDER_RELEVANT

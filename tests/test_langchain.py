@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import importlib
 from collections.abc import Sequence
@@ -17,6 +16,8 @@ from _adapter_cases import (
     ORDER_RELEVANT,
     QUERY,
     TEXTS,
+    TOP_N_AND_THRESHOLD_CASES,
+    AsyncSpy,
     expected_body,
     expected_metadata,
     framework_missing,
@@ -30,7 +31,6 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ValidationError
 
-from prism_core.results import PrismResult
 from prism_integrations.langchain import PrismDocumentCompressor
 
 
@@ -47,17 +47,6 @@ def _compress(**kwargs: Any) -> tuple[list[Document], FakeReranker]:
 def _index(doc: Document) -> int:
     assert doc.id is not None
     return int(doc.id.removeprefix("id-"))
-
-
-class _AsyncSpy(FakeReranker):
-    def __init__(self) -> None:
-        super().__init__()
-        self.async_calls = 0
-
-    async def arerank(self, *args: Any, **kwargs: Any) -> list[PrismResult]:
-        self.async_calls += 1
-        await asyncio.sleep(0)
-        return await super().arerank(*args, **kwargs)
 
 
 # --- rules -----------------------------------------------------------------------------------------
@@ -110,14 +99,7 @@ def test_incomplete_or_missing_evidence_keeps_original() -> None:
         assert by_index[i].metadata["evidence_used"] is False
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "expected"),
-    [
-        ({"top_n": 2}, [1, 4]),
-        ({"score_threshold": 0.65}, [1, 4, 2]),
-        ({"top_n": 3, "score_threshold": 0.75}, [1, 4]),
-    ],
-)
+@pytest.mark.parametrize(("kwargs", "expected"), TOP_N_AND_THRESHOLD_CASES)
 def test_top_n_and_threshold(kwargs: dict[str, Any], expected: list[int]) -> None:
     out, fake = _compress(**kwargs)
     assert [_index(d) for d in out] == expected
@@ -145,7 +127,7 @@ def test_empty_input_touches_nothing() -> None:
 
 
 async def test_async_uses_arerank() -> None:
-    spy = _AsyncSpy()
+    spy = AsyncSpy()
     out = await PrismDocumentCompressor(reranker=spy, top_n=3).acompress_documents(_docs(), QUERY)
     assert [_index(d) for d in out] == [1, 4, 2]
     assert [d.page_content for d in out] == [expected_body(i) for i in (1, 4, 2)]
@@ -155,7 +137,7 @@ async def test_async_uses_arerank() -> None:
 
 
 def test_sync_does_not_use_arerank() -> None:
-    spy = _AsyncSpy()
+    spy = AsyncSpy()
     PrismDocumentCompressor(reranker=spy).compress_documents(_docs(), QUERY)
     assert spy.async_calls == 0 and len(spy.calls) == 1
 
@@ -250,7 +232,7 @@ def test_contextual_compression_retriever() -> None:
 async def test_contextual_compression_retriever_async() -> None:
     from langchain_classic.retrievers import ContextualCompressionRetriever
 
-    spy = _AsyncSpy()
+    spy = AsyncSpy()
     retriever = ContextualCompressionRetriever(
         base_compressor=PrismDocumentCompressor(reranker=spy), base_retriever=_ListRetriever(docs=_docs())
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import importlib
 from collections.abc import Iterator
@@ -18,6 +17,8 @@ from _adapter_cases import (
     OUR_KEYS,
     QUERY,
     TEXTS,
+    TOP_N_AND_THRESHOLD_CASES,
+    AsyncSpy,
     expected_body,
     expected_metadata,
     framework_missing,
@@ -33,7 +34,6 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
 
-from prism_core.results import PrismResult
 from prism_integrations.llama_index import PrismNodePostprocessor
 
 
@@ -59,17 +59,6 @@ def _run(**kwargs: Any) -> tuple[list[NodeWithScore], FakeReranker]:
     fake = FakeReranker()
     out = PrismNodePostprocessor(reranker=fake, **kwargs).postprocess_nodes(_nodes(), query_str=QUERY)
     return out, fake
-
-
-class _AsyncSpy(FakeReranker):
-    def __init__(self) -> None:
-        super().__init__()
-        self.async_calls = 0
-
-    async def arerank(self, *args: Any, **kwargs: Any) -> list[PrismResult]:
-        self.async_calls += 1
-        await asyncio.sleep(0)
-        return await super().arerank(*args, **kwargs)
 
 
 class _Recorder(BaseEventHandler):
@@ -157,14 +146,7 @@ def test_incomplete_or_missing_evidence_keeps_original() -> None:
         assert by_index[i].node.metadata["evidence_used"] is False
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "expected"),
-    [
-        ({"top_n": 2}, [1, 4]),
-        ({"score_threshold": 0.65}, [1, 4, 2]),
-        ({"top_n": 3, "score_threshold": 0.75}, [1, 4]),
-    ],
-)
+@pytest.mark.parametrize(("kwargs", "expected"), TOP_N_AND_THRESHOLD_CASES)
 def test_top_n_and_threshold(kwargs: dict[str, Any], expected: list[int]) -> None:
     out, fake = _run(**kwargs)
     assert [_index(n) for n in out] == expected
@@ -199,7 +181,7 @@ def test_missing_query_raises() -> None:
 
 
 async def test_async_uses_arerank() -> None:
-    spy = _AsyncSpy()
+    spy = AsyncSpy()
     pp = PrismNodePostprocessor(reranker=spy, top_n=3)
     out = await pp.apostprocess_nodes(_nodes(), query_bundle=QueryBundle(QUERY))
     assert [_index(n) for n in out] == [1, 4, 2]
@@ -334,7 +316,7 @@ def test_query_engine_with_postprocessor() -> None:
 
 async def test_query_engine_async() -> None:
     index, llm = _index_and_llm()
-    spy = _AsyncSpy()
+    spy = AsyncSpy()
     engine = index.as_query_engine(
         llm=llm, similarity_top_k=6, node_postprocessors=[PrismNodePostprocessor(reranker=spy)]
     )
