@@ -14,7 +14,7 @@ from prism_core.errors import ModelLoadError
 logger = logging.getLogger(__name__)
 
 FALLBACK_BANNER = (
-    "!! The Prism weights could not be loaded ({reason}).\n"
+    "!! Not running the real Prism weights ({reason}).\n"
     "!! Falling back to a TINY RANDOM-WEIGHT model built locally: every score, verdict,\n"
     "!! contribution and evidence below is MEANINGLESS. It only shows the pipeline working.\n"
     "!! Pass --model /path/to/a/downloaded/Prism/checkpoint for real results."
