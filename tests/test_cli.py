@@ -400,8 +400,8 @@ def test_demo_fallback_banner_table_and_frameworks(
     assert "Haystack: skipped (haystack is not installed)" in out
     calls = [json.loads(x) for x in log.read_text().splitlines()]
     assert calls == [
-        {"name": "langchain", "argv": ["--model", "/tmp/tiny-prism"]},
-        {"name": "llama", "argv": ["--model", "/tmp/tiny-prism"]},
+        {"name": "langchain", "argv": ["--model", "/tmp/tiny-prism", "--max-new-tokens", str(demo.FALLBACK_MAX_NEW_TOKENS)]},
+        {"name": "llama", "argv": ["--model", "/tmp/tiny-prism", "--max-new-tokens", str(demo.FALLBACK_MAX_NEW_TOKENS)]},
     ]
 
 
