@@ -21,7 +21,7 @@ from prism_core.inference import ModelRunner, PrefillState
 from prism_core.loading import LoadedModel, canonical_model, registry
 from prism_core.parsing import parse_output
 from prism_core.results import PrismResult
-from prism_core.scheduling import PrefillScheduler
+from prism_core.scheduling import PrefillScheduler, merge_states
 from prism_core.tokenization import PromptTokenizer
 from prism_core.validation import (
     check_documents,
@@ -34,6 +34,9 @@ from prism_core.validation import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "infgrad/Prism-Qwen3.5-Reranker-0.8B"
+
+#: Rows decoded together at most (kept scoring caches of several batches are merged up to this).
+DECODE_ROWS = 64
 
 #: Padded prompt tokens per forward pass when ``batch_tokens`` is not given.
 DEFAULT_BATCH_TOKENS = {"cuda": 32768, "mps": 8192, "cpu": 4096}
@@ -272,8 +275,11 @@ class PrismReranker:
     ) -> tuple[list[float], dict[int, list[int]]]:
         """Score every prompt; generate for relevant ones that survive ``threshold`` and ``top_n``.
 
-        With ``top_n``, a batch's cache is kept only for rows still among the best ``top_n`` seen so
-        far, and pruned as better rows arrive: memory stays within ``top_n`` rows plus one batch.
+        Rows that will generate keep their scoring cache and are decoded together across batches
+        (up to ``DECODE_ROWS`` at once): one decode step serves many documents. With ``top_n``, a
+        batch's cache is kept only for rows still among the best ``top_n`` seen so far, and pruned as
+        better rows arrive. Memory stays within one batch plus ``DECODE_ROWS`` (or ``top_n``) rows,
+        whatever the number of documents.
         """
         assert self._runner is not None and self._loaded is not None and self._loaded.scheduler is not None
         runner, lock, scheduler = self._runner, self._loaded.lock, self._loaded.scheduler
@@ -322,15 +328,14 @@ class PrismReranker:
                 bar.update(len(batch))
                 if not evidence or not candidates:
                     continue
-                if top_n is None:
-                    state.select(candidates)
-                    with lock:
-                        outs = runner.generate(state, self.max_new_tokens)
-                    generated.update({batch[row]: out for row, out in zip(candidates, outs, strict=True)})
-                    continue
                 batch_id += 1
                 pending[batch_id] = (state, [batch[row] for row in candidates])
                 state.select(candidates)
+                if top_n is None:
+                    if sum(len(docs) for _, docs in pending.values()) >= DECODE_ROWS:
+                        self._decode(list(pending.values()), generated)
+                        pending.clear()
+                    continue
                 for i in pending[batch_id][1]:
                     heapq.heappush(best, (logits[i], -i))
                     owner[i] = batch_id
@@ -338,11 +343,23 @@ class PrismReranker:
                         _, neg = heapq.heappop(best)
                         owner.pop(-neg)
                 self._prune(pending, owner)
-            for state, docs in pending.values():
-                with lock:
-                    outs = runner.generate(state, self.max_new_tokens)
-                generated.update(dict(zip(docs, outs, strict=True)))
+            self._decode(list(pending.values()), generated)
         return logits, generated
+
+    def _decode(self, kept: list[tuple[PrefillState, list[int]]], generated: dict[int, list[int]]) -> None:
+        """Decode the kept rows of several batches together, up to ``DECODE_ROWS`` rows at a time."""
+        assert self._runner is not None and self._loaded is not None
+        group: list[PrefillState] = []
+        docs: list[int] = []
+        for n, (state, indices) in enumerate(kept):
+            group.append(state)
+            docs.extend(indices)
+            if len(docs) >= DECODE_ROWS or n == len(kept) - 1:
+                merged = merge_states(group)
+                with self._loaded.lock:
+                    outs = self._runner.generate(merged, self.max_new_tokens)
+                generated.update(zip(docs, outs, strict=True))
+                group, docs = [], []
 
     @staticmethod
     def _prune(pending: dict[int, tuple[PrefillState, list[int]]], owner: dict[int, int]) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from prism_core.inference import ModelRunner, PrefillState
 
@@ -68,6 +69,41 @@ def split_state(state: PrefillState, sizes: Sequence[int]) -> list[PrefillState]
         )
         start += n
     return parts
+
+
+def merge_states(states: Sequence[PrefillState]) -> PrefillState:
+    """Join several batches' states (rows kept for decoding) into one, so their rows decode together.
+
+    Shorter batches are left-padded up to the longest: zero key/value columns that the attention
+    mask hides, exactly like the left padding of a prompt batch. Linear-attention states have no
+    length and are simply stacked. The inputs are left untouched.
+    """
+    if len(states) == 1:
+        return states[0]
+    width = max(s.attention_mask.shape[1] for s in states)
+    pads = [width - s.attention_mask.shape[1] for s in states]
+    mask = torch.cat([F.pad(s.attention_mask, (pad, 0)) for s, pad in zip(states, pads, strict=True)])
+    logits = torch.cat([s.verdict_logits for s in states])
+    hidden = torch.cat([s.last_hidden for s in states])
+    if states[0].cache is None:
+        return PrefillState(logits, hidden, mask, None)
+    merged = copy.copy(states[0].cache)
+    merged.layers = []
+    for i, layer in enumerate(states[0].cache.layers):
+        parts = [s.cache.layers[i] for s in states]
+        new = copy.copy(layer)
+        if getattr(layer, "keys", None) is not None and layer.keys.numel():
+            padded = list(zip(parts, pads, strict=True))
+            new.keys = torch.cat([F.pad(p.keys, (0, 0, pad, 0)) for p, pad in padded])
+            new.values = torch.cat([F.pad(p.values, (0, 0, pad, 0)) for p, pad in padded])
+        for name, value in vars(layer).items():
+            if isinstance(value, dict):  # linear-attention conv and recurrent states, by state index
+                setattr(new, name, {
+                    k: torch.cat([getattr(p, name)[k] for p in parts]) if isinstance(v, torch.Tensor) else v
+                    for k, v in value.items()
+                })  # fmt: skip
+        merged.layers.append(new)
+    return PrefillState(logits, hidden, mask, merged)
 
 
 class PrefillScheduler:

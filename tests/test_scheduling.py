@@ -85,3 +85,21 @@ def test_split_state_of_a_real_merged_batch_generates_exactly(tiny_qwen35_path: 
     torch.testing.assert_close(part_b.verdict_logits, alone_b.verdict_logits, atol=1e-5, rtol=0)
     assert runner.generate(part_a, 6) == runner.generate(alone_a, 6)
     assert runner.generate(part_b, 6) == runner.generate(alone_b, 6)
+
+
+def test_merged_states_of_different_widths_decode_exactly(tiny_path: str) -> None:
+    from prism_core.scheduling import merge_states
+
+    engine = PrismReranker(tiny_path, device="cpu").load()
+    runner, prompts = engine._runner, engine._prompts
+    assert runner is not None and prompts is not None
+    short = [p.ids for p in prompts.encode("q", ["tiny", "short doc here"])]
+    long = [p.ids for p in prompts.encode("q", ["a much longer document about memory safety " * 6])]
+    expected = runner.generate(runner.prefill(short, keep_cache=True), 6) + runner.generate(
+        runner.prefill(long, keep_cache=True), 6
+    )
+    a, b = runner.prefill(short, keep_cache=True), runner.prefill(long, keep_cache=True)
+    assert a.attention_mask.shape[1] != b.attention_mask.shape[1]
+    merged = merge_states([a, b])
+    assert merged.last_hidden.shape[0] == 3
+    assert runner.generate(merged, 6) == expected
