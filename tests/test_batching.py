@@ -34,3 +34,18 @@ def test_max_rows_and_bad_budget() -> None:
     assert plan_batches([], 10) == []
     with pytest.raises(ValueError, match="batch_tokens must be >= 1, got 0"):
         plan_batches([1], 0)
+
+
+def test_shared_prefix_only_when_it_pays() -> None:
+    from types import SimpleNamespace
+
+    from prism_core.engine import _shared_prefix_len
+
+    prefix = list(range(200))
+
+    def prompts(*doc_lengths: int) -> list[SimpleNamespace]:
+        return [SimpleNamespace(ids=prefix + [1000 + i] * n) for i, n in enumerate(doc_lengths)]
+
+    assert _shared_prefix_len(prompts(50, 120, 300)) == 200  # short documents: run the prefix once
+    assert _shared_prefix_len(prompts(2000, 1800, 2100)) == 0  # long ones: full prompts are cheaper
+    assert _shared_prefix_len([SimpleNamespace(ids=[1, 2, 3]), SimpleNamespace(ids=[1, 2, 4])]) == 0

@@ -399,10 +399,8 @@ def test_demo_fallback_banner_table_and_frameworks(
     assert "LlamaIndex: FAILED" in out
     assert "Haystack: skipped (haystack is not installed)" in out
     calls = [json.loads(x) for x in log.read_text().splitlines()]
-    assert calls == [
-        {"name": "langchain", "argv": ["--model", "/tmp/tiny-prism", "--max-new-tokens", str(demo.FALLBACK_MAX_NEW_TOKENS)]},
-        {"name": "llama", "argv": ["--model", "/tmp/tiny-prism", "--max-new-tokens", str(demo.FALLBACK_MAX_NEW_TOKENS)]},
-    ]
+    argv = ["--model", "/tmp/tiny-prism", "--max-new-tokens", str(demo.FALLBACK_MAX_NEW_TOKENS)]
+    assert calls == [{"name": "langchain", "argv": argv}, {"name": "llama", "argv": argv}]
 
 
 def test_demo_via_cli_real_weights_no_frameworks(
