@@ -39,7 +39,7 @@ DEFAULT_MODEL = "infgrad/Prism-Qwen3.5-Reranker-0.8B"
 DECODE_ROWS = 64
 
 #: Padded prompt tokens per forward pass when ``batch_tokens`` is not given.
-DEFAULT_BATCH_TOKENS = {"cuda": 32768, "mps": 8192, "cpu": 4096}
+DEFAULT_BATCH_TOKENS = {"cuda": 32768, "mps": 8192, "cpu": 16384}
 
 
 def _sigmoid(x: float) -> float:
@@ -92,7 +92,7 @@ class PrismReranker:
         self.max_length = check_positive_int(max_length, "max_length", minimum=16)
         self.max_new_tokens = check_positive_int(max_new_tokens, "max_new_tokens")
         self.batch_tokens = check_positive_int(
-            DEFAULT_BATCH_TOKENS.get(self.device.type, 4096) if batch_tokens is None else batch_tokens,
+            DEFAULT_BATCH_TOKENS.get(self.device.type, 16384) if batch_tokens is None else batch_tokens,
             "batch_tokens",
         )
         if show_progress is not None and not isinstance(show_progress, bool):
@@ -276,10 +276,10 @@ class PrismReranker:
         """Score every prompt; generate for relevant ones that survive ``threshold`` and ``top_n``.
 
         Rows that will generate keep their scoring cache and are decoded together across batches
-        (up to ``DECODE_ROWS`` at once): one decode step serves many documents. With ``top_n``, a
-        batch's cache is kept only for rows still among the best ``top_n`` seen so far, and pruned as
-        better rows arrive. Memory stays within one batch plus ``DECODE_ROWS`` (or ``top_n``) rows,
-        whatever the number of documents.
+        (up to ``DECODE_ROWS`` rows, and no more kept cache than one batch's ``batch_tokens``): one
+        decode step serves many documents. With ``top_n``, a batch's cache is kept only for rows still
+        among the best ``top_n`` seen so far, and pruned as better rows arrive. Memory stays within
+        about two batches (plus ``top_n`` rows), whatever the number of documents.
         """
         assert self._runner is not None and self._loaded is not None and self._loaded.scheduler is not None
         runner, lock, scheduler = self._runner, self._loaded.lock, self._loaded.scheduler
@@ -332,7 +332,9 @@ class PrismReranker:
                 pending[batch_id] = (state, [batch[row] for row in candidates])
                 state.select(candidates)
                 if top_n is None:
-                    if sum(len(docs) for _, docs in pending.values()) >= DECODE_ROWS:
+                    rows = sum(len(docs) for _, docs in pending.values())
+                    tokens = sum(len(docs) * st.attention_mask.shape[1] for st, docs in pending.values())
+                    if rows >= DECODE_ROWS or tokens >= self.batch_tokens:
                         self._decode(list(pending.values()), generated)
                         pending.clear()
                     continue

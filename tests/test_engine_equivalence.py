@@ -150,3 +150,24 @@ def test_scoring_pass_runs_the_shared_prefix_once(oracle_runs, monkeypatch: pyte
     scores = engine.score(QUERY, docs)
     assert len(seen) == 1 and seen[0] > 100  # system + instruction + query, once
     assert scores == pytest.approx([o.score for o in ref], abs=1e-4)
+
+
+def test_kept_caches_stay_within_about_two_batches(oracle_runs, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from prism_core.inference import ModelRunner
+
+    path, docs, ref = oracle_runs
+    footprints: list[int] = []
+    original = ModelRunner.generate
+
+    def spy(self, state, max_new_tokens):  # type: ignore[no-untyped-def]
+        footprints.append(int(state.attention_mask.sum()))  # real cached tokens handed to decoding
+        return original(self, state, max_new_tokens)
+
+    monkeypatch.setattr(ModelRunner, "generate", spy)
+    budget = 600
+    results = PrismReranker(path, device="cpu", max_new_tokens=MAX_NEW, batch_tokens=budget).rerank(
+        QUERY, docs * 3
+    )
+    assert len(footprints) > 1  # decoded in several rounds, not all at the end
+    assert max(footprints) <= 2 * budget
+    assert sum(r.raw_output is not None for r in results) == 3 * sum(o.logit > 0 for o in ref)
