@@ -1,0 +1,76 @@
+"""The model runner's fast paths, each checked against the plain computation it replaces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from prism_core import PrismReranker
+from prism_core.inference import CPU_TALL_HEAD_ROWS, ModelRunner
+from prism_core.reference import ReferenceLoop
+
+DOCS = [
+    "tiny",
+    "Rust is a systems programming language focused on memory safety. " * 4,
+    "The Eiffel Tower was completed in 1889. " * 12,
+    "short doc here",
+    "Photosynthesis converts light energy into chemical energy stored in glucose. " * 7,
+]
+
+
+@pytest.fixture(scope="module")
+def runner_and_ids(tiny_path: str) -> tuple[ModelRunner, list[list[int]], str]:
+    engine = PrismReranker(tiny_path, device="cpu").load()
+    assert engine._runner is not None and engine._prompts is not None
+    ids = [p.ids for p in engine._prompts.encode("what is rust?", DOCS)]
+    assert len({len(i) for i in ids}) == len(ids)  # every row padded differently
+    return engine._runner, ids, tiny_path
+
+
+def _body_kwargs(runner: ModelRunner, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Record the keyword arguments of every forward call of the decoder body."""
+    calls: list[dict[str, Any]] = []
+    original = runner.body.forward
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runner.body, "forward", spy)
+    return calls
+
+
+def test_scoring_pass_is_right_padded_without_a_mask_and_exact(runner_and_ids, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    runner, ids, _ = runner_and_ids
+    calls = _body_kwargs(runner, monkeypatch)
+    fast = runner.prefill(ids, keep_cache=False)
+    assert calls[-1].get("attention_mask") is None  # the plain causal kernel, no padding mask
+    assert fast.cache is None
+    kept = runner.prefill(ids, keep_cache=True)  # left-padded with a mask, cache kept
+    assert calls[-1].get("attention_mask") is not None
+    torch.testing.assert_close(fast.verdict_logits, kept.verdict_logits, atol=1e-4, rtol=0)
+    one_by_one = torch.cat([runner.prefill([i], keep_cache=False).verdict_logits for i in ids])
+    torch.testing.assert_close(fast.verdict_logits, one_by_one, atol=1e-4, rtol=0)
+    assert fast.attention_mask.sum(-1).tolist() == [len(i) for i in ids]
+
+
+def test_scores_without_a_shared_prefix_match_the_card_loop(runner_and_ids, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from prism_core import engine as engine_module
+
+    _, _, path = runner_and_ids
+    monkeypatch.setattr(engine_module, "_shared_prefix_len", lambda prompts: 0)
+    scores = PrismReranker(path, device="cpu", batch_tokens=600).score("what is rust?", DOCS)
+    ref = ReferenceLoop(path, max_new_tokens=1).run("what is rust?", DOCS, generate=False)
+    assert scores == pytest.approx([o.score for o in ref], abs=1e-4)
+
+
+@pytest.mark.parametrize("rows", [1, 3, CPU_TALL_HEAD_ROWS, CPU_TALL_HEAD_ROWS + 1, 40])
+def test_greedy_token_is_the_full_vocabulary_argmax(runner_and_ids, rows: int) -> None:  # type: ignore[no-untyped-def]
+    runner, _, _ = runner_and_ids
+    gen = torch.Generator().manual_seed(rows)
+    hidden = torch.randn(rows, runner.head.weight.shape[1], generator=gen)
+    with torch.inference_mode():
+        expected = runner.head(hidden).argmax(-1)
+        assert torch.equal(runner._greedy(hidden), expected)
