@@ -28,6 +28,20 @@ logger = logging.getLogger(__name__)
 #: On CPU, decode steps with at most this many rows compute logits as ``W @ hidden.T`` (see ``_greedy``).
 CPU_TALL_HEAD_ROWS = 16
 
+#: On CPU, cache-keeping prefills of prompts at least this long run without padding (see ``prefill``).
+CPU_UNPADDED_MIN_WIDTH = 1024
+
+
+def _equal_length_runs(prompts: Sequence[Sequence[int]]) -> list[list[Sequence[int]]]:
+    """Consecutive prompts of equal length, grouped (in order, so rows keep their positions)."""
+    runs: list[list[Sequence[int]]] = []
+    for p in prompts:
+        if runs and len(runs[-1][0]) == len(p):
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    return runs
+
 
 @dataclass
 class PrefillState:
@@ -111,6 +125,15 @@ class ModelRunner:
         """
         if not keep_cache:
             return self._score_right_padded(prompts)
+        lengths = {len(p) for p in prompts}
+        if self.device.type == "cpu" and len(lengths) > 1 and max(lengths) >= CPU_UNPADDED_MIN_WIDTH:
+            # On CPU a padding mask is materialised as a dense (rows, width, width) float tensor per
+            # attention layer; for long prompts building and reading it costs more than the whole
+            # rest of the layer (measured: 2,000-token prompts ran 1.7-3.3x slower padded than one
+            # by one). Rows of equal length need no mask; the states are then joined for decoding.
+            from prism_core.scheduling import merge_states
+
+            return merge_states([self.prefill(same, keep_cache=True) for same in _equal_length_runs(prompts)])
         from transformers import DynamicCache
 
         input_ids, mask = self._pad(prompts)

@@ -74,3 +74,21 @@ def test_greedy_token_is_the_full_vocabulary_argmax(runner_and_ids, rows: int) -
     with torch.inference_mode():
         expected = runner.head(hidden).argmax(-1)
         assert torch.equal(runner._greedy(hidden), expected)
+
+
+def test_long_cache_keeping_prefill_runs_unpadded_and_decodes_the_same(runner_and_ids, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from prism_core import inference
+
+    runner, ids, _ = runner_and_ids
+    ids = [*sorted(ids, key=len, reverse=True), ids[0]]  # an equal-length pair shares a pass
+    monkeypatch.setattr(inference, "CPU_UNPADDED_MIN_WIDTH", 10**9)
+    padded = runner.prefill(ids, keep_cache=True)
+    expected = runner.generate(padded, 8)
+    monkeypatch.setattr(inference, "CPU_UNPADDED_MIN_WIDTH", 1)
+    calls = _body_kwargs(runner, monkeypatch)
+    unpadded = runner.prefill(ids, keep_cache=True)
+    assert len(calls) == len(ids) - 1  # one pass per distinct length, in order
+    assert all(c.get("attention_mask") is None or bool(c["attention_mask"].all()) for c in calls)
+    torch.testing.assert_close(unpadded.verdict_logits, padded.verdict_logits, atol=1e-4, rtol=0)
+    assert unpadded.attention_mask.sum(-1).tolist() == [len(i) for i in ids]
+    assert runner.generate(unpadded, 8) == expected
