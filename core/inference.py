@@ -6,8 +6,11 @@ logits and generated ids, as cheaply as the model allows.
 - Scoring runs the decoder body only and multiplies the last position's hidden state by the two
   rows of the output embedding that matter (``yes``, ``no``): never full-vocabulary logits over
   the prompt.
-- Prompts are left-padded (exact for Qwen3.5's linear attention: pads before the prompt leave the
-  recurrent state at zero) with explicit position ids.
+- A pure scoring pass is right-padded and runs with no attention mask: pads after a row's last
+  token cannot reach it, so the plain causal kernel is exact (and the fastest one).
+- A pass whose cache goes on to decode is left-padded (exact for Qwen3.5's linear attention: pads
+  before the prompt leave the recurrent state at zero) with explicit position ids; on CPU, long
+  prompts run unpadded instead, a dense padding mask there costing more than the layer itself.
 - The scoring pass's cache is kept for the rows that will generate, so their prompts are never run
   twice; rows leave the batch as soon as they finish (end of turn or ``</evidence>``).
 """
@@ -133,7 +136,11 @@ class ModelRunner:
             # by one). Rows of equal length need no mask; the states are then joined for decoding.
             from prism_core.scheduling import merge_states
 
-            return merge_states([self.prefill(same, keep_cache=True) for same in _equal_length_runs(prompts)])
+            return merge_states([self._prefill_kept(same) for same in _equal_length_runs(prompts)])
+        return self._prefill_kept(prompts)
+
+    def _prefill_kept(self, prompts: Sequence[Sequence[int]]) -> PrefillState:
+        """Left-padded pass (no padding when all prompts have one length) that keeps its cache."""
         from transformers import DynamicCache
 
         input_ids, mask = self._pad(prompts)

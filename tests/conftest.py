@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,3 +70,28 @@ def tiny_tokenizer(tiny_qwen35_path: str):  # type: ignore[no-untyped-def]
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_qwen35_path)
+
+
+Call = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> Callable[[object, str], list[Call]]:
+    """Wrap ``owner.name`` so that every call is recorded, then runs as before.
+
+    Returns a function ``spy(owner, name)`` giving the live list of ``(args, kwargs)`` calls;
+    on a class, ``args`` starts with the instance.
+    """
+
+    def install(owner: object, name: str) -> list[Call]:
+        calls: list[Call] = []
+        original = getattr(owner, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls.append((args, kwargs))
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, wrapper)
+        return calls
+
+    return install

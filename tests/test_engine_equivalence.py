@@ -114,60 +114,41 @@ def test_evidence_false_is_a_pure_scoring_pass(oracle_runs) -> None:  # type: ig
     assert scores == pytest.approx([o.score for o in ref], abs=1e-4)
 
 
-def test_no_generation_when_evidence_false(oracle_runs, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_no_generation_when_evidence_false(oracle_runs, spy) -> None:  # type: ignore[no-untyped-def]
     from prism_core.inference import ModelRunner
 
     path, docs, _ = oracle_runs
-    calls: list[int] = []
-    original = ModelRunner.generate
-
-    def counting(self, state, max_new_tokens):  # type: ignore[no-untyped-def]
-        calls.append(state.last_hidden.shape[0])
-        return original(self, state, max_new_tokens)
-
-    monkeypatch.setattr(ModelRunner, "generate", counting)
+    calls = spy(ModelRunner, "generate")
     engine = PrismReranker(path, device="cpu", max_new_tokens=4)
     engine.rerank(QUERY, docs, evidence=False)
     engine.score(QUERY, docs)
     assert calls == []
     results = engine.rerank(QUERY, docs, top_n=2)
-    assert sum(calls) == sum(r.relevant for r in results)  # only relevant survivors generate
+    rows = sum(args[1].last_hidden.shape[0] for args, _ in calls)
+    assert rows == sum(r.relevant for r in results)  # only relevant survivors generate
 
 
-def test_scoring_pass_runs_the_shared_prefix_once(oracle_runs, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_scoring_pass_runs_the_shared_prefix_once(oracle_runs, spy) -> None:  # type: ignore[no-untyped-def]
     from prism_core.inference import ModelRunner
 
     path, docs, ref = oracle_runs
-    seen: list[int] = []
-    original = ModelRunner.prefix_cache
-
-    def spy(self, prefix):  # type: ignore[no-untyped-def]
-        seen.append(len(prefix))
-        return original(self, prefix)
-
-    monkeypatch.setattr(ModelRunner, "prefix_cache", spy)
+    calls = spy(ModelRunner, "prefix_cache")
     engine = PrismReranker(path, device="cpu", batch_tokens=300)  # several right-padded batches
     scores = engine.score(QUERY, docs)
-    assert len(seen) == 1 and seen[0] > 100  # system + instruction + query, once
+    assert len(calls) == 1 and len(calls[0][0][1]) > 100  # system + instruction + query, once
     assert scores == pytest.approx([o.score for o in ref], abs=1e-4)
 
 
-def test_kept_caches_stay_within_about_two_batches(oracle_runs, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_kept_caches_stay_within_about_two_batches(oracle_runs, spy) -> None:  # type: ignore[no-untyped-def]
     from prism_core.inference import ModelRunner
 
     path, docs, ref = oracle_runs
-    footprints: list[int] = []
-    original = ModelRunner.generate
-
-    def spy(self, state, max_new_tokens):  # type: ignore[no-untyped-def]
-        footprints.append(int(state.attention_mask.sum()))  # real cached tokens handed to decoding
-        return original(self, state, max_new_tokens)
-
-    monkeypatch.setattr(ModelRunner, "generate", spy)
+    calls = spy(ModelRunner, "generate")
     budget = 600
     results = PrismReranker(path, device="cpu", max_new_tokens=MAX_NEW, batch_tokens=budget).rerank(
         QUERY, docs * 3
     )
+    footprints = [int(args[1].attention_mask.sum()) for args, _ in calls]  # real cached tokens decoded
     assert len(footprints) > 1  # decoded in several rounds, not all at the end
     assert max(footprints) <= 2 * budget
     assert sum(r.raw_output is not None for r in results) == 3 * sum(o.logit > 0 for o in ref)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
 
@@ -29,27 +27,14 @@ def runner_and_ids(tiny_path: str) -> tuple[ModelRunner, list[list[int]], str]:
     return engine._runner, ids, tiny_path
 
 
-def _body_kwargs(runner: ModelRunner, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Record the keyword arguments of every forward call of the decoder body."""
-    calls: list[dict[str, Any]] = []
-    original = runner.body.forward
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        calls.append(kwargs)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(runner.body, "forward", spy)
-    return calls
-
-
-def test_scoring_pass_is_right_padded_without_a_mask_and_exact(runner_and_ids, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_scoring_pass_is_right_padded_without_a_mask_and_exact(runner_and_ids, spy) -> None:  # type: ignore[no-untyped-def]
     runner, ids, _ = runner_and_ids
-    calls = _body_kwargs(runner, monkeypatch)
+    calls = spy(runner.body, "forward")
     fast = runner.prefill(ids, keep_cache=False)
-    assert calls[-1].get("attention_mask") is None  # the plain causal kernel, no padding mask
+    assert calls[-1][1].get("attention_mask") is None  # the plain causal kernel, no padding mask
     assert fast.cache is None
     kept = runner.prefill(ids, keep_cache=True)  # left-padded with a mask, cache kept
-    assert calls[-1].get("attention_mask") is not None
+    assert calls[-1][1].get("attention_mask") is not None
     torch.testing.assert_close(fast.verdict_logits, kept.verdict_logits, atol=1e-4, rtol=0)
     one_by_one = torch.cat([runner.prefill([i], keep_cache=False).verdict_logits for i in ids])
     torch.testing.assert_close(fast.verdict_logits, one_by_one, atol=1e-4, rtol=0)
@@ -76,7 +61,7 @@ def test_greedy_token_is_the_full_vocabulary_argmax(runner_and_ids, rows: int) -
         assert torch.equal(runner._greedy(hidden), expected)
 
 
-def test_long_cache_keeping_prefill_runs_unpadded_and_decodes_the_same(runner_and_ids, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_long_kept_prefill_is_unpadded_and_decodes_the_same(runner_and_ids, monkeypatch, spy) -> None:  # type: ignore[no-untyped-def]
     from prism_core import inference
 
     runner, ids, _ = runner_and_ids
@@ -85,10 +70,11 @@ def test_long_cache_keeping_prefill_runs_unpadded_and_decodes_the_same(runner_an
     padded = runner.prefill(ids, keep_cache=True)
     expected = runner.generate(padded, 8)
     monkeypatch.setattr(inference, "CPU_UNPADDED_MIN_WIDTH", 1)
-    calls = _body_kwargs(runner, monkeypatch)
+    calls = spy(runner.body, "forward")
     unpadded = runner.prefill(ids, keep_cache=True)
     assert len(calls) == len(ids) - 1  # one pass per distinct length, in order
-    assert all(c.get("attention_mask") is None or bool(c["attention_mask"].all()) for c in calls)
+    masks = [kwargs.get("attention_mask") for _, kwargs in calls]
+    assert all(m is None or bool(m.all()) for m in masks)
     torch.testing.assert_close(unpadded.verdict_logits, padded.verdict_logits, atol=1e-4, rtol=0)
     assert unpadded.attention_mask.sum(-1).tolist() == [len(i) for i in ids]
     assert runner.generate(unpadded, 8) == expected
