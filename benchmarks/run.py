@@ -263,8 +263,6 @@ def make_workloads(tokenizer_dir: Path, p: dict[str, Any], seed: int = 1234) -> 
     def workload(name: str, kind: str, n_docs: int, n_queries: int) -> dict[str, Any]:
         mean = LENGTHS[kind]
         queries = []
-        if name in p.get("engine_only", []):
-            n_queries = 1
         for qi in range(n_queries):
             docs = [text(max(8, round(mean * rnd.uniform(0.7, 1.3)))) for _ in range(n_docs)]
             n_rel = max(1, round(n_docs / 3))
@@ -280,7 +278,7 @@ def make_workloads(tokenizer_dir: Path, p: dict[str, Any], seed: int = 1234) -> 
     out["warmup"]["queries"][0]["docs"][0] = text(LENGTHS["short"])
     for name in p["workloads"]:
         kind, n = p["workload_shapes"][name]
-        out[name] = workload(name, kind, n, p["queries"])
+        out[name] = workload(name, kind, n, 1 if name in p["engine_only"] else p["queries"])
     return out
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any
 
 import torch
@@ -33,17 +34,6 @@ CPU_TALL_HEAD_ROWS = 16
 
 #: On CPU, cache-keeping prefills of prompts at least this long run without padding (see ``prefill``).
 CPU_UNPADDED_MIN_WIDTH = 1024
-
-
-def _equal_length_runs(prompts: Sequence[Sequence[int]]) -> list[list[Sequence[int]]]:
-    """Consecutive prompts of equal length, grouped (in order, so rows keep their positions)."""
-    runs: list[list[Sequence[int]]] = []
-    for p in prompts:
-        if runs and len(runs[-1][0]) == len(p):
-            runs[-1].append(p)
-        else:
-            runs.append([p])
-    return runs
 
 
 @dataclass
@@ -136,7 +126,8 @@ class ModelRunner:
             # by one). Rows of equal length need no mask; the states are then joined for decoding.
             from prism_core.scheduling import merge_states
 
-            return merge_states([self._prefill_kept(same) for same in _equal_length_runs(prompts)])
+            runs = [list(same) for _, same in groupby(prompts, key=len)]  # consecutive, in order
+            return merge_states([self._prefill_kept(run) for run in runs])
         return self._prefill_kept(prompts)
 
     def _prefill_kept(self, prompts: Sequence[Sequence[int]]) -> PrefillState:
@@ -163,20 +154,20 @@ class ModelRunner:
             logits = logits + self.verdict_bias
         return logits.float()
 
-    def _right_pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded ids and the index of each row's last real token."""
+    def _right_pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right-padded ids, the index of each row's last real token, and the mask of real tokens."""
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         for i, r in enumerate(rows):
             ids[i, : len(r)] = torch.tensor(list(r), dtype=torch.long)
-        last = torch.tensor([len(r) - 1 for r in rows], dtype=torch.long)
-        return ids.to(self.device), last.to(self.device)
+        last = torch.tensor([len(r) - 1 for r in rows], dtype=torch.long, device=self.device)
+        mask = (torch.arange(width, device=self.device) <= last[:, None]).long()
+        return ids.to(self.device), last, mask
 
     def _score_right_padded(self, prompts: Sequence[Sequence[int]]) -> PrefillState:
-        ids, last_index = self._right_pad(prompts)
+        ids, last_index, mask = self._right_pad(prompts)
         out = self.body(input_ids=ids, use_cache=False)
         last = out.last_hidden_state[torch.arange(len(prompts), device=self.device), last_index]
-        mask = (torch.arange(ids.shape[1], device=self.device) <= last_index[:, None]).long()
         return PrefillState(self._verdict(last), last, mask, None)
 
     @torch.inference_mode()
@@ -203,9 +194,8 @@ class ModelRunner:
         from prism_core.scheduling import split_cache
 
         n = len(continuations)
-        ids, last_index = self._right_pad(continuations)
+        ids, last_index, cont_mask = self._right_pad(continuations)
         width = ids.shape[1]
-        cont_mask = (torch.arange(width, device=self.device) <= last_index[:, None]).long()
         mask = torch.cat([cont_mask.new_ones((n, prefix_len)), cont_mask], dim=-1)
         positions = (prefix_len + torch.arange(width, device=self.device)).expand(n, width)
         cache = split_cache(prefix_cache, torch.zeros(n, dtype=torch.long, device=self.device))
