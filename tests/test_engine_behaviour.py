@@ -265,3 +265,36 @@ def test_cuda_defaults_to_bf16_and_matches_cpu_order(tiny_qwen35_path: str) -> N
     g = gpu.score(QUERY, DOCS)
     c = cpu.score(QUERY, DOCS)
     assert max(abs(a - b) for a, b in zip(g, c, strict=True)) < 0.05
+
+
+def test_out_of_memory_batches_are_split_and_retried(
+    engine: PrismReranker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from prism_core.inference import ModelRunner
+
+    expected = engine.rerank(QUERY, DOCS)
+    original = ModelRunner.prefill
+    sizes: list[int] = []
+
+    def small_memory(self, prompts, *, keep_cache):  # type: ignore[no-untyped-def]
+        sizes.append(len(prompts))
+        if len(prompts) > 1:
+            raise torch.OutOfMemoryError("simulated: only one prompt fits")
+        return original(self, prompts, keep_cache=keep_cache)
+
+    monkeypatch.setattr(ModelRunner, "prefill", small_memory)
+    with caplog.at_level(logging.WARNING, logger="prism_core.engine"):
+        got = engine.rerank(QUERY, DOCS)
+    assert sizes[0] == len(DOCS) and sizes.count(1) == len(DOCS)  # split down to single prompts
+    assert "out of memory" in caplog.text
+    assert [r.index for r in got] == [r.index for r in expected]  # no document lost, same order
+    for a, b in zip(got, expected, strict=True):
+        assert a.logit == pytest.approx(b.logit, abs=1e-4)
+        assert a.raw_output == b.raw_output
+
+    def no_memory(self, prompts, *, keep_cache):  # type: ignore[no-untyped-def]
+        raise torch.OutOfMemoryError("simulated: nothing fits")
+
+    monkeypatch.setattr(ModelRunner, "prefill", no_memory)
+    with pytest.raises(torch.OutOfMemoryError):  # one prompt that does not fit is an error, not a drop
+        engine.rerank(QUERY, DOCS[:1])

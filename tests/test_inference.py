@@ -78,3 +78,32 @@ def test_long_kept_prefill_is_unpadded_and_decodes_the_same(runner_and_ids, monk
     torch.testing.assert_close(unpadded.verdict_logits, padded.verdict_logits, atol=1e-4, rtol=0)
     assert unpadded.attention_mask.sum(-1).tolist() == [len(i) for i in ids]
     assert runner.generate(unpadded, 8) == expected
+
+
+def test_rows_leave_at_end_of_turn_or_evidence_close(runner_and_ids, monkeypatch, spy) -> None:  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    from prism_core.parsing import EVIDENCE_CLOSE
+
+    runner, ids, _ = runner_and_ids
+    ids = ids[:4]
+    free = runner.generate(runner.prefill(ids, keep_cache=True), 10)  # nothing stops these rows
+    end_of_turn = free[0][2]  # row 0 ends its turn with its third token
+    closing_tail = free[1][:5][-8:]  # row 1 writes "</evidence>" with its fifth token
+    monkeypatch.setattr(runner, "stop_ids", torch.tensor([end_of_turn]))
+    monkeypatch.setattr(runner, "may_close", torch.ones_like(runner.may_close))
+    fake = SimpleNamespace(decode=lambda tail: EVIDENCE_CLOSE if list(tail) == closing_tail else "text")
+    monkeypatch.setattr(runner, "tokenizer", fake)
+
+    def expected(row: list[int]) -> list[int]:
+        for i, token in enumerate(row):
+            if token == end_of_turn or row[: i + 1][-8:] == closing_tail:
+                return row[: i + 1]
+        return row
+
+    calls = spy(runner.body, "forward")
+    got = runner.generate(runner.prefill(ids, keep_cache=True), 10)
+    assert got == [expected(row) for row in free]
+    assert len(got[0]) == 3 and len(got[1]) == 5
+    rows_per_step = [kwargs["input_ids"].shape[0] for _, kwargs in calls[1:]]  # after the prefill
+    assert rows_per_step == sorted(rows_per_step, reverse=True) and rows_per_step[-1] < len(ids)
