@@ -6,7 +6,7 @@ hand. Every contender runs in a fresh process so that its memory high-water mark
 Random weights neither decide relevance nor stop like the real model, so every contender is made
 to do the work the real model would do for the *imposed* verdicts of the workload:
 
-* ``loop`` (the model card's per-document ``generate`` loop, :class:`prism_core.reference.ReferenceLoop`):
+* ``loop`` (the model card's per-document ``generate`` loop, :class:`prism_core.testing.reference.ReferenceLoop`):
   a relevant document generates exactly ``evidence_tokens`` tokens, an irrelevant one exactly 2
   (verdict + end of turn, as the real model does). End-of-turn detection is switched off
   (``generation_config.eos_token_id = None``) so that random text cannot stop it early; no logits
@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from prism_core.inference import ModelRunner, PrefillState
+from prism_core.runtime.runner import ModelRunner, PrefillState
 
 logger = logging.getLogger("prism-bench.worker")
 
@@ -307,7 +307,7 @@ class ImposedRunner(ModelRunner):
 # ----------------------------------------------------------------------------- contenders
 def prism_template() -> str:
     """A chat template that renders exactly the Prism prompt from a (query, document) pair."""
-    from prism_core.prompt import format_prompt
+    from prism_core.prism.prompt import format_prompt
 
     probe = format_prompt("\x00Q\x00", "\x00D\x00")
     head, rest = probe.split("\x00Q\x00")
@@ -345,7 +345,7 @@ class LoopContender(Contender):
         self, spec: dict[str, Any], device: torch.device, dtype: torch.dtype, *, score_only: bool
     ) -> None:
         super().__init__(spec, device, dtype)
-        from prism_core.reference import ReferenceLoop
+        from prism_core.testing.reference import ReferenceLoop
 
         self.score_only = score_only
         self.loop = ReferenceLoop(spec["model_path"], device=str(device), dtype=dtype)
@@ -474,7 +474,7 @@ class PrismContender(Contender):
             "max_cache_rows_alive": r.max_cache_rows,
             "max_cache_mib_alive": r.max_cache_bytes / 2**20,
             "batch_tokens": self.reranker.batch_tokens,
-            "decode_rows_cap": getattr(sys.modules.get("prism_core.engine"), "DECODE_ROWS", None),
+            "decode_rows_cap": getattr(sys.modules.get("prism_core.backends.prism"), "DECODE_ROWS", None),
         }
 
 

@@ -130,7 +130,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- checkpoints
 def shrink_overrides(arch: str) -> dict[str, Any]:
-    from prism_core.tiny_models import tiny_config
+    from prism_core.testing.tiny_models import tiny_config
 
     cfg = tiny_config(arch).to_dict()
     keys = [
@@ -159,7 +159,7 @@ def build_config_checkpoint(
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    from prism_core.tiny_models import (
+    from prism_core.testing.tiny_models import (
         IM_END_ID,
         PAD_ID,
         build_qwen35_tokenizer,
@@ -193,7 +193,7 @@ def build_config_checkpoint(
 def model_path(entry: tuple[str, str | None, str | None], dtype_name: str, quick: bool) -> Path:
     _, config_file, arch = entry
     if config_file is None:
-        from prism_core.tiny_models import tiny_checkpoint
+        from prism_core.testing.tiny_models import tiny_checkpoint
 
         assert arch is not None
         return tiny_checkpoint(arch)  # type: ignore[arg-type]
@@ -755,7 +755,7 @@ Written by `python benchmarks/run.py` (see `benchmarks/README.md`); do not edit 
 ## What is compared
 
 Four ways of serving the same query on **identical weights and identical inputs**:
-(1) the model card's per-document `model.generate` loop (`prism_core.reference.ReferenceLoop`), full and
+(1) the model card's per-document `model.generate` loop (`prism_core.testing.reference.ReferenceLoop`), full and
 with `max_new_tokens=1` for scores only; (2) sentence-transformers `CrossEncoder` on the same checkpoint
 directory (scores only); (3) `PrismReranker.score`; (4) `PrismReranker.rerank` with contribution and evidence.
 

@@ -1,14 +1,49 @@
-"""prism_core: the framework-agnostic Prism-Reranker engine.
+"""prism_core: the framework-agnostic reranking core (Prism-Reranker first; Qwen3-Reranker, cross-encoders).
 
 Example:
-    >>> from prism_core import PrismReranker
+    >>> from prism_core import PrismReranker, load_reranker
     >>> reranker = PrismReranker.shared("infgrad/Prism-Qwen3.5-Reranker-0.8B")  # loads lazily
 """
 
-from prism_core.engine import DEFAULT_MODEL, PrismReranker
-from prism_core.errors import ModelLoadError, PrismError
-from prism_core.protocol import Reranker
+from prism_core.backends.prism import DEFAULT_MODEL, PrismReranker
+from prism_core.backends.qwen3_reranker import Qwen3Reranker
+from prism_core.config import EngineConfig
+from prism_core.errors import (
+    EngineClosedError,
+    ModelLoadError,
+    NonFiniteScoreError,
+    PrismError,
+    UnknownBackendError,
+)
+from prism_core.protocol import Capabilities, Reranker
+from prism_core.registry import BACKENDS, detect_backend, load_reranker
 from prism_core.results import PrismResult
 
-__all__ = ["DEFAULT_MODEL", "ModelLoadError", "PrismError", "PrismReranker", "PrismResult", "Reranker"]
-__version__ = "0.1.0"
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_MODEL",
+    "Capabilities",
+    "CrossEncoderReranker",
+    "EngineClosedError",
+    "EngineConfig",
+    "ModelLoadError",
+    "NonFiniteScoreError",
+    "PrismError",
+    "PrismReranker",
+    "PrismResult",
+    "Qwen3Reranker",
+    "Reranker",
+    "UnknownBackendError",
+    "detect_backend",
+    "load_reranker",
+]
+__version__ = "0.2.0"
+
+
+def __getattr__(name: str) -> object:
+    # The cross-encoder backend imports sentence-transformers: only when asked for.
+    if name == "CrossEncoderReranker":
+        from prism_core.backends.cross_encoder import CrossEncoderReranker
+
+        return CrossEncoderReranker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

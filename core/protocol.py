@@ -1,23 +1,58 @@
-"""The small protocol the framework adapters rely on, so other rerankers can plug in."""
+"""The backend protocol: what every reranker of the core implements and what adapters rely on."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from prism_core.results import PrismResult
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do, for callers that adapt to it.
+
+    Attributes:
+        verdict: The model gives its own yes/no verdict (a generative reranker). Every backend sets
+            ``relevant = logit > 0``; for a cross-encoder that is simply ``score > 0.5``.
+        evidence: The backend can generate a contribution and an evidence passage.
+
+    Example:
+        >>> Capabilities(verdict=True, evidence=False).evidence
+        False
+    """
+
+    verdict: bool
+    evidence: bool
+
+
+#: A reranker that only scores (Qwen3-Reranker, cross-encoders, most remote rerank APIs).
+SCORE_ONLY = Capabilities(verdict=False, evidence=False)
 
 
 @runtime_checkable
 class Reranker(Protocol):
     """What an adapter needs from a reranker: scores, and ranked results with optional evidence.
 
-    :class:`prism_core.PrismReranker` implements it; any object with these methods can stand in
-    for it (a remote client, a fake in tests).
+    Score is the primitive (input order, nothing generated); :meth:`rerank` ranks by it, applies
+    ``score_threshold`` then ``top_n``, and, when the backend can (``capabilities.evidence``) and
+    ``evidence`` is on, generates contribution and evidence for the relevant documents it returns.
+    A score-only backend returns results with ``contribution``, ``evidence`` and ``raw_output`` left
+    ``None``. Every built-in backend implements it, and so can any object (a remote client, a fake).
     """
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this reranker can do."""
+        ...
+
     def score(self, query: str, documents: Sequence[str]) -> list[float]:
-        """Relevance scores in input order, without generation."""
+        """Relevance scores in ``[0, 1]``, in input order, without generation."""
+        ...
+
+    async def ascore(self, query: str, documents: Sequence[str]) -> list[float]:
+        """:meth:`score` without blocking the event loop."""
         ...
 
     def rerank(

@@ -1,7 +1,7 @@
 """What the three framework examples share: arguments, model resolution, the fallback banner, the report.
 
 The examples import this module as ``_shared``: ``python examples/x_example.py`` puts ``examples/`` on
-``sys.path``, and so does :func:`prism_core.demo.run_framework_examples` while it runs them.
+``sys.path``, and so does :func:`prism_core.cli.demo.run_framework_examples` while it runs them.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def fallback_banner(requested: str | None) -> str:
     Args:
         requested: The ``--model`` the user passed (``None``: the default hub model).
     """
-    from prism_core.demo_model import FALLBACK_BANNER
-    from prism_core.tiny_models import TINY_MARKER
+    from prism_core.cli.demo_model import FALLBACK_BANNER
+    from prism_core.testing.tiny_models import TINY_MARKER
 
     if requested is not None and (Path(requested).expanduser() / TINY_MARKER).exists():
         reason = f"a tiny random-weight checkpoint was given: {requested}"
@@ -83,7 +83,7 @@ class ResolvedModel(NamedTuple):
 
 
 def resolve_model(args: argparse.Namespace) -> ResolvedModel | None:
-    """Resolve ``args.model`` with :func:`prism_core.demo_model.resolve_demo_model`.
+    """Resolve ``args.model`` with :func:`prism_core.cli.demo_model.resolve_demo_model`.
 
     On the tiny random-weight fallback the banner is printed and ``args.max_new_tokens`` defaults
     to :data:`FALLBACK_MAX_NEW_TOKENS`.
@@ -91,7 +91,7 @@ def resolve_model(args: argparse.Namespace) -> ResolvedModel | None:
     Returns:
         The model and its banner, or ``None`` (the error printed) when ``--model`` cannot be loaded.
     """
-    from prism_core.demo_model import resolve_demo_model
+    from prism_core.cli.demo_model import resolve_demo_model
     from prism_core.errors import ModelLoadError
 
     try:

@@ -32,8 +32,8 @@ SPREAD_DOCS = [
 
 
 def _build(tmp_path_factory: pytest.TempPathFactory, arch: str) -> Path:
-    from prism_core.reference import ReferenceLoop
-    from prism_core.tiny_models import build_tiny_checkpoint
+    from prism_core.testing.reference import ReferenceLoop
+    from prism_core.testing.tiny_models import build_tiny_checkpoint
 
     path = build_tiny_checkpoint(tmp_path_factory.mktemp(f"tiny-{arch}"), arch)  # type: ignore[arg-type]
     loop = ReferenceLoop(str(path), max_new_tokens=8)

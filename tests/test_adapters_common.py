@@ -392,7 +392,7 @@ def test_three_adapters_share_one_loaded_engine(
     from langchain_core.documents import Document as LangChainDocument
     from llama_index.core.schema import NodeWithScore, TextNode
 
-    import prism_core.loading as loading
+    import prism_core.runtime.loading as loading
     from prism_core import PrismReranker
     from prism_integrations.haystack import PrismRanker
     from prism_integrations.langchain import PrismDocumentCompressor

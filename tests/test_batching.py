@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from prism_core.batching import plan_batches
+from prism_core.runtime.batching import plan_batches
 
 
 def test_every_index_once_and_budget_respected() -> None:
@@ -39,7 +39,7 @@ def test_max_rows_and_bad_budget() -> None:
 def test_shared_prefix_only_when_it_pays() -> None:
     from types import SimpleNamespace
 
-    from prism_core.engine import _shared_prefix_len
+    from prism_core.backends.prism import _shared_prefix_len
 
     prefix = list(range(200))
 

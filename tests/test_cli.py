@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from fakes import FakeReranker
 
-from prism_core import cli, demo
-from prism_core.cli import ModelOptions
+from prism_core.cli import demo
+from prism_core.cli import rerank as cli
+from prism_core.cli.rerank import ModelOptions
 from prism_core.errors import ModelLoadError
 from prism_core.results import PrismResult
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from prism_core import PrismResult
-from prism_core.cli import main
+from prism_core.cli.rerank import main
 
 FIELDS = set(PrismResult.__dataclass_fields__)
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from prism_core import ModelLoadError, PrismReranker, PrismResult, Reranker
-from prism_core.devices import resolve_device, resolve_dtype
-from prism_core.loading import registry
+from prism_core.runtime.devices import resolve_device, resolve_dtype
+from prism_core.runtime.loading import registry
 
 DOCS = [
     "Rust is a systems programming language focused on memory safety.",
@@ -84,7 +84,7 @@ def test_empty_documents_return_empty_without_loading() -> None:
 def test_construction_is_cheap_and_loads_nothing(
     tiny_qwen35_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import prism_core.loading as loading
+    import prism_core.runtime.loading as loading
 
     def boom(*args: object) -> None:
         raise AssertionError("constructing must not load")
@@ -124,7 +124,7 @@ def test_shared_returns_one_instance_per_configuration(tiny_qwen35_path: str) ->
 
 
 def test_weights_load_once_per_process(tiny_qwen3_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import prism_core.loading as loading
+    import prism_core.runtime.loading as loading
 
     registry.clear()
     calls: list[str] = []
@@ -270,7 +270,7 @@ def test_cuda_defaults_to_bf16_and_matches_cpu_order(tiny_qwen35_path: str) -> N
 def test_out_of_memory_batches_are_split_and_retried(
     engine: PrismReranker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from prism_core.inference import ModelRunner
+    from prism_core.runtime.runner import ModelRunner
 
     expected = engine.rerank(QUERY, DOCS)
     original = ModelRunner.prefill
@@ -283,7 +283,7 @@ def test_out_of_memory_batches_are_split_and_retried(
         return original(self, prompts, keep_cache=keep_cache)
 
     monkeypatch.setattr(ModelRunner, "prefill", small_memory)
-    with caplog.at_level(logging.WARNING, logger="prism_core.engine"):
+    with caplog.at_level(logging.WARNING, logger="prism_core.backends.prism"):
         got = engine.rerank(QUERY, DOCS)
     assert sizes[0] == len(DOCS) and sizes.count(1) == len(DOCS)  # split down to single prompts
     assert "out of memory" in caplog.text

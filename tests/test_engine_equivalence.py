@@ -7,7 +7,7 @@ import random
 import pytest
 
 from prism_core import PrismReranker
-from prism_core.reference import ReferenceLoop
+from prism_core.testing.reference import ReferenceLoop
 
 QUERY = "How does the borrow checker work?"
 MAX_NEW = 12
@@ -73,7 +73,7 @@ def test_scores_and_greedy_text_match_the_model_card_loop(oracle_runs, batch_tok
 
 
 def test_several_batches_really_happen(oracle_runs) -> None:  # type: ignore[no-untyped-def]
-    from prism_core.batching import plan_batches
+    from prism_core.runtime.batching import plan_batches
 
     path, docs, _ = oracle_runs
     engine = PrismReranker(path, device="cpu").load()
@@ -115,10 +115,10 @@ def test_evidence_false_is_a_pure_scoring_pass(oracle_runs) -> None:  # type: ig
 
 
 def test_no_generation_when_evidence_false(oracle_runs, spy) -> None:  # type: ignore[no-untyped-def]
-    from prism_core.inference import ModelRunner
+    from prism_core.runtime.runner import ModelRunner
 
     path, docs, _ = oracle_runs
-    calls = spy(ModelRunner, "generate")
+    calls = spy(ModelRunner, "start_decode")
     engine = PrismReranker(path, device="cpu", max_new_tokens=4)
     engine.rerank(QUERY, docs, evidence=False)
     engine.score(QUERY, docs)
@@ -129,7 +129,7 @@ def test_no_generation_when_evidence_false(oracle_runs, spy) -> None:  # type: i
 
 
 def test_scoring_pass_runs_the_shared_prefix_once(oracle_runs, spy) -> None:  # type: ignore[no-untyped-def]
-    from prism_core.inference import ModelRunner
+    from prism_core.runtime.runner import ModelRunner
 
     path, docs, ref = oracle_runs
     calls = spy(ModelRunner, "prefix_cache")
@@ -140,10 +140,10 @@ def test_scoring_pass_runs_the_shared_prefix_once(oracle_runs, spy) -> None:  # 
 
 
 def test_kept_caches_stay_within_about_two_batches(oracle_runs, spy) -> None:  # type: ignore[no-untyped-def]
-    from prism_core.inference import ModelRunner
+    from prism_core.runtime.runner import ModelRunner
 
     path, docs, ref = oracle_runs
-    calls = spy(ModelRunner, "generate")
+    calls = spy(ModelRunner, "start_decode")
     budget = 600
     results = PrismReranker(path, device="cpu", max_new_tokens=MAX_NEW, batch_tokens=budget).rerank(
         QUERY, docs * 3

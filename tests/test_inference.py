@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from prism_core import PrismReranker
-from prism_core.inference import CPU_TALL_HEAD_ROWS, ModelRunner
-from prism_core.reference import ReferenceLoop
+from prism_core.runtime.runner import CPU_TALL_HEAD_ROWS, ModelRunner
+from prism_core.testing.reference import ReferenceLoop
 
 DOCS = [
     "tiny",
@@ -42,7 +42,7 @@ def test_scoring_pass_is_right_padded_without_a_mask_and_exact(runner_and_ids, s
 
 
 def test_scores_without_a_shared_prefix_match_the_card_loop(runner_and_ids, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from prism_core import engine as engine_module
+    from prism_core.backends import prism as engine_module
 
     _, _, path = runner_and_ids
     monkeypatch.setattr(engine_module, "_shared_prefix_len", lambda prompts: 0)
@@ -62,7 +62,7 @@ def test_greedy_token_is_the_full_vocabulary_argmax(runner_and_ids, rows: int) -
 
 
 def test_long_kept_prefill_is_unpadded_and_decodes_the_same(runner_and_ids, monkeypatch, spy) -> None:  # type: ignore[no-untyped-def]
-    from prism_core import inference
+    from prism_core.runtime import runner as inference
 
     runner, ids, _ = runner_and_ids
     ids = [*sorted(ids, key=len, reverse=True), ids[0]]  # an equal-length pair shares a pass
@@ -83,7 +83,7 @@ def test_long_kept_prefill_is_unpadded_and_decodes_the_same(runner_and_ids, monk
 def test_rows_leave_at_end_of_turn_or_evidence_close(runner_and_ids, monkeypatch, spy) -> None:  # type: ignore[no-untyped-def]
     from types import SimpleNamespace
 
-    from prism_core.parsing import EVIDENCE_CLOSE
+    from prism_core.prism.parsing import EVIDENCE_CLOSE
 
     runner, ids, _ = runner_and_ids
     ids = ids[:4]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prism_core.parsing import parse_output
+from prism_core.prism.parsing import parse_output
 
 
 def test_well_formed_output() -> None:

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from prism_core import PrismReranker
-from prism_core.inference import PrefillState
-from prism_core.scheduling import PrefillScheduler, split_state
+from prism_core.runtime.runner import PrefillState
+from prism_core.runtime.cache import PrefillScheduler, split_state
 
 
 class SlowFakeRunner:
@@ -88,7 +88,7 @@ def test_split_state_of_a_real_merged_batch_generates_exactly(tiny_qwen35_path: 
 
 
 def test_merged_states_of_different_widths_decode_exactly(tiny_path: str) -> None:
-    from prism_core.scheduling import merge_states
+    from prism_core.runtime.cache import merge_states
 
     engine = PrismReranker(tiny_path, device="cpu").load()
     runner, prompts = engine._runner, engine._prompts

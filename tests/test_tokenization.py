@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from prism_core.prompt import format_prompt
-from prism_core.tokenization import PromptTokenizer
+from prism_core.prism.prompt import format_prompt
+from prism_core.runtime.tokenization import PromptTokenizer
 
 ORDINARY_DOCS = [
     "Rust is a systems language.",
@@ -66,7 +66,7 @@ def test_long_document_is_cut_to_max_length_and_only_the_document(tiny_tokenizer
     prompts = PromptTokenizer(tiny_tokenizer, max_length=400)
     query = "what is the answer?"
     docs = ["short document", "word " * 2000, "other " * 2000]
-    with caplog.at_level(logging.WARNING, logger="prism_core.tokenization"):
+    with caplog.at_level(logging.WARNING, logger="prism_core.runtime.tokenization"):
         encs = prompts.encode(query, docs)
     assert [e.truncated for e in encs] == [False, True, True]
     assert all(len(e.ids) <= 400 for e in encs)

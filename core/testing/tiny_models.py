@@ -10,7 +10,7 @@ initialised so that documents still get *different* scores and greedy text (a de
 tiny Qwen3.5 ignores the document: its linear-attention state decays over the long fixed prompt).
 
 Example:
-    >>> from prism_core.tiny_models import tiny_checkpoint
+    >>> from prism_core.testing.tiny_models import tiny_checkpoint
     >>> path = tiny_checkpoint("qwen3_5")  # doctest: +SKIP
 """
 
@@ -227,7 +227,7 @@ def build_tiny_checkpoint(out_dir: str | os.PathLike[str], arch: Arch = "qwen3_5
     model.save_pretrained(out)
     build_qwen35_tokenizer(out)
     (out / TINY_MARKER).write_text(
-        "Random weights built by prism_core.tiny_models for tests and offline demos. "
+        "Random weights built by prism_core.testing.tiny_models for tests and offline demos. "
         "Scores and evidence from this model are meaningless.\n"
     )
     return out

@@ -1,5 +1,7 @@
 """Turning (query, document) into prompt token ids: exact, injection-proof, truncating.
 
+A :class:`PromptTemplate` says where the trusted template text ends and the caller's text starts;
+each backend's data contract (``prism_core.prism.prompt``, ``prism_core.qwen3.prompt``) defines one.
 The model card tokenizes the whole prompt string at once. Caller text inside that string could
 then inject control tokens (``<|im_end|>``, ``<think>`` ...). Here the template's own special
 tokens are spliced in as ids, and the caller's text is encoded by a copy of the tokenizer that has
@@ -19,15 +21,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prism_core.prompt import INSTRUCTION, SYSTEM_PROMPT
-
 logger = logging.getLogger(__name__)
 
-_USER_HEAD = f"user\n<Instruct>: {INSTRUCTION}\n<Query>: "
-_DOC_HEAD = "\n<Document>: "
-# Trusted template pieces around the user segment; their special tokens are real control tokens.
-_PREFIX = f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>"
-_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+
+@dataclass(frozen=True, slots=True)
+class PromptTemplate:
+    """A reranker prompt, cut where the caller's text goes in.
+
+    The prompt is ``prefix + query_head + query + doc_head + document + suffix``. ``prefix`` and
+    ``suffix`` are encoded by the full tokenizer (their special tokens are real control tokens);
+    ``query_head + query + doc_head + document`` is the *segment*, encoded in one piece as plain
+    text, exactly as the model card's tokenizer encodes the text between two special tokens.
+
+    Attributes:
+        prefix: Trusted text before the segment.
+        query_head: Trusted text that starts the segment, before the query.
+        doc_head: Trusted text between the query and the document.
+        suffix: Trusted text after the segment (ends where the verdict token comes next).
+    """
+
+    prefix: str
+    query_head: str
+    doc_head: str
+    suffix: str
+
+    def format(self, query: str, document: str) -> str:
+        """The full prompt string, as a model card builds it."""
+        return self.prefix + self.query_head + query + self.doc_head + document + self.suffix
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,30 +81,47 @@ def _plain_backend(tokenizer: Any) -> Any:
 
 
 class PromptTokenizer:
-    """Builds Prism prompt ids for a query and many documents.
+    """Builds prompt ids for a query and many documents.
 
     Args:
         tokenizer: The model's (fast) transformers tokenizer.
+        template: The backend's prompt.
         max_length: Cap on prompt tokens; only the document is cut to respect it.
 
+    Raises:
+        ValueError: ``max_length`` leaves no room for a one-token query and document; the message
+            gives the minimum.
+
     Example:
-        >>> pt = PromptTokenizer(tokenizer, max_length=10240)  # doctest: +SKIP
+        >>> from prism_core.prism.prompt import PRISM_TEMPLATE
+        >>> pt = PromptTokenizer(tokenizer, PRISM_TEMPLATE, max_length=10240)  # doctest: +SKIP
         >>> batch = pt.encode("what is rust?", ["Rust is a language."])  # doctest: +SKIP
     """
 
-    def __init__(self, tokenizer: Any, max_length: int) -> None:
+    def __init__(self, tokenizer: Any, template: PromptTemplate, max_length: int) -> None:
         if not getattr(tokenizer, "is_fast", False):
             raise TypeError(
                 f"a fast (tokenizers-backed) tokenizer is required, got {type(tokenizer).__name__}"
             )
         self.tokenizer = tokenizer
+        self.template = template
         self.max_length = max_length
         self._plain = _plain_backend(tokenizer)
-        self.prefix_ids: list[int] = tokenizer.encode(_PREFIX, add_special_tokens=False)
-        self.suffix_ids: list[int] = tokenizer.encode(_SUFFIX, add_special_tokens=False)
+        self.prefix_ids: list[int] = tokenizer.encode(template.prefix, add_special_tokens=False)
+        self.suffix_ids: list[int] = tokenizer.encode(template.suffix, add_special_tokens=False)
         self.forbidden_ids = frozenset(int(i) for i in tokenizer.added_tokens_decoder)
-        self.yes_id = int(tokenizer.encode("yes", add_special_tokens=False)[0])
-        self.no_id = int(tokenizer.encode("no", add_special_tokens=False)[0])
+        self.yes_id, self.no_id = verdict_ids(tokenizer)
+        if max_length < self.min_length:
+            raise ValueError(
+                f"max_length must be >= {self.min_length} for this prompt (its fixed part is "
+                f"{self.min_length - 2} tokens, plus one token of query and one of document), got {max_length}"
+            )
+
+    @property
+    def min_length(self) -> int:
+        """The smallest usable ``max_length``: the fixed prompt plus one query and one document token."""
+        head = self.plain_encode([self.template.query_head + "q" + self.template.doc_head + "d"])[0]
+        return len(self.prefix_ids) + len(head) + len(self.suffix_ids)
 
     def plain_encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Encode caller text as plain text: no id of the added vocabulary can come out."""
@@ -99,7 +136,8 @@ class PromptTokenizer:
 
     def query_budget_check(self, query: str) -> int:
         """Return the number of prompt tokens without a document; ``ValueError`` if over budget."""
-        fixed = len(self.prefix_ids) + len(self.plain_encode([_USER_HEAD + query + _DOC_HEAD])[0])
+        head = self.template.query_head + query + self.template.doc_head
+        fixed = len(self.prefix_ids) + len(self.plain_encode([head])[0])
         fixed += len(self.suffix_ids)
         if fixed >= self.max_length:
             raise ValueError(
@@ -110,7 +148,7 @@ class PromptTokenizer:
 
     def encode(self, query: str, documents: Sequence[str]) -> list[EncodedPrompt]:
         """Prompt ids for each document, in input order, cutting documents to fit ``max_length``."""
-        head = _USER_HEAD + query + _DOC_HEAD
+        head = self.template.query_head + query + self.template.doc_head
         self.query_budget_check(query)
         segments = self.plain_encode([head + d for d in documents])
         budget = self.max_length - len(self.prefix_ids) - len(self.suffix_ids)
@@ -143,3 +181,10 @@ class PromptTokenizer:
         n_head = sum(1 for _, end in enc.offsets if end <= len(head))
         keep = max(budget, n_head)
         return ids[:keep]
+
+
+def verdict_ids(tokenizer: Any) -> tuple[int, int]:
+    """Token ids of ``yes`` and ``no`` (the first token of each, as the model cards take them)."""
+    yes = tokenizer.encode("yes", add_special_tokens=False)
+    no = tokenizer.encode("no", add_special_tokens=False)
+    return int(yes[0]), int(no[0])

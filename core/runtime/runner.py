@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from prism_core.parsing import EVIDENCE_CLOSE
+from prism_core.runtime.cache import PrefillState, merge_states, split_cache
 
 logger = logging.getLogger(__name__)
 
@@ -37,26 +37,33 @@ CPU_UNPADDED_MIN_WIDTH = 1024
 
 
 @dataclass
-class PrefillState:
-    """The scoring pass of one batch, kept so that selected rows can go on to generate."""
+class DecodeStream:
+    """Greedy decoding in progress for some rows; :meth:`ModelRunner.decode_step` advances it."""
 
-    verdict_logits: torch.Tensor  # (B, 2) float32: yes, no
-    last_hidden: torch.Tensor  # (B, H)
-    attention_mask: torch.Tensor  # (B, L)
-    cache: Any  # transformers Cache, or None for a score-only pass
+    outputs: list[list[int]]  # generated ids per row of the original state (stop token included)
+    active: list[int]  # the output row of each live batch row
+    max_new_tokens: int
+    stop_strings: tuple[str, ...]
+    cache: Any
+    mask: torch.Tensor
+    positions: torch.Tensor
+    token: torch.Tensor | None  # the next token of each live row, not yet emitted
+    steps: int = 0
+    emitted: bool = False  # ``token`` was emitted; the forward step on it is still to run
+    finished: bool = False
 
-    def select(self, rows: Sequence[int]) -> None:
-        """Keep only ``rows`` (positions in this batch), freeing the others' cache."""
-        idx = torch.tensor(list(rows), dtype=torch.long, device=self.attention_mask.device)
-        self.verdict_logits = self.verdict_logits[idx]
-        self.last_hidden = self.last_hidden[idx]
-        self.attention_mask = self.attention_mask[idx]
-        if self.cache is not None:
-            self.cache.reorder_cache(idx)
+    def finish(self) -> None:
+        """Mark the stream done and free its cache."""
+        self.finished = True
+        self.cache = None
+        self.token = None
 
 
 class ModelRunner:
-    """Runs a loaded causal LM for Prism: verdict logits and greedy continuation.
+    """Runs a loaded causal LM for yes/no rerankers: verdict logits and greedy continuation.
+
+    Tensors in, logits and token ids out: nothing here knows about queries, thresholds or results.
+    Only the engine loop's thread calls it.
 
     Args:
         model: A transformers causal LM (Qwen3.5 hybrid or Qwen3 dense).
@@ -79,11 +86,20 @@ class ModelRunner:
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else tokenizer.eos_token_id)
         self.stop_ids = torch.tensor(sorted(self._eos_ids(model, tokenizer)), device=self.device)
-        # Tokens whose text holds ">" may close "</evidence>": only then is the tail decoded.
-        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-        mask = torch.zeros(max(len(vocab), head.weight.shape[0]), dtype=torch.bool)
-        mask[: len(vocab)] = torch.tensor([t is not None and ">" in t for t in vocab])
-        self.may_close = mask.to(self.device)
+        self._vocab: list[str | None] | None = None
+        self._may_close: dict[str, torch.Tensor] = {}
+
+    def _closing_mask(self, last_char: str) -> torch.Tensor:
+        """Tokens whose text holds ``last_char``: only after one of them can a stop string end."""
+        mask = self._may_close.get(last_char)
+        if mask is None:
+            if self._vocab is None:
+                self._vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+            vocab = self._vocab
+            full = torch.zeros(max(len(vocab), self.head.weight.shape[0]), dtype=torch.bool)
+            full[: len(vocab)] = torch.tensor([t is not None and last_char in t for t in vocab])
+            mask = self._may_close[last_char] = full.to(self.device)
+        return mask
 
     @staticmethod
     def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -124,8 +140,6 @@ class ModelRunner:
             # attention layer; for long prompts building and reading it costs more than the whole
             # rest of the layer (measured: 2,000-token prompts ran 1.7-3.3x slower padded than one
             # by one). Rows of equal length need no mask; the states are then joined for decoding.
-            from prism_core.scheduling import merge_states
-
             runs = [list(same) for _, same in groupby(prompts, key=len)]  # consecutive, in order
             return merge_states([self._prefill_kept(run) for run in runs])
         return self._prefill_kept(prompts)
@@ -191,8 +205,6 @@ class ModelRunner:
         a row's last token cannot reach it. The states past each row's end are wrong for further
         decoding, so no cache is returned: this is a pure scoring pass.
         """
-        from prism_core.scheduling import split_cache
-
         n = len(continuations)
         ids, last_index, cont_mask = self._right_pad(continuations)
         width = ids.shape[1]
@@ -206,54 +218,119 @@ class ModelRunner:
         return PrefillState(self._verdict(last), last, mask, None)
 
     @torch.inference_mode()
-    def generate(self, state: PrefillState, max_new_tokens: int) -> list[list[int]]:
-        """Greedy-decode every row of ``state`` (after :meth:`PrefillState.select`).
+    def start_decode(
+        self, state: PrefillState, max_new_tokens: int, stop_strings: Sequence[str] = ()
+    ) -> DecodeStream:
+        """Begin greedy decoding of every row of ``state`` (after :meth:`PrefillState.select`).
 
         The first token is the argmax over the whole vocabulary at the verdict position, as the
-        model card's ``generate`` picks it. Rows stop at an end-of-turn token, after
-        ``</evidence>``, or after ``max_new_tokens`` tokens, and leave the batch then.
-
-        Returns:
-            Generated ids per row (stop token included), in the state's row order.
+        model card's ``generate`` picks it. Rows stop at an end-of-turn token, after one of
+        ``stop_strings``, or after ``max_new_tokens`` tokens, and leave the batch then. Drive the
+        stream with :meth:`decode_step` until ``stream.finished``.
         """
         n = state.last_hidden.shape[0]
-        outputs: list[list[int]] = [[] for _ in range(n)]
-        if n == 0 or max_new_tokens < 1:
-            return outputs
-        cache, mask = state.cache, state.attention_mask
-        active = list(range(n))  # row of the state for each live batch row
-        positions = mask.sum(-1, keepdim=True)  # next position of each row
-        token = self._greedy(state.last_hidden)
-        for step in range(max_new_tokens):
-            token_list = token.tolist()
-            for live, row in enumerate(active):
-                outputs[row].append(token_list[live])
-            done = torch.isin(token, self.stop_ids)
-            if step + 1 == max_new_tokens:
-                break
-            closing = (self.may_close[token] & ~done).nonzero().flatten().tolist()
+        stream = DecodeStream(
+            outputs=[[] for _ in range(n)],
+            active=list(range(n)),
+            max_new_tokens=max_new_tokens,
+            stop_strings=tuple(stop_strings),
+            cache=state.cache,
+            mask=state.attention_mask,
+            positions=state.attention_mask.sum(-1, keepdim=True),
+            token=self._greedy(state.last_hidden) if n and max_new_tokens >= 1 else None,
+        )
+        stream.finished = stream.token is None
+        return stream
+
+    @torch.inference_mode()
+    def decode_step(self, stream: DecodeStream) -> None:
+        """Emit each live row's current token, drop finished rows, and run one forward step.
+
+        Safe to call again after an exception in the forward step (out of memory): the emitted
+        tokens are not emitted twice.
+        """
+        if stream.finished:
+            return
+        if not stream.emitted:
+            self._emit(stream)
+            stream.emitted = True
+            if stream.finished:
+                return
+        assert stream.token is not None
+        mask = torch.cat([stream.mask, stream.mask.new_ones((stream.mask.shape[0], 1))], dim=-1)
+        out = self.body(
+            input_ids=stream.token[:, None],
+            attention_mask=mask,
+            position_ids=stream.positions,
+            past_key_values=stream.cache,
+            use_cache=True,
+        )
+        stream.mask = mask
+        stream.positions = stream.positions + 1
+        stream.token = self._greedy(out.last_hidden_state[:, -1])
+        stream.emitted = False
+
+    def _emit(self, stream: DecodeStream) -> None:
+        token = stream.token
+        assert token is not None
+        token_list = token.tolist()
+        for live, row in enumerate(stream.active):
+            stream.outputs[row].append(token_list[live])
+        stream.steps += 1
+        if stream.steps >= stream.max_new_tokens:
+            stream.finish()
+            return
+        done = torch.isin(token, self.stop_ids)
+        for stop in stream.stop_strings:
+            closing = (self._closing_mask(stop[-1])[token] & ~done).nonzero().flatten().tolist()
             for live in closing:
-                tail = self.tokenizer.decode(outputs[active[live]][-8:])
-                if EVIDENCE_CLOSE in tail:
+                tail = self.tokenizer.decode(stream.outputs[stream.active[live]][-8:])
+                if stop in tail:
                     done[live] = True
-            if bool(done.any()):
-                keep = (~done).nonzero().flatten()
-                if keep.numel() == 0:
-                    break
-                active = [active[i] for i in keep.tolist()]
-                cache.reorder_cache(keep)
-                mask, positions, token = mask[keep], positions[keep], token[keep]
-            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
-            out = self.body(
-                input_ids=token[:, None],
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=cache,
-                use_cache=True,
+        if bool(done.any()):
+            keep = (~done).nonzero().flatten()
+            if keep.numel() == 0:
+                stream.finish()
+                return
+            stream.active = [stream.active[i] for i in keep.tolist()]
+            stream.cache.reorder_cache(keep)
+            stream.mask, stream.positions, stream.token = stream.mask[keep], stream.positions[keep], token[keep]
+
+    def split_stream(self, stream: DecodeStream) -> list[DecodeStream]:
+        """Cut a stream's live rows into two streams (to retry a step that ran out of memory)."""
+        n = len(stream.active)
+        if n < 2 or stream.finished:
+            return [stream]
+        parts = []
+        for rows in (list(range(n // 2)), list(range(n // 2, n))):
+            idx = torch.tensor(rows, dtype=torch.long, device=stream.mask.device)
+            token = stream.token[idx] if stream.token is not None else None
+            parts.append(
+                DecodeStream(
+                    outputs=stream.outputs,  # shared: each part appends to its own rows only
+                    active=[stream.active[i] for i in rows],
+                    max_new_tokens=stream.max_new_tokens,
+                    stop_strings=stream.stop_strings,
+                    cache=split_cache(stream.cache, idx),
+                    mask=stream.mask[idx],
+                    positions=stream.positions[idx],
+                    token=token,
+                    steps=stream.steps,
+                    emitted=stream.emitted,
+                )
             )
-            positions = positions + 1
-            token = self._greedy(out.last_hidden_state[:, -1])
-        return outputs
+        stream.cache = None
+        return parts
+
+    @torch.inference_mode()
+    def generate(
+        self, state: PrefillState, max_new_tokens: int, stop_strings: Sequence[str] = ()
+    ) -> list[list[int]]:
+        """Decode every row of ``state`` to the end (see :meth:`start_decode`); ids per row, in order."""
+        stream = self.start_decode(state, max_new_tokens, stop_strings)
+        while not stream.finished:
+            self.decode_step(stream)
+        return stream.outputs
 
     def _greedy(self, hidden: torch.Tensor) -> torch.Tensor:
         """The argmax token of each row's full-vocabulary logits.

@@ -15,7 +15,7 @@ output and a message on stderr; the rest of the file is still processed and the 
 With ``--fail-fast`` the first bad line stops the run (exit 1) after its error record is written.
 Blank lines are skipped.
 
-``prism-rerank demo`` runs a small built-in example end to end (see :mod:`prism_core.demo`).
+``prism-rerank demo`` runs a small built-in example end to end (see :mod:`prism_core.cli.demo`).
 
 Exit statuses: 0 success, 1 a line failed or the model could not be loaded, 2 bad arguments,
 130 interrupted.
@@ -430,7 +430,7 @@ def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory
     factory = reranker_factory or default_reranker_factory
     try:
         if argv[:1] == ["demo"]:
-            from prism_core import demo
+            from prism_core.cli import demo
 
             return demo.main(argv[1:], reranker_factory=reranker_factory)
         return run(build_parser().parse_args(argv), factory)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from prism_core.cli import PROG, ModelOptions, RerankerFactory, add_model_arguments, default_reranker_factory
+from prism_core.cli.rerank import PROG, ModelOptions, RerankerFactory, add_model_arguments, default_reranker_factory
 from prism_core.results import PrismResult
 
 ModelResolver = Callable[[str | None], tuple[str, bool]]
@@ -92,7 +92,7 @@ def find_examples_dir() -> Path | None:
 
 
 def _default_resolver(model: str | None) -> tuple[str, bool]:
-    from prism_core.demo_model import resolve_demo_model
+    from prism_core.cli.demo_model import resolve_demo_model
 
     return resolve_demo_model(model)
 
@@ -280,7 +280,7 @@ def main(
     Args:
         argv: Arguments after ``demo``; ``None`` reads ``sys.argv[2:]``.
         reranker_factory: Builds the loaded reranker (tests inject a fake).
-        resolve_model: Replaces :func:`prism_core.demo_model.resolve_demo_model` (tests).
+        resolve_model: Replaces :func:`prism_core.cli.demo_model.resolve_demo_model` (tests).
         examples_dir: The ``examples/`` directory to run; ``None`` looks next to the package.
 
     Returns:

@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from prism_core.engine import DEFAULT_MODEL
+from prism_core.backends.prism import DEFAULT_MODEL
 from prism_core.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def resolve_demo_model(model: str | None = None) -> tuple[str, bool]:
     """
     from transformers import AutoConfig, AutoTokenizer
 
-    from prism_core.tiny_models import TINY_MARKER, tiny_checkpoint
+    from prism_core.testing.tiny_models import TINY_MARKER, tiny_checkpoint
 
     name = model or DEFAULT_MODEL
     if (Path(name).expanduser() / TINY_MARKER).exists():  # a tiny random model passed on explicitly

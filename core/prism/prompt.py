@@ -5,6 +5,8 @@ Treat these as a data contract: one changed character changes the scores.
 
 from __future__ import annotations
 
+from prism_core.runtime.tokenization import PromptTemplate
+
 SYSTEM_PROMPT = (
     "Judge whether the Document meets the requirements based on the Query and the Instruct provided. "
 )
@@ -34,10 +36,19 @@ def format_prompt(query: str, document: str) -> str:
 
     This is the *string* form, for reference and for the model card's loop. The engine never
     tokenizes this string directly: caller text could then inject control tokens. See
-    :class:`prism_core.tokenization.PromptTokenizer`.
+    :class:`prism_core.runtime.tokenization.PromptTokenizer`.
 
     Example:
         >>> format_prompt("q", "d").endswith("<think>\\n\\n</think>\\n\\n")
         True
     """
     return PROMPT_TEMPLATE.format(system=SYSTEM_PROMPT, instruction=INSTRUCTION, query=query, doc=document)
+
+
+#: The prompt cut where caller text goes in (see :class:`~prism_core.runtime.tokenization.PromptTemplate`).
+PRISM_TEMPLATE = PromptTemplate(
+    prefix=f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>",
+    query_head=f"user\n<Instruct>: {INSTRUCTION}\n<Query>: ",
+    doc_head="\n<Document>: ",
+    suffix="<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
+)

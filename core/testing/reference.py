@@ -4,7 +4,7 @@ This is the correctness oracle (same weights → same scores and same greedy tex
 baseline of the benchmark. It is deliberately naive; do not optimise it.
 
 Example:
-    >>> from prism_core.reference import ReferenceLoop
+    >>> from prism_core.testing.reference import ReferenceLoop
     >>> loop = ReferenceLoop("path/to/checkpoint")  # doctest: +SKIP
     >>> loop.run("what is rust?", ["Rust is a language."])  # doctest: +SKIP
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from prism_core.prompt import format_prompt
+from prism_core.prism.prompt import format_prompt
 
 
 @dataclass(frozen=True)

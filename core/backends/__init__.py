@@ -1,0 +1,1 @@
+"""The rerankers behind the one protocol: Prism, Qwen3-Reranker, cross-encoders."""

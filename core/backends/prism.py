@@ -1,0 +1,87 @@
+"""``PrismReranker``: scores, and for relevant documents a contribution and an evidence rewrite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prism_core.backends.causal import CausalLMReranker
+from prism_core.prism.parsing import EVIDENCE_CLOSE, parse_output
+from prism_core.prism.prompt import PRISM_TEMPLATE
+from prism_core.protocol import Capabilities
+from prism_core.ranking import sigmoid
+from prism_core.results import PrismResult
+from prism_core.runtime.tokenization import EncodedPrompt, PromptTemplate
+
+DEFAULT_MODEL = "infgrad/Prism-Qwen3.5-Reranker-0.8B"
+
+
+class PrismReranker(CausalLMReranker):
+    """Prism-Reranker: relevance scores, and for relevant documents a contribution and evidence.
+
+    Constructing is cheap and loads nothing; the model loads on first use (or :meth:`load`).
+    Loaded weights are shared by every instance asking for the same ``(model, device, dtype)``, and
+    one engine loop drives them for every caller (threads, asyncio tasks, server requests).
+
+    Args:
+        model: Hub id or local checkpoint directory.
+        device: ``None`` (CUDA, else MPS, else CPU), or ``"cpu"``, ``"cuda:1"``, ...
+        dtype: ``None`` (bf16 on CUDA, fp32 elsewhere), a torch dtype or ``"float32"``/``"bfloat16"``.
+        max_length: Cap on prompt tokens (default 10240); longer documents are cut (only the document).
+        max_new_tokens: Generation budget for verdict, contribution and evidence (default 1024).
+        batch_tokens: Padded prompt tokens per forward pass (default by device type).
+        show_progress: Progress bar on stderr: ``True``, ``False`` or ``None`` (only for long jobs
+            when stderr is a terminal).
+
+    Example:
+        >>> from prism_core import PrismReranker
+        >>> reranker = PrismReranker("infgrad/Prism-Qwen3.5-Reranker-0.8B")  # loads nothing yet
+        >>> results = reranker.rerank("what is rust?", ["Rust is a language.", "Paris."])  # doctest: +SKIP
+        >>> results[0].evidence  # doctest: +SKIP
+    """
+
+    backend = "prism"
+    capabilities = Capabilities(verdict=True, evidence=True)
+    default_model = DEFAULT_MODEL
+    default_max_length = 10240
+    min_length_hint = 200  # the Qwen3.5 tokenizer; tests check it against the real one
+    stop_strings = (EVIDENCE_CLOSE,)
+
+    def __init__(
+        self,
+        model: Any = DEFAULT_MODEL,
+        *,
+        device: Any = None,
+        dtype: Any = None,
+        max_length: int | None = None,
+        max_new_tokens: int | None = None,
+        batch_tokens: int | None = None,
+        show_progress: bool | None = None,
+    ) -> None:
+        super().__init__(
+            model,
+            device=device,
+            dtype=dtype,
+            max_length=max_length,
+            max_new_tokens=max_new_tokens,
+            batch_tokens=batch_tokens,
+            show_progress=show_progress,
+        )
+
+    def template(self) -> PromptTemplate:
+        """Prism's prompt (fixed: the model was trained on it)."""
+        return PRISM_TEMPLATE
+
+    def _result(self, index: int, prompt: EncodedPrompt, logit: float, generated: list[int] | None) -> PrismResult:
+        raw = self.tokenizer.decode(generated, skip_special_tokens=True) if generated is not None else None
+        parsed = parse_output(raw)
+        return PrismResult(
+            index=index,
+            score=sigmoid(logit),
+            logit=logit,
+            relevant=logit > 0,
+            contribution=parsed.contribution,
+            evidence=parsed.evidence,
+            evidence_complete=parsed.complete,
+            truncated=prompt.truncated,
+            raw_output=raw,
+        )

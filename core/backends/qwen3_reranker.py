@@ -1,0 +1,68 @@
+"""``Qwen3Reranker``: the Qwen3-Reranker checkpoints on the core's batched, injection-safe runtime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prism_core.backends.causal import CausalLMReranker
+from prism_core.protocol import SCORE_ONLY
+from prism_core.qwen3.prompt import qwen3_template
+from prism_core.runtime.tokenization import PromptTemplate
+
+DEFAULT_MODEL = "Qwen/Qwen3-Reranker-0.6B"
+
+
+class Qwen3Reranker(CausalLMReranker):
+    """Qwen3-Reranker (``Qwen/Qwen3-Reranker-0.6B/4B/8B``): score = ``sigmoid(logit_yes - logit_no)``.
+
+    The exact prompt of its model card, with the card's default instruction or yours; scored on the
+    same runtime as Prism (token-budget batches, coalesced concurrent callers, verdict logits from
+    two rows of the output layer). Score-only: nothing is generated, ``evidence=True`` is a no-op.
+
+    Args:
+        model: Hub id or local checkpoint directory.
+        instruction: The task instruction (``None``: ``"Given a web search query, retrieve relevant
+            passages that answer the query"``).
+        device, dtype, max_length, batch_tokens, show_progress: As for :class:`PrismReranker`
+            (``max_length`` defaults to the card's 8192).
+        max_new_tokens: Accepted for a uniform surface; unused (nothing is generated).
+
+    Example:
+        >>> from prism_core import Qwen3Reranker
+        >>> reranker = Qwen3Reranker("Qwen/Qwen3-Reranker-0.6B", instruction="Find code that answers")
+        >>> reranker.score("what is rust?", ["Rust is a language."])  # doctest: +SKIP
+    """
+
+    backend = "qwen3-reranker"
+    capabilities = SCORE_ONLY
+    default_model = DEFAULT_MODEL
+    default_max_length = 8192
+    min_length_hint = 74  # the default instruction, Qwen3.5 tokenizer; tests check it
+
+    def __init__(
+        self,
+        model: Any = DEFAULT_MODEL,
+        *,
+        instruction: str | None = None,
+        device: Any = None,
+        dtype: Any = None,
+        max_length: int | None = None,
+        max_new_tokens: int | None = None,
+        batch_tokens: int | None = None,
+        show_progress: bool | None = None,
+    ) -> None:
+        super().__init__(
+            model,
+            device=device,
+            dtype=dtype,
+            max_length=max_length,
+            max_new_tokens=max_new_tokens,
+            batch_tokens=batch_tokens,
+            show_progress=show_progress,
+            instruction=instruction,
+        )
+        self.instruction = self.engine_config.instruction
+
+    def template(self) -> PromptTemplate:
+        """The card's prompt with this instance's instruction."""
+        return qwen3_template(self.instruction)

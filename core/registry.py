@@ -1,0 +1,173 @@
+"""Backend names → classes, telling a checkpoint's backend, and the one process-wide engine cache.
+
+``load_reranker(model, backend=None, **options)`` is the one way in: it picks the backend (the
+``backend=`` name always wins; else the checkpoint's config; else its name), builds an
+:class:`~prism_core.config.EngineConfig` and returns the process-wide engine for it, created on
+first use and shared by every adapter, CLI run or server in the process that asks for the same
+configuration (spelled any way). Engines load their weights lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any, TypeVar
+
+from prism_core.config import EngineConfig
+from prism_core.errors import UnknownBackendError
+from prism_core.protocol import Reranker
+
+logger = logging.getLogger(__name__)
+
+#: Backend name → ``"module:Class"`` (imported on first use, so a score-only install never imports
+#: what it does not use).
+BACKENDS: dict[str, str] = {
+    "prism": "prism_core.backends.prism:PrismReranker",
+    "qwen3-reranker": "prism_core.backends.qwen3_reranker:Qwen3Reranker",
+    "cross-encoder": "prism_core.backends.cross_encoder:CrossEncoderReranker",
+}
+
+E = TypeVar("E")
+
+_engines: dict[tuple[Any, ...], Any] = {}
+_engines_lock = threading.Lock()
+
+
+def register_backend(name: str, target: str) -> None:
+    """Make ``backend=name`` build ``target`` (``"package.module:Class"``; the class takes ``model``
+    and keyword engine options and implements :class:`prism_core.Reranker`)."""
+    if ":" not in target:
+        raise ValueError(f"target must look like 'package.module:Class', got {target!r}")
+    BACKENDS[name] = target
+
+
+def backend_class(name: str) -> type:
+    """The class registered for a backend name.
+
+    Raises:
+        UnknownBackendError: The name is not registered; the message lists the known ones.
+    """
+    if not isinstance(name, str) or name not in BACKENDS:
+        raise UnknownBackendError(f"unknown backend {name!r}; known backends: {', '.join(BACKENDS)}")
+    module, _, attr = BACKENDS[name].partition(":")
+    cls: type = getattr(importlib.import_module(module), attr)
+    return cls
+
+
+def shared_engine(cls: type[E], candidate: Any) -> E:
+    """The process-wide engine of class ``cls`` for ``candidate``'s configuration (``candidate`` if new)."""
+    key = (cls, *candidate.engine_config.key())
+    with _engines_lock:
+        engine: E = _engines.setdefault(key, candidate)
+    return engine
+
+
+def get_engine(config: EngineConfig) -> Reranker:
+    """The process-wide engine for ``config`` (created, not loaded, on first use)."""
+    cls = backend_class(config.backend)
+    return shared_engine(cls, cls(config.model, **config.options()))
+
+
+def clear_engines() -> None:
+    """Forget the cached engines (the next request builds new ones; weights stay cached by the runtime)."""
+    with _engines_lock:
+        _engines.clear()
+
+
+def _read_config(model: str) -> dict[str, Any] | None:
+    """The checkpoint's ``config.json`` (local directory, or the hub's cache / the hub), else ``None``."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        file = path / "config.json"
+        return json.loads(file.read_text()) if file.is_file() else None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(model, "config.json")).read_text())
+    except Exception as exc:  # offline, unknown repo, no config: fall back to the name
+        logger.debug("could not read config.json of %r: %s", model, exc)
+        return None
+
+
+def _is_cross_encoder_dir(model: str) -> bool:
+    path = Path(model).expanduser()
+    return path.is_dir() and any(
+        (path / name).exists() for name in ("config_sentence_transformers.json", "modules.json")
+    ) and not (path / "generation_config.json").exists()
+
+
+def detect_backend(model: str) -> str:
+    """Tell a checkpoint's backend from its config's architectures and files, else from its name.
+
+    - ``*ForSequenceClassification`` → ``"cross-encoder"``;
+    - Qwen3.5 causal LMs → ``"prism"`` (the only Qwen3.5 reranker this package knows);
+    - plain Qwen3 causal LMs → the name decides (``prism`` in it → ``"prism"``, ``qwen3-reranker``
+      → ``"qwen3-reranker"``): both are Qwen3 causal LMs;
+    - no readable config → the name decides, as above, and ``reranker``/``cross-encoder``/``ms-marco``
+      in it → ``"cross-encoder"``.
+
+    Raises:
+        UnknownBackendError: The backend cannot be told; the message lists the backends to pass
+            as ``backend=``.
+
+    Example:
+        >>> detect_backend("infgrad/Prism-Qwen3.5-Reranker-0.8B")  # doctest: +SKIP
+        'prism'
+    """
+    if "://" in model:
+        if "remote" in BACKENDS:
+            return "remote"
+        raise UnknownBackendError(f"{model!r} is a URL and no remote backend is registered")
+    name = model.lower()
+    by_name = (
+        "prism" if "prism" in name
+        else "qwen3-reranker" if "qwen3-reranker" in name or "qwen3_reranker" in name
+        else None
+    )  # fmt: skip
+    config = _read_config(model)
+    if config is not None:
+        archs = [str(a) for a in config.get("architectures") or []]
+        model_type = str(config.get("model_type", ""))
+        if any(a.endswith("ForSequenceClassification") for a in archs):
+            return "cross-encoder"
+        if model_type.startswith("qwen3_5") or any(a.startswith("Qwen3_5") for a in archs):
+            return "prism"
+        if any(a.endswith("ForCausalLM") for a in archs) and by_name is not None:
+            return by_name
+    elif by_name is not None:
+        return by_name
+    elif _is_cross_encoder_dir(model) or any(k in name for k in ("cross-encoder", "ms-marco", "reranker")):
+        return "cross-encoder"
+    what = f"architectures {config.get('architectures')!r}" if config is not None else "no readable config"
+    raise UnknownBackendError(
+        f"cannot tell the backend of {model!r} ({what}); pass backend= one of: {', '.join(BACKENDS)}"
+    )
+
+
+def load_reranker(model: Any, *, backend: str | None = None, **options: Any) -> Reranker:
+    """The process-wide reranker for ``model`` (created on first call; weights load on first use).
+
+    Args:
+        model: Hub id, local directory (or, with a remote backend, a base URL).
+        backend: ``"prism"``, ``"qwen3-reranker"``, ``"cross-encoder"``...; ``None`` tells it from
+            the checkpoint (:func:`detect_backend`). An explicit name always wins.
+        **options: Engine options (see :class:`~prism_core.config.EngineConfig`).
+
+    Raises:
+        UnknownBackendError: Unknown ``backend`` name, or a checkpoint whose backend cannot be told.
+        TypeError: An unknown option (the known ones are listed).
+
+    Example:
+        >>> from prism_core import load_reranker
+        >>> reranker = load_reranker("Qwen/Qwen3-Reranker-0.6B", device="cpu")  # doctest: +SKIP
+        >>> reranker.score("what is rust?", ["Rust is a language."])  # doctest: +SKIP
+    """
+    from prism_core.config import model_option
+
+    model = model_option(model)
+    name = detect_backend(model) if backend is None else backend
+    backend_class(name)  # refuse an unknown name before anything else
+    return get_engine(EngineConfig.create(model, name, **options))
