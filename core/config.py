@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prism_core.validation import check_optional_int, check_text
+from prism_core.validation import check_float, check_optional_int, check_text
 
 #: Engine options, in the order they are documented and serialised.
 ENGINE_OPTION_NAMES: tuple[str, ...] = (
@@ -28,11 +28,13 @@ ENGINE_OPTION_NAMES: tuple[str, ...] = (
     "max_new_tokens",
     "batch_tokens",
     "instruction",
+    "timeout",
+    "max_retries",
 )
 
 #: Minimum accepted for each integer option (the prompt-dependent minimum of ``max_length`` is
 #: checked by the backend, which knows its prompt).
-_INT_MINIMUMS = {"max_length": 1, "max_new_tokens": 1, "batch_tokens": 1}
+_INT_MINIMUMS = {"max_length": 1, "max_new_tokens": 1, "batch_tokens": 1, "max_retries": 0}
 
 _DTYPE_NAMES = {
     "float32": "float32", "fp32": "float32", "float": "float32",
@@ -106,6 +108,8 @@ class EngineConfig:
         max_new_tokens: Generation budget per document (generating backends only).
         batch_tokens: Padded tokens per forward pass.
         instruction: The task instruction (Qwen3-Reranker only; Prism's instruction is fixed).
+        timeout: Seconds per HTTP request (remote backend only).
+        max_retries: Retries on connection errors, 429 and 5xx (remote backend only).
 
     Example:
         >>> config = EngineConfig(model="infgrad/Prism-Qwen3.5-Reranker-0.8B", backend="prism", dtype="bf16")
@@ -123,6 +127,8 @@ class EngineConfig:
     max_new_tokens: int | None = None
     batch_tokens: int | None = None
     instruction: str | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -133,6 +139,8 @@ class EngineConfig:
         set_(self, "dtype", dtype_option(self.dtype))
         for name, minimum in _INT_MINIMUMS.items():
             set_(self, name, check_optional_int(getattr(self, name), name, minimum))
+        if self.timeout is not None:
+            set_(self, "timeout", check_float(self.timeout, "timeout", 0.0, 86400.0))
         if self.instruction is not None:
             instruction = check_text(self.instruction, "instruction")
             if not instruction.strip():

@@ -28,6 +28,7 @@ BACKENDS: dict[str, str] = {
     "prism": "prism_core.backends.prism:PrismReranker",
     "qwen3-reranker": "prism_core.backends.qwen3_reranker:Qwen3Reranker",
     "cross-encoder": "prism_core.backends.cross_encoder:CrossEncoderReranker",
+    "remote": "prism_core.backends.remote:RemoteReranker",
 }
 
 E = TypeVar("E")

@@ -24,6 +24,12 @@ class PrismResult:
         truncated: The document was cut (by tokens) to fit ``max_length``.
         raw_output: The generated text, verdict included, decoded as the model card decodes it;
             ``None`` when nothing was generated for this document.
+        document_tokens: The document's tokens as the model saw them (after truncation); for a
+            causal-LM backend, the prompt's tokens beyond its fixed part and the query. ``None``
+            when the backend does not say (a remote server that does not report it).
+        evidence_tokens: The evidence passage's tokens (same tokenizer), when evidence was
+            generated; else ``None``. ``document_tokens - evidence_tokens`` is what the body swap
+            saves in an LLM's context.
 
     Example:
         >>> r = PrismResult(index=0, score=0.9, logit=2.2, relevant=True)
@@ -40,6 +46,8 @@ class PrismResult:
     evidence_complete: bool = False
     truncated: bool = False
     raw_output: str | None = None
+    document_tokens: int | None = None
+    evidence_tokens: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as a JSON-serialisable ``dict`` (field order as declared)."""

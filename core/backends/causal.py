@@ -35,11 +35,6 @@ DEFAULT_BATCH_TOKENS = {"cuda": 32768, "mps": 8192, "cpu": 16384}
 Self = TypeVar("Self", bound="CausalLMReranker")
 
 
-def _make_executor(loaded: LoadedModel) -> CausalExecutor:
-    yes, no = verdict_ids(loaded.tokenizer)
-    return CausalExecutor(ModelRunner(loaded.model, loaded.tokenizer, yes, no))
-
-
 class CausalLMReranker:
     """Base of the causal-LM backends: configuration, lazy loading, the engine calls, results.
 
@@ -56,6 +51,10 @@ class CausalLMReranker:
     #: document: ``max_length`` below it is refused at construction (the exact check runs at load).
     min_length_hint: ClassVar[int]
     stop_strings: ClassVar[tuple[str, ...]] = ()
+    #: The model runner class. The supported way to instrument the runtime (the benchmark imposes
+    #: verdicts and counts work this way): subclass the reranker and set a ``ModelRunner`` subclass
+    #: here; it gets its own engine loop over the same shared weights.
+    runner_class: ClassVar[type[ModelRunner]] = ModelRunner
 
     def __init__(
         self,
@@ -151,7 +150,7 @@ class CausalLMReranker:
                 loaded = registry.get(self.model_name, self.device, self.dtype)
                 self._prompts = PromptTokenizer(loaded.tokenizer, self.template(), self.max_length)
                 self._loaded = loaded
-                self._loop = loaded.engine_loop(_make_executor)
+                self._loop = loaded.engine_loop(self._make_executor, kind=self.runner_class)
         return self
 
     @property
@@ -160,6 +159,24 @@ class CausalLMReranker:
         self.load()
         assert self._loaded is not None
         return self._loaded.tokenizer
+
+    def _make_executor(self, loaded: LoadedModel) -> CausalExecutor:
+        yes, no = verdict_ids(loaded.tokenizer)
+        return CausalExecutor(self.runner_class(loaded.model, loaded.tokenizer, yes, no))
+
+    @property
+    def runner(self) -> ModelRunner:
+        """The model runner behind this engine (loads the model); only the engine loop calls it."""
+        executor = self.engine_loop.executor
+        assert isinstance(executor, CausalExecutor)
+        return executor.runner
+
+    @property
+    def prompt_tokenizer(self) -> PromptTokenizer:
+        """The prompt builder of this engine (loads the model)."""
+        self.load()
+        assert self._prompts is not None
+        return self._prompts
 
     @property
     def engine_loop(self) -> EngineLoop:
@@ -273,10 +290,8 @@ class CausalLMReranker:
     def _job(
         self, prompts: list[EncodedPrompt], generate: bool, top_n: int | None, threshold: float | None
     ) -> RerankJob:
-        assert self._loop is not None
-        runner = self._loop.executor.runner  # type: ignore[attr-defined]
         return RerankJob(
-            runner,
+            self.runner,
             [p.ids for p in prompts],
             generate=generate,
             top_n=top_n,
@@ -315,9 +330,21 @@ class CausalLMReranker:
         threshold: float | None,
     ) -> list[PrismResult]:
         """Output processing: plain engine output → results, ranked by the one rule."""
-        results = [self._result(i, p, logit, generated.get(i)) for i, (p, logit) in enumerate(zip(prompts, logits))]
+        results = [
+            self._result(i, p, logit, generated.get(i))
+            for i, (p, logit) in enumerate(zip(prompts, logits, strict=True))
+        ]
         return select(results, top_n, threshold)
 
-    def _result(self, index: int, prompt: EncodedPrompt, logit: float, generated: list[int] | None) -> PrismResult:
-        return PrismResult(index=index, score=sigmoid(logit), logit=logit, relevant=logit > 0, truncated=prompt.truncated)
+    def _result(
+        self, index: int, prompt: EncodedPrompt, logit: float, generated: list[int] | None
+    ) -> PrismResult:
+        return PrismResult(
+            index=index,
+            score=sigmoid(logit),
+            logit=logit,
+            relevant=logit > 0,
+            truncated=prompt.truncated,
+            document_tokens=prompt.document_tokens,
+        )
 

@@ -71,9 +71,15 @@ class PrismReranker(CausalLMReranker):
         """Prism's prompt (fixed: the model was trained on it)."""
         return PRISM_TEMPLATE
 
-    def _result(self, index: int, prompt: EncodedPrompt, logit: float, generated: list[int] | None) -> PrismResult:
+    def _result(
+        self, index: int, prompt: EncodedPrompt, logit: float, generated: list[int] | None
+    ) -> PrismResult:
         raw = self.tokenizer.decode(generated, skip_special_tokens=True) if generated is not None else None
         parsed = parse_output(raw)
+        evidence_tokens = None
+        if parsed.evidence is not None:
+            assert self._prompts is not None
+            evidence_tokens = self._prompts.count_tokens(parsed.evidence)
         return PrismResult(
             index=index,
             score=sigmoid(logit),
@@ -84,4 +90,6 @@ class PrismReranker(CausalLMReranker):
             evidence_complete=parsed.complete,
             truncated=prompt.truncated,
             raw_output=raw,
+            document_tokens=prompt.document_tokens,
+            evidence_tokens=evidence_tokens,
         )

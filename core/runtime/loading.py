@@ -37,15 +37,21 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     lock: threading.RLock = field(default_factory=threading.RLock)
-    loop: EngineLoop | None = None  # the one thread that drives these weights
+    loops: dict[Any, EngineLoop] = field(default_factory=dict)  # the threads that drive these weights
 
-    def engine_loop(self, make_executor: Callable[[LoadedModel], Executor]) -> EngineLoop:
-        """The engine loop of these weights, created on first use (one per loaded model)."""
+    def engine_loop(self, make_executor: Callable[[LoadedModel], Executor], kind: Any = None) -> EngineLoop:
+        """The engine loop of these weights for executors of ``kind``, created on first use.
+
+        Every engine on these weights with the same kind of executor shares one loop (one owner of
+        the model, coalescing everyone's passes). A different kind (a benchmark's instrumented
+        runner) gets its own loop over the same weights.
+        """
         with self.lock:
-            if self.loop is None:
+            loop = self.loops.get(kind)
+            if loop is None:
                 name = f"prism-engine:{Path(self.name).name}@{self.device}"
-                self.loop = EngineLoop(make_executor(self), name=name)
-            return self.loop
+                loop = self.loops[kind] = EngineLoop(make_executor(self), name=name)
+            return loop
 
 
 def looks_local(model: str) -> bool:
@@ -124,8 +130,8 @@ class _Registry:
             self._models.clear()
             self._loading.clear()
         for loaded in models:
-            if loaded.loop is not None:
-                loaded.loop.close()
+            for loop in loaded.loops.values():
+                loop.close()
 
 
 registry = _Registry()

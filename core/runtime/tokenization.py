@@ -56,6 +56,7 @@ class EncodedPrompt:
 
     ids: list[int]
     truncated: bool
+    document_tokens: int = 0  # prompt tokens beyond the fixed prompt and the query: the document's
 
 
 _PLAIN_CACHE: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -134,6 +135,10 @@ class PromptTokenizer:
                 )
         return out
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` encoded as plain text (for accounting; never raises on odd text)."""
+        return len(self._plain.encode(text, add_special_tokens=False).ids)
+
     def query_budget_check(self, query: str) -> int:
         """Return the number of prompt tokens without a document; ``ValueError`` if over budget."""
         head = self.template.query_head + query + self.template.doc_head
@@ -149,7 +154,7 @@ class PromptTokenizer:
     def encode(self, query: str, documents: Sequence[str]) -> list[EncodedPrompt]:
         """Prompt ids for each document, in input order, cutting documents to fit ``max_length``."""
         head = self.template.query_head + query + self.template.doc_head
-        self.query_budget_check(query)
+        fixed = self.query_budget_check(query)
         segments = self.plain_encode([head + d for d in documents])
         budget = self.max_length - len(self.prefix_ids) - len(self.suffix_ids)
         out: list[EncodedPrompt] = []
@@ -159,7 +164,8 @@ class PromptTokenizer:
             if truncated:
                 n_cut += 1
                 seg = self._cut(head, doc, budget)
-            out.append(EncodedPrompt(self.prefix_ids + seg + self.suffix_ids, truncated))
+            ids = self.prefix_ids + seg + self.suffix_ids
+            out.append(EncodedPrompt(ids, truncated, max(len(ids) - fixed, 0)))
         if n_cut:
             logger.warning(
                 "%d of %d documents were cut to fit max_length=%d prompt tokens",

@@ -77,8 +77,8 @@ def test_several_batches_really_happen(oracle_runs) -> None:  # type: ignore[no-
 
     path, docs, _ = oracle_runs
     engine = PrismReranker(path, device="cpu").load()
-    assert engine._prompts is not None
-    lengths = [len(p.ids) for p in engine._prompts.encode(QUERY, docs)]
+    assert engine.prompt_tokenizer is not None
+    lengths = [len(p.ids) for p in engine.prompt_tokenizer.encode(QUERY, docs)]
     assert max(lengths) - min(lengths) > 100  # mixed lengths
     assert len(plan_batches(lengths, 300)) >= 4
 

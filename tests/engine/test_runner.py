@@ -21,10 +21,10 @@ DOCS = [
 @pytest.fixture(scope="module")
 def runner_and_ids(tiny_path: str) -> tuple[ModelRunner, list[list[int]], str]:
     engine = PrismReranker(tiny_path, device="cpu").load()
-    assert engine._runner is not None and engine._prompts is not None
-    ids = [p.ids for p in engine._prompts.encode("what is rust?", DOCS)]
+    assert engine.runner is not None and engine.prompt_tokenizer is not None
+    ids = [p.ids for p in engine.prompt_tokenizer.encode("what is rust?", DOCS)]
     assert len({len(i) for i in ids}) == len(ids)  # every row padded differently
-    return engine._runner, ids, tiny_path
+    return engine.runner, ids, tiny_path
 
 
 def test_scoring_pass_is_right_padded_without_a_mask_and_exact(runner_and_ids, spy) -> None:  # type: ignore[no-untyped-def]
@@ -42,10 +42,10 @@ def test_scoring_pass_is_right_padded_without_a_mask_and_exact(runner_and_ids, s
 
 
 def test_scores_without_a_shared_prefix_match_the_card_loop(runner_and_ids, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from prism_core.backends import prism as engine_module
+    from prism_core.runtime import pipeline
 
     _, _, path = runner_and_ids
-    monkeypatch.setattr(engine_module, "_shared_prefix_len", lambda prompts: 0)
+    monkeypatch.setattr(pipeline, "shared_prefix_len", lambda prompts: 0)
     scores = PrismReranker(path, device="cpu", batch_tokens=600).score("what is rust?", DOCS)
     ref = ReferenceLoop(path, max_new_tokens=1).run("what is rust?", DOCS, generate=False)
     assert scores == pytest.approx([o.score for o in ref], abs=1e-4)
@@ -91,7 +91,8 @@ def test_rows_leave_at_end_of_turn_or_evidence_close(runner_and_ids, monkeypatch
     end_of_turn = free[0][2]  # row 0 ends its turn with its third token
     closing_tail = free[1][:5][-8:]  # row 1 writes "</evidence>" with its fifth token
     monkeypatch.setattr(runner, "stop_ids", torch.tensor([end_of_turn]))
-    monkeypatch.setattr(runner, "may_close", torch.ones_like(runner.may_close))
+    everything = torch.ones(runner.head.weight.shape[0], dtype=torch.bool)
+    monkeypatch.setattr(runner, "_closing_mask", lambda last_char: everything)
     fake = SimpleNamespace(decode=lambda tail: EVIDENCE_CLOSE if list(tail) == closing_tail else "text")
     monkeypatch.setattr(runner, "tokenizer", fake)
 
@@ -102,7 +103,7 @@ def test_rows_leave_at_end_of_turn_or_evidence_close(runner_and_ids, monkeypatch
         return row
 
     calls = spy(runner.body, "forward")
-    got = runner.generate(runner.prefill(ids, keep_cache=True), 10)
+    got = runner.generate(runner.prefill(ids, keep_cache=True), 10, stop_strings=(EVIDENCE_CLOSE,))
     assert got == [expected(row) for row in free]
     assert len(got[0]) == 3 and len(got[1]) == 5
     rows_per_step = [kwargs["input_ids"].shape[0] for _, kwargs in calls[1:]]  # after the prefill

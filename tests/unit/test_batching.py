@@ -37,15 +37,13 @@ def test_max_rows_and_bad_budget() -> None:
 
 
 def test_shared_prefix_only_when_it_pays() -> None:
-    from types import SimpleNamespace
-
-    from prism_core.backends.prism import _shared_prefix_len
+    from prism_core.runtime.pipeline import shared_prefix_len
 
     prefix = list(range(200))
 
-    def prompts(*doc_lengths: int) -> list[SimpleNamespace]:
-        return [SimpleNamespace(ids=prefix + [1000 + i] * n) for i, n in enumerate(doc_lengths)]
+    def prompts(*doc_lengths: int) -> list[list[int]]:
+        return [prefix + [1000 + i] * n for i, n in enumerate(doc_lengths)]
 
-    assert _shared_prefix_len(prompts(50, 120, 300)) == 200  # short documents: run the prefix once
-    assert _shared_prefix_len(prompts(2000, 1800, 2100)) == 0  # long ones: full prompts are cheaper
-    assert _shared_prefix_len([SimpleNamespace(ids=[1, 2, 3]), SimpleNamespace(ids=[1, 2, 4])]) == 0
+    assert shared_prefix_len(prompts(50, 120, 300)) == 200  # short documents: run the prefix once
+    assert shared_prefix_len(prompts(2000, 1800, 2100)) == 0  # long ones: full prompts are cheaper
+    assert shared_prefix_len([[1, 2, 3], [1, 2, 4]]) == 0

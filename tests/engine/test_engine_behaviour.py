@@ -120,7 +120,7 @@ def test_shared_returns_one_instance_per_configuration(tiny_qwen35_path: str) ->
     assert a is b and a is not c
     a.load()
     c.load()
-    assert a._loaded is c._loaded  # different options, same weights: loaded once
+    assert a.runner.model is c.runner.model  # different options, same weights: loaded once
 
 
 def test_weights_load_once_per_process(tiny_qwen3_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,10 +162,10 @@ def test_injected_control_tokens_do_not_break_the_prompt(engine: PrismReranker) 
     results = engine.rerank(QUERY + "<|im_end|>", [hostile, DOCS[0]])
     assert sorted(r.index for r in results) == [0, 1]
     # The hostile document's prompt holds exactly the template's control tokens.
-    assert engine._prompts is not None
-    ids = engine._prompts.encode(QUERY, [hostile])[0].ids
+    assert engine.prompt_tokenizer is not None
+    ids = engine.prompt_tokenizer.encode(QUERY, [hostile])[0].ids
     added = {int(i) for i in engine.tokenizer.added_tokens_decoder}
-    template = engine._prompts.prefix_ids + engine._prompts.suffix_ids
+    template = engine.prompt_tokenizer.prefix_ids + engine.prompt_tokenizer.suffix_ids
     assert sum(i in added for i in ids) == sum(i in added for i in template)
 
 
