@@ -43,6 +43,7 @@ class CausalLMReranker:
     """
 
     backend: ClassVar[str]
+    display_name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
     default_model: ClassVar[str]
     default_max_length: ClassVar[int]
@@ -319,7 +320,7 @@ class CausalLMReranker:
         show = self.show_progress
         if show is None:
             show = total >= 64 and sys.stderr.isatty()
-        return tqdm(total=total, unit="doc", desc=f"{self.backend} rerank", disable=not show, leave=False)
+        return tqdm(total=total, unit="doc", desc=f"{self.display_name} rerank", disable=not show, leave=False)
 
     def _results(
         self,

@@ -40,6 +40,7 @@ class PrismReranker(CausalLMReranker):
     """
 
     backend = "prism"
+    display_name = "Prism"
     capabilities = Capabilities(verdict=True, evidence=True)
     default_model = DEFAULT_MODEL
     default_max_length = 10240

@@ -34,6 +34,7 @@ class Qwen3Reranker(CausalLMReranker):
     """
 
     backend = "qwen3-reranker"
+    display_name = "Qwen3-Reranker"
     capabilities = SCORE_ONLY
     default_model = DEFAULT_MODEL
     default_max_length = 8192

@@ -61,13 +61,13 @@ def looks_local(model: str) -> bool:
     )
 
 
-def load_error(model: str, exc: BaseException, what: str = "model") -> ModelLoadError:
+def load_error(model: str, exc: BaseException, what: str = "model", example: str = "model='./model'") -> ModelLoadError:
     """The error for a checkpoint that cannot be loaded, saying how to use a local copy instead."""
     return ModelLoadError(
         f"could not load {what} {model!r}: {type(exc).__name__}: {exc}\n"
         "If the Hugging Face Hub cannot be reached from here, download the checkpoint on a machine that "
-        f"can (`hf download {model} --local-dir ./model`), copy the folder over and pass its path "
-        "(model='./model')."
+        f"can (`hf download {model} --local-dir ./model`), copy the folder over and pass its path: "
+        f"{example}."
     )
 
 
@@ -107,9 +107,13 @@ class _Registry:
         self.loads = 0  # weight loads so far (tests check that configurations share them)
 
     def get(
-        self, model: str, device: torch.device, dtype: torch.dtype, loader: Loader = load_model_and_tokenizer
+        self, model: str, device: torch.device, dtype: torch.dtype, loader: Loader | None = None
     ) -> LoadedModel:
-        """The loaded model for these settings, loading it (once, whatever the threads) if needed."""
+        """The loaded model for these settings, loading it (once, whatever the threads) if needed.
+
+        ``loader`` defaults to :func:`load_model_and_tokenizer` (a causal LM and its tokenizer).
+        """
+        loader = load_model_and_tokenizer if loader is None else loader
         key = (f"{loader.__module__}.{loader.__qualname__}", canonical_model(model), str(device), str(dtype))
         with self._lock:
             if key in self._models:
@@ -124,14 +128,11 @@ class _Registry:
             return self._models[key]
 
     def clear(self) -> None:
-        """Forget every loaded model (they are freed once no engine holds them); stops their loops."""
+        """Forget every loaded model: the next engine to load gets fresh weights. Engines already
+        loaded keep theirs (and their loop) until they are dropped."""
         with self._lock:
-            models = list(self._models.values())
             self._models.clear()
             self._loading.clear()
-        for loaded in models:
-            for loop in loaded.loops.values():
-                loop.close()
 
 
 registry = _Registry()

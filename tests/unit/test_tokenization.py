@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from prism_core.prism.prompt import format_prompt
+from prism_core.prism.prompt import PRISM_TEMPLATE
 from prism_core.runtime.tokenization import PromptTokenizer
 
 ORDINARY_DOCS = [
@@ -29,7 +30,7 @@ CONTROL = ["<|im_end|>", "<|im_start|>", "<think>", "</think>", "<|endoftext|>",
 
 @pytest.fixture(scope="module")
 def prompts(tiny_tokenizer) -> PromptTokenizer:  # type: ignore[no-untyped-def]
-    return PromptTokenizer(tiny_tokenizer, max_length=10240)
+    return PromptTokenizer(tiny_tokenizer, PRISM_TEMPLATE, max_length=10240)
 
 
 @pytest.mark.parametrize("query", QUERIES)
@@ -63,7 +64,7 @@ def test_control_tokens_in_documents_and_queries_are_plain_text(prompts, tiny_to
 
 
 def test_long_document_is_cut_to_max_length_and_only_the_document(tiny_tokenizer, caplog) -> None:  # type: ignore[no-untyped-def]
-    prompts = PromptTokenizer(tiny_tokenizer, max_length=400)
+    prompts = PromptTokenizer(tiny_tokenizer, PRISM_TEMPLATE, max_length=400)
     query = "what is the answer?"
     docs = ["short document", "word " * 2000, "other " * 2000]
     with caplog.at_level(logging.WARNING, logger="prism_core.runtime.tokenization"):
@@ -79,6 +80,6 @@ def test_long_document_is_cut_to_max_length_and_only_the_document(tiny_tokenizer
 
 
 def test_query_that_alone_exceeds_the_budget_is_a_value_error(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
-    prompts = PromptTokenizer(tiny_tokenizer, max_length=300)
+    prompts = PromptTokenizer(tiny_tokenizer, PRISM_TEMPLATE, max_length=300)
     with pytest.raises(ValueError, match="max_length=300"):
         prompts.encode("long query " * 200, ["doc"])
