@@ -43,7 +43,9 @@ from typing import Any
 
 import torch
 
-from prism_core.runtime.runner import ModelRunner, PrefillState
+from prism_core.runtime.cache import PrefillState
+from prism_core.runtime.pipeline import DECODE_ROWS
+from prism_core.runtime.runner import ModelRunner
 
 logger = logging.getLogger("prism-bench.worker")
 
@@ -175,32 +177,21 @@ def ids_digest(ids: list[int]) -> str:
 class ImposedRunner(ModelRunner):
     """The engine's runner doing the real work, with verdicts and output length imposed.
 
-    After the real prefill, ``verdict_logits`` are overwritten with the imposed logit (``yes`` =
-    imposed, ``no`` = 0) of each prompt; the real ones are kept for the equivalence check.
-    Generation has no stop ids and never checks for ``</evidence>``, so every relevant row decodes
-    exactly ``max_new_tokens`` tokens. Timings of prefill and generate calls are recorded
-    (synchronised on CUDA).
+    Installed the supported way: :class:`ImposedPrism` sets it as its ``runner_class`` (it gets its
+    own engine loop over the same shared weights). After the real prefill, ``verdict_logits`` are
+    overwritten with the imposed logit (``yes`` = imposed, ``no`` = 0) of each prompt; the real ones
+    are kept for the equivalence check. Decoding has no stop ids and no stop strings, so every
+    relevant row decodes exactly ``max_new_tokens`` tokens. Timings of prefill passes and decode
+    steps are recorded (synchronised on CUDA).
     """
 
     imposed: dict[str, tuple[int, float]]
 
-    @classmethod
-    def install(cls, reranker: Any) -> ImposedRunner:
-        old = reranker._runner
-        new = cls.__new__(cls)
-        new.__dict__.update(old.__dict__)
-        new.stop_ids = torch.empty(0, dtype=torch.long, device=old.device)
-        new.may_close = torch.zeros_like(old.may_close)
-        new.imposed = {}
-        new.reset_stats()
-        # The engine reaches its runner through these references (whichever this version of core has).
-        reranker._runner = new
-        loaded = reranker._loaded
-        if getattr(loaded, "scheduler", None) is not None:
-            loaded.scheduler.runner = new
-        if getattr(loaded, "runner", None) is not None:
-            loaded.runner = new
-        return new
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stop_ids = torch.empty(0, dtype=torch.long, device=self.device)
+        self.imposed = {}
+        self.reset_stats()
 
     def reset_stats(self) -> None:
         self.real_logits: dict[int, float] = {}
@@ -215,6 +206,7 @@ class ImposedRunner(ModelRunner):
         self.max_cache_rows = 0
         self._rows: dict[bytes, int] = {}  # digest of a row's last hidden state → document index
         self._live: weakref.WeakSet[Any] = weakref.WeakSet()  # every cache handed out or decoded
+        self._streams: dict[int, Any] = {}  # decode streams in flight → (call record, keys, stream)
 
     def _census(self) -> None:
         """Caches alive right now (whatever the engine still references): rows and bytes."""
@@ -282,26 +274,38 @@ class ImposedRunner(ModelRunner):
         full = [self._prefix[:prefix_len] + list(c) for c in continuations]
         return self._account(full, st, t0, sum(len(c) for c in continuations))
 
-    def generate(self, state: PrefillState, max_new_tokens: int) -> list[list[int]]:
+    def start_decode(self, state: PrefillState, max_new_tokens: int, stop_strings: Any = ()) -> Any:
         keys = [self._rows[d] for d in self._row_digests(state.last_hidden)]
-        rows = len(keys)
-        self.max_rows_held = max(self.max_rows_held, rows)
+        self.max_rows_held = max(self.max_rows_held, len(keys))
         if state.cache is not None:
             self._live.add(state.cache)
         self._census()
-        lengths = state.attention_mask.sum(-1).tolist()
+        call = {"rows": len(keys), "steps": max_new_tokens, "prompt_lengths": state.attention_mask.sum(-1).tolist(),
+                "seconds": 0.0}  # fmt: skip
+        self.decode_calls.append(call)
         _sync(self.device)
         t0 = time.perf_counter()
-        outs = super().generate(state, max_new_tokens)
+        stream = super().start_decode(state, max_new_tokens, ())
+        self._streams[id(stream)] = (call, keys, stream)
+        self._time_decode(stream, t0)
+        return stream
+
+    def decode_step(self, stream: Any) -> None:
+        _sync(self.device)
+        t0 = time.perf_counter()
+        super().decode_step(stream)
+        self._time_decode(stream, t0)
+
+    def _time_decode(self, stream: Any, t0: float) -> None:
         _sync(self.device)
         dt = time.perf_counter() - t0
         self.generate_s += dt
-        self.decode_calls.append(
-            {"rows": rows, "steps": max_new_tokens, "prompt_lengths": lengths, "seconds": dt}
-        )
-        for k, out in zip(keys, outs, strict=True):
-            self.generated[k] = len(out)
-        return outs
+        call, keys, _ = self._streams[id(stream)]
+        call["seconds"] += dt
+        if stream.finished:
+            for k, out in zip(keys, stream.outputs, strict=True):
+                self.generated[k] = len(out)
+            del self._streams[id(stream)]
 
 
 # ----------------------------------------------------------------------------- contenders
@@ -428,14 +432,20 @@ class PrismContender(Contender):
         }
         if spec.get("batch_tokens"):
             kwargs["batch_tokens"] = int(spec["batch_tokens"])
-        self.reranker = PrismReranker(spec["model_path"], show_progress=False, **kwargs).load()
-        self.runner = ImposedRunner.install(self.reranker)
+        class ImposedPrism(PrismReranker):
+            runner_class = ImposedRunner
+            stop_strings = ()
+
+        self.reranker = ImposedPrism(spec["model_path"], show_progress=False, **kwargs).load()
+        runner = self.reranker.runner
+        assert isinstance(runner, ImposedRunner)
+        self.runner = runner
         self._prompts: list[Any] = []
         self._results: list[Any] = []
         self._n = 0
 
     def prepare(self, query: str, docs: list[str], logits: list[float]) -> None:
-        self._prompts = self.reranker._prompts.encode(query, docs)
+        self._prompts = self.reranker.prompt_tokenizer.encode(query, docs)
         self.runner.impose([p.ids for p in self._prompts], logits)
         self.runner.reset_stats()
         self._n = len(docs)
@@ -474,7 +484,7 @@ class PrismContender(Contender):
             "max_cache_rows_alive": r.max_cache_rows,
             "max_cache_mib_alive": r.max_cache_bytes / 2**20,
             "batch_tokens": self.reranker.batch_tokens,
-            "decode_rows_cap": getattr(sys.modules.get("prism_core.backends.prism"), "DECODE_ROWS", None),
+            "decode_rows_cap": DECODE_ROWS,
         }
 
 
