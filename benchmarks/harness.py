@@ -6,7 +6,8 @@ hand. Every contender runs in a fresh process so that its memory high-water mark
 Random weights neither decide relevance nor stop like the real model, so every contender is made
 to do the work the real model would do for the *imposed* verdicts of the workload:
 
-* ``loop`` (the model card's per-document ``generate`` loop, :class:`prism_core.testing.reference.ReferenceLoop`):
+* ``loop`` (the model card's per-document ``generate`` loop,
+  :class:`prism_core.testing.reference.ReferenceLoop`):
   a relevant document generates exactly ``evidence_tokens`` tokens, an irrelevant one exactly 2
   (verdict + end of turn, as the real model does). End-of-turn detection is switched off
   (``generation_config.eos_token_id = None``) so that random text cannot stop it early; no logits
@@ -280,8 +281,8 @@ class ImposedRunner(ModelRunner):
         if state.cache is not None:
             self._live.add(state.cache)
         self._census()
-        call = {"rows": len(keys), "steps": max_new_tokens, "prompt_lengths": state.attention_mask.sum(-1).tolist(),
-                "seconds": 0.0}  # fmt: skip
+        lengths = state.attention_mask.sum(-1).tolist()
+        call = {"rows": len(keys), "steps": max_new_tokens, "prompt_lengths": lengths, "seconds": 0.0}
         self.decode_calls.append(call)
         _sync(self.device)
         t0 = time.perf_counter()
@@ -432,6 +433,7 @@ class PrismContender(Contender):
         }
         if spec.get("batch_tokens"):
             kwargs["batch_tokens"] = int(spec["batch_tokens"])
+
         class ImposedPrism(PrismReranker):
             runner_class = ImposedRunner
             stop_strings = ()

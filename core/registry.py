@@ -95,9 +95,11 @@ def _read_config(model: str) -> dict[str, Any] | None:
 
 def _is_cross_encoder_dir(model: str) -> bool:
     path = Path(model).expanduser()
-    return path.is_dir() and any(
-        (path / name).exists() for name in ("config_sentence_transformers.json", "modules.json")
-    ) and not (path / "generation_config.json").exists()
+    return (
+        path.is_dir()
+        and any((path / name).exists() for name in ("config_sentence_transformers.json", "modules.json"))
+        and not (path / "generation_config.json").exists()
+    )
 
 
 def detect_backend(model: str) -> str:

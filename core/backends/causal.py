@@ -320,7 +320,9 @@ class CausalLMReranker:
         show = self.show_progress
         if show is None:
             show = total >= 64 and sys.stderr.isatty()
-        return tqdm(total=total, unit="doc", desc=f"{self.display_name} rerank", disable=not show, leave=False)
+        return tqdm(
+            total=total, unit="doc", desc=f"{self.display_name} rerank", disable=not show, leave=False
+        )
 
     def _results(
         self,
@@ -348,4 +350,3 @@ class CausalLMReranker:
             truncated=prompt.truncated,
             document_tokens=prompt.document_tokens,
         )
-

@@ -30,6 +30,7 @@ import logging
 import threading
 import time
 from collections import deque
+from functools import partial
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
@@ -217,7 +218,9 @@ class EngineLoop:
             try:
                 self._step()
             except BaseException as exc:  # a bug in the loop itself: fail what it holds, keep serving
-                logger.exception("engine loop %s: unexpected error; failing %d job(s)", self.name, len(self._active))
+                logger.exception(
+                    "engine loop %s: unexpected error; failing %d job(s)", self.name, len(self._active)
+                )
                 for job in list(self._active):
                     self._fail(job, exc)
         for job in pending:
@@ -228,10 +231,10 @@ class EngineLoop:
         self._run_one_pass()
         self._drop_cancelled()
         for job in self._rotation():
-            if job in self._active and job.decoding():
-                self._guard(job, lambda j=job: self._decode(j))
+            if self._guard(job, job.decoding):
+                self._guard(job, partial(self._decode, job))
         for job in list(self._active):
-            if job.finished():
+            if self._guard(job, job.finished):
                 self._finish(job)
 
     def _rotation(self) -> list[Job]:
@@ -292,7 +295,11 @@ class EngineLoop:
         rows = [row for _, p in group for row in p.rows]
         try:
             output = self.executor.run(key, rows)
-            parts = [output] if len(group) == 1 else self.executor.split(key, output, [len(p.rows) for _, p in group])
+            parts = (
+                [output]
+                if len(group) == 1
+                else self.executor.split(key, output, [len(p.rows) for _, p in group])
+            )
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -314,12 +321,12 @@ class EngineLoop:
         if len(group) > 1:
             self.stats.coalesced_passes += 1
         for (job, p), part in zip(group, parts, strict=True):
-            self._guard(job, lambda j=job, q=p, o=part: j.on_pass(q, o))
+            self._guard(job, partial(job.on_pass, p, part))
 
     def _alone_failed(self, job: Job, p: Pass, exc: BaseException) -> None:
         if _is_oom(exc):
             _free_memory(exc)
-            split = self._guard(job, lambda: job.retry_smaller(p))
+            split = self._guard(job, partial(job.retry_smaller, p))
             if split:
                 logger.warning("out of memory on a pass of %d rows; the request splits it", len(p.rows))
                 return

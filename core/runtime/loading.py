@@ -56,12 +56,16 @@ class LoadedModel:
 
 def looks_local(model: str) -> bool:
     """Whether ``model`` is meant as a local path rather than a hub id (``org/name``)."""
-    return Path(model).is_absolute() or model.startswith((".", "~")) or (
-        os.sep in model and model.count("/") != 1
+    return (
+        Path(model).is_absolute()
+        or model.startswith((".", "~"))
+        or (os.sep in model and model.count("/") != 1)
     )
 
 
-def load_error(model: str, exc: BaseException, what: str = "model", example: str = "model='./model'") -> ModelLoadError:
+def load_error(
+    model: str, exc: BaseException, what: str = "model", example: str = "model='./model'"
+) -> ModelLoadError:
     """The error for a checkpoint that cannot be loaded, saying how to use a local copy instead."""
     return ModelLoadError(
         f"could not load {what} {model!r}: {type(exc).__name__}: {exc}\n"

@@ -221,8 +221,11 @@ class RerankJob(Job):
 
     # ------------------------------------------------------------------ the end
     def finished(self) -> bool:
-        return not self.batches and not self.waiting and not self.streams and (
-            self.keep is None or self.keep.pending_rows == 0
+        return (
+            not self.batches
+            and not self.waiting
+            and not self.streams
+            and (self.keep is None or self.keep.pending_rows == 0)
         )
 
     def result(self) -> tuple[list[float], dict[int, list[int]]]:

@@ -294,7 +294,11 @@ class ModelRunner:
                 return
             stream.active = [stream.active[i] for i in keep.tolist()]
             stream.cache.reorder_cache(keep)
-            stream.mask, stream.positions, stream.token = stream.mask[keep], stream.positions[keep], token[keep]
+            stream.mask, stream.positions, stream.token = (
+                stream.mask[keep],
+                stream.positions[keep],
+                token[keep],
+            )
 
     def split_stream(self, stream: DecodeStream) -> list[DecodeStream]:
         """Cut a stream's live rows into two streams (to retry a step that ran out of memory)."""

@@ -36,7 +36,9 @@ class KeepSet:
         []
     """
 
-    def __init__(self, top_n: int | None, threshold: float | None, decode_rows: int, token_budget: int) -> None:
+    def __init__(
+        self, top_n: int | None, threshold: float | None, decode_rows: int, token_budget: int
+    ) -> None:
         self.top_n = top_n
         self.threshold = threshold
         self.decode_rows = decode_rows

@@ -115,7 +115,8 @@ class PromptTokenizer:
         if max_length < self.min_length:
             raise ValueError(
                 f"max_length must be >= {self.min_length} for this prompt (its fixed part is "
-                f"{self.min_length - 2} tokens, plus one token of query and one of document), got {max_length}"
+                f"{self.min_length - 2} tokens, plus one token of query and one of document), "
+                f"got {max_length}"
             )
 
     @property

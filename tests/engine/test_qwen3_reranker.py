@@ -56,7 +56,10 @@ def test_long_documents_are_cut_like_the_card(qwen3_reranker_path: str) -> None:
     card = Qwen3CardReference(qwen3_reranker_path, max_length=160)
     ours = Qwen3Reranker(qwen3_reranker_path, device="cpu", max_length=160)
     assert ours.score(QUERY, long_docs) == pytest.approx(card.score(QUERY, long_docs), abs=1e-4)
-    assert [r.truncated for r in sorted(ours.rerank(QUERY, long_docs), key=lambda r: r.index)] == [True, False]
+    assert [r.truncated for r in sorted(ours.rerank(QUERY, long_docs), key=lambda r: r.index)] == [
+        True,
+        False,
+    ]
 
 
 def test_score_only_nothing_is_generated(qwen3_reranker_path: str, spy) -> None:  # type: ignore[no-untyped-def]
@@ -94,7 +97,9 @@ def test_the_template_is_the_card_prompt(qwen3_reranker_path: str) -> None:
     assert not added.intersection(segment)
 
 
-def test_the_backend_is_told_by_name_and_backend_always_wins(qwen3_reranker_path: str, tmp_path: Path) -> None:
+def test_the_backend_is_told_by_name_and_backend_always_wins(
+    qwen3_reranker_path: str, tmp_path: Path
+) -> None:
     assert detect_backend(qwen3_reranker_path) == "qwen3-reranker"
     assert type(load_reranker(qwen3_reranker_path, device="cpu")).__name__ == "Qwen3Reranker"
     prism = load_reranker(qwen3_reranker_path, backend="prism", device="cpu")

@@ -19,7 +19,18 @@ from prism_core import NonFiniteScoreError, PrismReranker
 from prism_core.runtime.cache import PrefillState
 
 QUERY = "how does rust manage memory?"
-WORDS = "ownership borrowing lifetimes stack heap allocation garbage collector reference counting".split()
+WORDS = [
+    "ownership",
+    "borrowing",
+    "lifetimes",
+    "stack",
+    "heap",
+    "allocation",
+    "garbage",
+    "collector",
+    "reference",
+    "counting",
+]
 
 
 def docs(n: int, seed: int) -> list[str]:
@@ -213,7 +224,9 @@ def concurrently(*calls: Any) -> list[Any]:
     return out
 
 
-def test_a_failure_in_a_shared_pass_reaches_only_the_culprit(engine: PrismReranker, poisoned: dict[str, Any]) -> None:
+def test_a_failure_in_a_shared_pass_reaches_only_the_culprit(
+    engine: PrismReranker, poisoned: dict[str, Any]
+) -> None:
     good = [docs(3, 1), docs(5, 2), docs(2, 3)]
     expected = [engine.rerank(QUERY, d) for d in good]
     poisoned["fail"].add("zebra")
@@ -231,7 +244,9 @@ def test_a_failure_in_a_shared_pass_reaches_only_the_culprit(engine: PrismRerank
     assert len(engine.rerank(QUERY, bad)) == 3  # the engine keeps serving
 
 
-def test_out_of_memory_in_a_shared_pass_is_retried_for_every_caller(engine: PrismReranker, poisoned: dict[str, Any]) -> None:
+def test_out_of_memory_in_a_shared_pass_is_retried_for_every_caller(
+    engine: PrismReranker, poisoned: dict[str, Any]
+) -> None:
     one, three = docs(1, 7), docs(3, 8)
     expected = [engine.rerank(QUERY, one), engine.rerank(QUERY, three)]
     poisoned["oom_above"] = 1  # any pass of more than one row runs out of memory
@@ -247,7 +262,9 @@ def test_out_of_memory_in_a_shared_pass_is_retried_for_every_caller(engine: Pris
     same(engine.rerank(QUERY, one), expected[0])
 
 
-def test_non_finite_logits_raise_a_clear_error_for_that_caller_only(engine: PrismReranker, poisoned: dict[str, Any]) -> None:
+def test_non_finite_logits_raise_a_clear_error_for_that_caller_only(
+    engine: PrismReranker, poisoned: dict[str, Any]
+) -> None:
     clean = docs(4, 12)
     expected = engine.rerank(QUERY, clean)
     poisoned["nan"].add("overflow")
