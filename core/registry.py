@@ -10,6 +10,7 @@ configuration (spelled any way). Engines load their weights lazily.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import logging
 import threading
@@ -67,9 +68,26 @@ def shared_engine(cls: type[E], candidate: Any) -> E:
 
 
 def get_engine(config: EngineConfig) -> Reranker:
-    """The process-wide engine for ``config`` (created, not loaded, on first use)."""
+    """The process-wide engine for ``config`` (created, not loaded, on first use).
+
+    Raises:
+        UnknownBackendError: The backend is not registered.
+        TypeError: An option the backend does not take (its options are listed).
+    """
     cls = backend_class(config.backend)
-    return shared_engine(cls, cls(config.model, **config.options()))
+    options = config.options()
+    accepted = [
+        name
+        for name, param in inspect.signature(cls).parameters.items()
+        if param.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    refused = sorted(set(options) - set(accepted))
+    if refused:
+        raise TypeError(
+            f"backend {config.backend!r} does not take option(s) {', '.join(refused)}; "
+            f"it takes: {', '.join(accepted)}"
+        )
+    return shared_engine(cls, cls(config.model, **options))
 
 
 def clear_engines() -> None:
@@ -78,8 +96,9 @@ def clear_engines() -> None:
         _engines.clear()
 
 
-def _read_config(model: str) -> dict[str, Any] | None:
-    """The checkpoint's ``config.json`` (local directory, or the hub's cache / the hub), else ``None``."""
+def _read_config(model: str, *, network: bool) -> dict[str, Any] | None:
+    """The checkpoint's ``config.json``: a local directory's, the hub cache's, or (``network``) the
+    hub's; ``None`` when there is none to read."""
     path = Path(model).expanduser()
     if path.is_dir():
         file = path / "config.json"
@@ -87,7 +106,8 @@ def _read_config(model: str) -> dict[str, Any] | None:
     try:
         from huggingface_hub import hf_hub_download
 
-        return json.loads(Path(hf_hub_download(model, "config.json")).read_text())
+        file = hf_hub_download(model, "config.json", local_files_only=not network)
+        return json.loads(Path(file).read_text())
     except Exception as exc:  # offline, unknown repo, no config: fall back to the name
         logger.debug("could not read config.json of %r: %s", model, exc)
         return None
@@ -130,7 +150,8 @@ def detect_backend(model: str) -> str:
         else "qwen3-reranker" if "qwen3-reranker" in name or "qwen3_reranker" in name
         else None
     )  # fmt: skip
-    config = _read_config(model)
+    # The hub is asked only when the name cannot decide (it may be unreachable: no slow retries).
+    config = _read_config(model, network=by_name is None)
     if config is not None:
         archs = [str(a) for a in config.get("architectures") or []]
         model_type = str(config.get("model_type", ""))
