@@ -30,10 +30,10 @@ import logging
 import threading
 import time
 from collections import deque
-from functools import partial
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import torch
@@ -216,7 +216,9 @@ class EngineLoop:
                 self._active.extend(self._inbox)
                 self._inbox.clear()
             try:
-                self._step()
+                if not self._step():  # every job is waiting on something else: do not spin
+                    with self._cond:
+                        self._cond.wait(0.005)
             except BaseException as exc:  # a bug in the loop itself: fail what it holds, keep serving
                 logger.exception(
                     "engine loop %s: unexpected error; failing %d job(s)", self.name, len(self._active)
@@ -226,7 +228,9 @@ class EngineLoop:
         for job in pending:
             self._fail(job, EngineClosedError(f"engine loop {self.name!r} was closed"))
 
-    def _step(self) -> None:
+    def _step(self) -> bool:
+        """One step; returns whether anything ran (a pass, a decode step or a finished job)."""
+        before = (self.stats.passes, self.stats.decode_steps, self.stats.jobs_done, self.stats.jobs_failed)
         self._drop_cancelled()
         self._run_one_pass()
         self._drop_cancelled()
@@ -236,6 +240,8 @@ class EngineLoop:
         for job in list(self._active):
             if self._guard(job, job.finished):
                 self._finish(job)
+        after = (self.stats.passes, self.stats.decode_steps, self.stats.jobs_done, self.stats.jobs_failed)
+        return after != before
 
     def _rotation(self) -> list[Job]:
         n = len(self._active)
