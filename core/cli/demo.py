@@ -1,19 +1,30 @@
-"""``prism-rerank demo``: a small built-in example, end to end, printed as a table.
+"""``prism-rerank demo``: a small built-in example, end to end, printed as a table, for any backend.
 
 The demo reranks six short documents for one question, some relevant and some not, and prints
-rank, score, verdict, the one-sentence contribution and how much shorter the evidence is than
-the original document. Where the default weights cannot be fetched (no network) it falls back
-to a tiny, locally built, random-weight model and says so loudly: the pipeline then runs, but
-its output means nothing.
+rank, score, verdict and, for a backend that generates (Prism), the one-sentence contribution and
+how much shorter the evidence is than the original document. ``--backend`` picks the backend
+(``prism``, the default, ``qwen3-reranker`` or ``cross-encoder``); where its default weights cannot
+be fetched (no network) the demo falls back to a tiny, locally built, random-weight model of that
+backend (:mod:`prism_core.cli.demo_model`) and says so loudly: the pipeline then runs, but its
+output means nothing.
 
 From a checkout (editable install) it then runs the framework examples in ``examples/`` whose
-framework is installed (``--no-frameworks`` skips them).
+framework is installed (``--no-frameworks`` skips them), with the same model and backend; an example
+whose command line does not take ``--backend`` is skipped, with a note, for a backend other than
+Prism.
+
+Example:
+    >>> from prism_core.cli.demo import main
+    >>> main(["--backend", "cross-encoder", "--no-frameworks"])  # doctest: +SKIP
+    0
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import io
 import shutil
 import sys
 import textwrap
@@ -21,11 +32,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from prism_core.cli.rerank import PROG, ModelOptions, RerankerFactory, add_model_arguments, default_reranker_factory
+from prism_core.cli.demo_model import DEMO_BACKENDS, DEMO_MODELS, DemoModel
+from prism_core.cli.options import (
+    ModelOptions,
+    ModelUnavailable,
+    OptionError,
+    RerankerFactory,
+    add_model_arguments,
+    build_reranker,
+    load_now,
+    one_line,
+)
 from prism_core.results import PrismResult
 
-ModelResolver = Callable[[str | None], tuple[str, bool]]
-"""``resolve_demo_model``'s signature: model or ``None`` -> (loadable id/path, is tiny fallback)."""
+PROG = "prism-rerank"
+
+ModelResolver = Callable[[str | None, str | None], DemoModel]
+""":func:`prism_core.cli.demo_model.resolve_demo`'s signature: (model, backend) -> what to run."""
 
 DEMO_QUERY = "How do honeybees tell their nestmates where to find food?"
 
@@ -62,10 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"{PROG} demo",
         description=(
-            "Rerank a small built-in example and print the results as a table; then run the framework "
+            "Rerank a small built-in example with one backend (--backend prism, qwen3-reranker or "
+            "cross-encoder; default prism) and print the results as a table; then run the framework "
             "examples (LangChain, LlamaIndex, Haystack) that are installed, when run from a checkout. "
-            "Where the default weights cannot be fetched, a tiny random-weight model stands in "
-            "(loudly flagged: its output is then meaningless)."
+            "Where the backend's default weights cannot be fetched, a tiny random-weight model of that "
+            "backend stands in (loudly flagged: its output is then meaningless)."
         ),
     )
     add_model_arguments(parser)
@@ -91,44 +115,50 @@ def find_examples_dir() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
-def _default_resolver(model: str | None) -> tuple[str, bool]:
-    from prism_core.cli.demo_model import resolve_demo_model
+def _default_resolver(model: str | None, backend: str | None) -> DemoModel:
+    from prism_core.cli.demo_model import resolve_demo
 
-    return resolve_demo_model(model)
-
-
-def _default_model_name() -> str:
-    try:
-        from prism_core import DEFAULT_MODEL
-    except ImportError:  # pragma: no cover - only while the engine is missing
-        return "the default model"
-    return DEFAULT_MODEL
+    return resolve_demo(model, backend)
 
 
-def fallback_banner(model_path: str, width: int) -> str:
-    """The loud warning printed when the demo runs the tiny random-weight model.
+def fallback_banner(
+    model_path: str, width: int, *, requested: str | None = None, backend: str | None = None
+) -> str:
+    """The loud warning printed when the demo runs a tiny random-weight model.
 
     Args:
         model_path: Where the tiny model lives.
         width: Terminal width to fit the banner to.
+        requested: The model that could not be fetched (``None``: the backend's demo model).
+        backend: The backend the tiny model stands in for (``None``: Prism).
 
     Returns:
         The banner, several lines, without a trailing newline.
     """
+    backend = backend or "prism"
+    wanted = requested or DEMO_MODELS.get(backend, "the default model")
     width = max(60, min(width, 100))
     inner = width - 6
+    if requested is not None and requested == model_path:
+        why = [f"The {backend} model given is a tiny locally built model with RANDOM weights: {model_path}"]
+    else:
+        why = [
+            f"The {backend} weights ({wanted}) could not be fetched (no network?).",
+            f"This demo runs a tiny locally built {backend} model with RANDOM weights instead: {model_path}",
+        ]
     body = [
         "OFFLINE FALLBACK: TINY RANDOM-WEIGHT MODEL",
         "",
-        f"The default weights ({_default_model_name()}) could not be fetched (no network?).",
-        f"This demo runs a tiny locally built model with RANDOM weights instead: {model_path}",
+        *why,
         "",
-        "ITS SCORES, VERDICTS, CONTRIBUTIONS AND EVIDENCE ARE MEANINGLESS.",
+        "ITS SCORES, VERDICTS, CONTRIBUTIONS AND EVIDENCE ARE MEANINGLESS."
+        if backend == "prism"
+        else "ITS SCORES AND VERDICTS ARE MEANINGLESS.",
         "It only shows that the pipeline runs end to end.",
     ]
     lines = ["!" * width]
     for paragraph in body:
-        for line in textwrap.wrap(paragraph, inner) or [""]:
+        for line in textwrap.wrap(paragraph, inner, break_on_hyphens=False) or [""]:
             lines.append(f"!! {line.ljust(inner)} !!")
     lines.append("!" * width)
     return "\n".join(lines)
@@ -141,13 +171,16 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
-def render_table(results: Sequence[PrismResult], documents: Sequence[str], width: int) -> str:
+def render_table(
+    results: Sequence[PrismResult], documents: Sequence[str], width: int, *, evidence: bool = True
+) -> str:
     """Format reranked results as a fixed-width table that fits ``width`` columns.
 
     Args:
         results: Results, best first.
         documents: The documents the results index into.
         width: Terminal width.
+        evidence: Show the evidence and contribution columns (off for a score-only backend).
 
     Returns:
         The table, header and one row per result, without a trailing newline.
@@ -158,29 +191,38 @@ def render_table(results: Sequence[PrismResult], documents: Sequence[str], width
         >>> print(render_table([r], ["x", "Bees dance to say where food is."], 80))
          #  score  verdict    doc  evidence/orig  document        contribution
          1  0.910  relevant    #1          11/32  Bees dance to…  Bees dance.
+        >>> print(render_table([r], ["x", "Bees dance to say where food is."], 60, evidence=False))
+         #  score  verdict    doc  document
+         1  0.910  relevant    #1  Bees dance to say where food is.
     """
     width = max(width, 60)
-    fixed = f"{'#':>2}  {'score':>5}  {'verdict':<8}  {'doc':>4}  {'evidence/orig':>13}  "
+    fixed = f"{'#':>2}  {'score':>5}  {'verdict':<8}  {'doc':>4}  "
+    if evidence:
+        fixed += f"{'evidence/orig':>13}  "
     flexible = width - len(fixed) - 2
-    doc_width = max(8, flexible * 2 // 5)
+    doc_width = max(8, flexible * 2 // 5) if evidence else max(8, flexible + 2)
     contribution_width = max(8, flexible - doc_width)
-    header = fixed + f"{'document':<{doc_width}}  {_clip('contribution', contribution_width)}"
+    header = fixed + f"{'document':<{doc_width}}"
+    if evidence:
+        header += f"  {_clip('contribution', contribution_width)}"
     rows = [header.rstrip()]
     for rank, r in enumerate(results, 1):
         original = documents[r.index]
         verdict = "relevant" if r.relevant else "no"
-        if r.evidence is None:
-            lengths = f"-/{len(original)}" if r.relevant else ""
-        else:
-            lengths = f"{len(r.evidence)}/{len(original)}"
-            if not r.evidence_complete:
-                lengths = "cut " + lengths
-        contribution = r.contribution or ("(none)" if r.relevant else "")
         doc = f"#{r.index}" + ("*" if r.truncated else "")
-        row = (
-            f"{rank:>2}  {r.score:>5.3f}  {verdict:<8}  {doc:>4}  {lengths:>13}  "
-            f"{_clip(original, doc_width):<{doc_width}}  {_clip(contribution, contribution_width)}"
-        )
+        row = f"{rank:>2}  {r.score:>5.3f}  {verdict:<8}  {doc:>4}  "
+        if evidence:
+            if r.evidence is None:
+                lengths = f"-/{len(original)}" if r.relevant else ""
+            else:
+                lengths = f"{len(r.evidence)}/{len(original)}"
+                if not r.evidence_complete:
+                    lengths = "cut " + lengths
+            contribution = r.contribution or ("(none)" if r.relevant else "")
+            row += f"{lengths:>13}  {_clip(original, doc_width):<{doc_width}}  "
+            row += _clip(contribution, contribution_width)
+        else:
+            row += _clip(original, doc_width)
         rows.append(row.rstrip())
     if any(r.truncated for r in results):
         rows.append(_clip("* document truncated to fit the token budget (--max-length)", width))
@@ -218,16 +260,34 @@ def _load_example(path: Path) -> ModuleType:
     return module
 
 
-def run_framework_examples(directory: Path, model: str, max_new_tokens: int | None = None) -> int:
+def example_takes_backend(module: ModuleType) -> bool:
+    """Whether an example's command line takes ``--backend`` (its ``--help`` names it)."""
+    text = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(text), contextlib.redirect_stderr(io.StringIO()):
+            module.main(["--help"])
+    except SystemExit:
+        pass
+    except Exception:  # an example that cannot even print its help cannot take the option
+        return False
+    return "--backend" in text.getvalue()
+
+
+def run_framework_examples(
+    directory: Path, model: str, max_new_tokens: int | None = None, backend: str | None = None
+) -> int:
     """Run each framework example in ``directory`` whose framework is installed.
 
-    Each example is loaded from its file and its ``main(["--model", model])`` called; a missing
-    framework or file is skipped with a note.
+    Each example is loaded from its file and its ``main(["--model", model, ...])`` called; a missing
+    framework or file is skipped with a note. For a backend other than Prism, ``--backend`` is
+    passed on; an example whose command line does not take it is skipped with a note (it would run
+    the model as a Prism checkpoint).
 
     Args:
         directory: The repository's ``examples/`` directory.
         model: Model id or path to pass to every example.
         max_new_tokens: Generation budget to pass on (``None``: each example's default).
+        backend: The backend to pass on (``None`` or ``"prism"``: the examples' default, Prism).
 
     Returns:
         How many examples failed.
@@ -242,8 +302,6 @@ def run_framework_examples(directory: Path, model: str, max_new_tokens: int | No
         if not _installed(module):
             print(f"--- {name}: skipped ({module} is not installed)")
             continue
-        print(f"--- {name}: {path}")
-        sys.stdout.flush()
         added = str(directory) not in sys.path
         if added:
             sys.path.insert(0, str(directory))
@@ -251,7 +309,15 @@ def run_framework_examples(directory: Path, model: str, max_new_tokens: int | No
             argv = ["--model", model]
             if max_new_tokens is not None:
                 argv += ["--max-new-tokens", str(max_new_tokens)]
-            status = _load_example(path).main(argv)
+            example = _load_example(path)
+            if backend not in (None, "prism"):
+                if not example_takes_backend(example):
+                    print(f"--- {name}: skipped ({filename} does not take --backend yet)")
+                    continue
+                argv += ["--backend", str(backend)]
+            print(f"--- {name}: {path}")
+            sys.stdout.flush()
+            status = example.main(argv)
         except SystemExit as exc:
             status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except Exception as exc:
@@ -279,54 +345,66 @@ def main(
 
     Args:
         argv: Arguments after ``demo``; ``None`` reads ``sys.argv[2:]``.
-        reranker_factory: Builds the loaded reranker (tests inject a fake).
-        resolve_model: Replaces :func:`prism_core.cli.demo_model.resolve_demo_model` (tests).
+        reranker_factory: Builds the reranker from the :class:`ModelOptions` (tests inject a fake);
+            ``None`` uses :func:`prism_core.cli.options.default_reranker_factory`.
+        resolve_model: Replaces :func:`prism_core.cli.demo_model.resolve_demo` (tests).
         examples_dir: The ``examples/`` directory to run; ``None`` looks next to the package.
 
     Returns:
-        The exit status: 0, or 1 when the model could not be loaded or an example failed.
+        The exit status: 0, or 1 when the model could not be loaded or an example failed (bad
+        arguments and options exit with 2 through :class:`SystemExit`).
     """
-    args = build_parser().parse_args(list(sys.argv[2:] if argv is None else argv))
-    factory = reranker_factory or default_reranker_factory
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[2:] if argv is None else argv))
+    if args.backend is not None and args.backend not in DEMO_BACKENDS:
+        parser.error(f"the demo runs --backend {', '.join(DEMO_BACKENDS)}; got {args.backend!r}")
     resolver = resolve_model or _default_resolver
     width = shutil.get_terminal_size((100, 24)).columns
 
     try:
-        model, fallback = resolver(args.model)
-    except OSError as exc:  # ModelLoadError included
-        requested = args.model or _default_model_name()
-        print(f"{PROG} demo: error: cannot load model {requested!r}: {exc}", file=sys.stderr)
+        chosen = resolver(args.model, args.backend)
+    except (OSError, ImportError) as exc:  # ModelLoadError included; ImportError: the fallback's package
+        requested = args.model or DEMO_MODELS.get(args.backend or "prism", "the default model")
+        print(f"{PROG} demo: error: cannot load model {requested!r}: {one_line(exc)}", file=sys.stderr)
         return 1
+    model, fallback = chosen.model, chosen.fallback
     if fallback:
-        print(fallback_banner(model, width))
+        print(fallback_banner(model, width, requested=args.model, backend=chosen.backend))
         print()
 
-    max_new_tokens = args.max_new_tokens
-    if fallback and max_new_tokens is None:
-        max_new_tokens = FALLBACK_MAX_NEW_TOKENS
-    options = ModelOptions(
-        model=model,
-        device=args.device,
-        dtype=args.dtype,
-        max_length=args.max_length,
-        max_new_tokens=max_new_tokens,
-    )
-    print(f"Model: {model}" + (" (TINY RANDOM-WEIGHT FALLBACK)" if fallback else ""))
+    options = ModelOptions.from_args(args).replace(model=model, backend=chosen.backend)
+    if fallback and options.max_new_tokens is None and chosen.backend in (None, "prism"):
+        options = options.replace(max_new_tokens=FALLBACK_MAX_NEW_TOKENS)
+    try:
+        reranker = build_reranker(options, reranker_factory)
+    except OptionError as exc:
+        parser.error(str(exc))
+    except ModelUnavailable as exc:
+        print(f"{PROG} demo: error: {exc}", file=sys.stderr)
+        return 1
+    backend = getattr(reranker, "backend", None)
+    backend = backend if isinstance(backend, str) else options.backend
+    label = " (TINY RANDOM-WEIGHT FALLBACK)" if fallback else ""
+    print(f"Model: {model}{label}" + (f", backend: {backend}" if backend else ""))
     print("Loading…", flush=True)
     try:
-        reranker = factory(options)
-    except (OSError, ValueError) as exc:
-        print(f"{PROG} demo: error: cannot load model {model!r}: {exc}", file=sys.stderr)
+        load_now(reranker, options)
+    except OptionError as exc:
+        parser.error(str(exc))
+    except ModelUnavailable as exc:
+        print(f"{PROG} demo: error: {exc}", file=sys.stderr)
         return 1
 
+    capabilities = getattr(reranker, "capabilities", None)
+    generates = bool(getattr(capabilities, "evidence", True))
     documents = list(DEMO_DOCUMENTS)
-    results = reranker.rerank(DEMO_QUERY, documents)
+    results = reranker.rerank(DEMO_QUERY, documents, evidence=generates)
     print()
     print(f"Query: {DEMO_QUERY}")
-    print(f"{len(documents)} documents, best first:")
+    print(f"{len(documents)} documents, best first" + ("" if generates else " (score-only backend)") + ":")
     print()
-    print(render_table(results, documents, width))
-    evidence = _top_evidence(results, documents, width)
+    print(render_table(results, documents, width, evidence=generates))
+    evidence = _top_evidence(results, documents, width) if generates else None
     if evidence:
         print()
         print(evidence)
@@ -341,5 +419,5 @@ def main(
             print()
             print("Framework examples: skipped (no examples/ next to the package; run from a checkout).")
         else:
-            failures = run_framework_examples(directory, model, max_new_tokens)
+            failures = run_framework_examples(directory, model, options.max_new_tokens, backend)
     return 1 if failures else 0

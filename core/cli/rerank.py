@@ -1,107 +1,132 @@
-"""``prism-rerank``: rerank JSONL from the command line, or run the built-in demo.
+"""``prism-rerank``: rerank JSON Lines from the command line, with any backend.
 
 Input is JSON Lines, one query per line::
 
     {"query": "what do bees eat?", "documents": ["Bees feed on nectar ...", "..."]}
 
-Output is JSON Lines too, one line per non-blank input line, in input order::
+Output is JSON Lines too, one record per non-blank input line, in input order::
 
     {"line": 1, "query": "...", "results": [{"rank": 1, "index": 0, "score": 0.97, ...}, ...]}
+    {"line": 2, "error": "invalid JSON: Expecting value: line 1 column 1 (char 0)"}
 
 Each result is :meth:`prism_core.PrismResult.to_dict` plus its 1-based ``rank``; results are
-sorted best first. A line that cannot be processed (invalid JSON, a missing or non-string
-``query``, ``documents`` not a list of strings, ...) yields ``{"line": N, "error": "..."}`` in the
-output and a message on stderr; the rest of the file is still processed and the exit status is 1.
-With ``--fail-fast`` the first bad line stops the run (exit 1) after its error record is written.
-Blank lines are skipped.
+sorted best first, cut by ``--threshold`` then ``--top-n`` for each query. Other keys of an input
+object (an ``"id"``...) are ignored.
 
-``prism-rerank demo`` runs a small built-in example end to end (see :mod:`prism_core.cli.demo`).
+Line accounting (every input line is accounted for, whatever its bytes):
 
-Exit statuses: 0 success, 1 a line failed or the model could not be loaded, 2 bad arguments,
-130 interrupted.
+- The input is read as bytes and only ``\\n`` ends a line; one ``\\r\\n`` or ``\\n`` line ending is
+  removed, and any other ``\\r`` is data (inside a JSON string it is a character of the string,
+  outside one it is JSON whitespace). Lines are numbered from 1, blank ones included.
+- Each line is decoded as UTF-8 on its own. A UTF-8 byte-order mark at the start of a line is
+  dropped. A line that is not valid UTF-8 gets an error record naming the offending byte and its
+  offset in the line and in the input; the run goes on.
+- A blank line (only spaces, tabs and carriage returns) is skipped and gets no record. Every other
+  line gets exactly one record: its results, or ``{"line": N, "error": "..."}`` when it is not JSON,
+  not a ``{"query": str, "documents": [str, ...]}`` object, holds text that cannot be encoded as
+  UTF-8 (a lone surrogate such as ``"\\ud800"``, named: ``"query"`` or ``"documents"[i]``), or is
+  refused by the engine (a blank query, a query longer than ``--max-length`` allows, non-finite
+  scores). Each error is also written to stderr as ``prism-rerank: line N: ...``; the rest of the
+  file is processed and the exit status is 1. With ``--fail-fast`` the first error record ends the
+  run (exit 1).
+- The output never overwrites the input: ``-o`` naming the input file (the same path, or the same
+  file through a link), or standard output redirected into the input file, is refused as an option
+  error before anything is written.
+- A write error (a full disk...) stops the run with one message naming the input line to resume
+  from, exit 1. An interrupted run (Ctrl-C) says which input line to resume from, the first line
+  without an output record, and exits with 130; ``--start-line N`` then processes the rest with the
+  original line numbers (``prism-rerank in.jsonl --start-line N -o rest.jsonl``).
+- Option errors (an unknown ``--backend``, ``--max-length`` below the backend's fixed prompt length,
+  an option the backend does not take) are reported like argparse's own, ``prism-rerank: error:
+  ...``, exit 2, before any input is read (the engine is built first and loaded at the first line
+  that needs it). A model that cannot be loaded is reported in one line, exit 1.
+
+Exit statuses: 0 success, 1 a line failed, the model could not be loaded or the output could not
+be written, 2 bad arguments or options, 130 interrupted.
+
+Example:
+    >>> from prism_core.cli.rerank import parse_line
+    >>> parse_line('{"query": "q", "documents": ["a", "b"]}')
+    ('q', ['a', 'b'])
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import stat
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, suppress
 from typing import IO, Any
 
+from prism_core.cli.options import (
+    ModelOptions,
+    ModelUnavailable,
+    OptionError,
+    RerankerFactory,
+    add_model_arguments,
+    build_reranker,
+    default_reranker_factory,
+    load_now,
+    one_line,
+    positive_int,
+    probability,
+)
+from prism_core.errors import EngineClosedError, ModelLoadError
 from prism_core.protocol import Reranker
 from prism_core.results import PrismResult
+from prism_core.validation import check_text
 
 PROG = "prism-rerank"
 
+__all__ = [
+    "PROG",
+    "LineError",
+    "ModelOptions",
+    "ModelUnavailable",
+    "OptionError",
+    "RerankerFactory",
+    "add_model_arguments",
+    "build_parser",
+    "decode_line",
+    "default_reranker_factory",
+    "main",
+    "parse_line",
+    "run",
+]
 
-@dataclass(frozen=True)
-class ModelOptions:
-    """How to build the reranker, as given on the command line.
+BOM = b"\xef\xbb\xbf"
 
-    Attributes:
-        model: Hugging Face model id or local path; ``None`` means the engine's default model.
-        device: Torch device string (``"cuda"``, ``"cpu"``, ...); ``None`` lets the engine choose.
-        dtype: Torch dtype name (``"bfloat16"``, ...); ``None`` lets the engine choose.
-        max_length: Token budget for prompt plus document; ``None`` keeps the engine's default.
-        max_new_tokens: Generation budget per document; ``None`` keeps the engine's default.
-    """
+LINE_ACCOUNTING_HELP = """\
+line accounting:
+  Only \\n ends a line (one \\r\\n or \\n ending is removed; any other \\r is data). Each line is
+  decoded as UTF-8 on its own; a byte-order mark at the start of a line is dropped. Blank lines
+  (spaces, tabs, \\r) are skipped; every other line gets exactly one output record, in order:
+  its results, or {"line": N, "error": "..."} when it is not valid UTF-8 (the byte and its
+  offset are named), not JSON, not a {"query", "documents"} object, holds a lone surrogate, or is
+  refused by the engine. The run goes on after an error record (exit status 1 at the end) unless
+  --fail-fast is given.
+  The output never overwrites the input: -o naming the input file (or a link to it), or stdout
+  redirected into it, is refused (exit 2) before anything is written. A write error (disk full)
+  stops the run with the input line to resume from (exit 1); so does Ctrl-C (exit 130): rerun
+  with --start-line N to process the rest, with the original line numbers.
 
-    model: str | None = None
-    device: str | None = None
-    dtype: str | None = None
-    max_length: int | None = None
-    max_new_tokens: int | None = None
-
-    @property
-    def model_name(self) -> str:
-        """The model as it should appear in messages (the default model's id when unset)."""
-        if self.model is not None:
-            return self.model
-        try:
-            from prism_core import DEFAULT_MODEL
-        except ImportError:  # pragma: no cover - only while the engine is missing
-            return "<default model>"
-        return DEFAULT_MODEL
-
-
-RerankerFactory = Callable[[ModelOptions], Reranker]
-"""Builds a *loaded* reranker; raises :class:`OSError` (e.g. ``ModelLoadError``) when it cannot."""
-
-
-def default_reranker_factory(options: ModelOptions) -> Reranker:
-    """Build and load a :class:`prism_core.PrismReranker` from ``options``.
-
-    Args:
-        options: Model, device, dtype and budgets from the command line.
-
-    Returns:
-        The loaded reranker.
-
-    Raises:
-        prism_core.errors.ModelLoadError: The model cannot be loaded.
-    """
-    from prism_core import DEFAULT_MODEL, PrismReranker
-
-    kwargs: dict[str, Any] = {"device": options.device, "dtype": options.dtype, "show_progress": False}
-    if options.max_length is not None:
-        kwargs["max_length"] = options.max_length
-    if options.max_new_tokens is not None:
-        kwargs["max_new_tokens"] = options.max_new_tokens
-    reranker = PrismReranker(options.model or DEFAULT_MODEL, **kwargs)
-    reranker.load()
-    return reranker
+exit status:
+  0 ok; 1 some line failed, the model could not be loaded or the output could not be written;
+  2 bad arguments or model options (unknown --backend, --max-length below the prompt's minimum,
+  an option the backend does not take), reported before any input is read; 130 interrupted.
+"""
 
 
 class LineError(ValueError):
     """An input line that cannot be processed; the message says why (without the line number)."""
 
 
-class ModelUnavailable(Exception):
-    """The reranker could not be built; the message is ready for stderr."""
+class OutputError(Exception):
+    """The output could not be written; the message is ready for stderr."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,82 +134,52 @@ class ModelUnavailable(Exception):
 # --------------------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
-
-
-DTYPES = ("bfloat16", "float16", "float32")
-
-
-def add_model_arguments(parser: argparse.ArgumentParser, *, budgets: bool = True) -> None:
-    """Add the model-loading options shared by ``prism-rerank`` and ``prism-rerank demo``.
-
-    Args:
-        parser: The parser to extend.
-        budgets: Also add ``--max-length`` and ``--max-new-tokens``.
-    """
-    group = parser.add_argument_group("model")
-    group.add_argument("--model", help="Hugging Face model id or local path (default: the engine's default)")
-    group.add_argument("--device", help='torch device, e.g. "cuda", "cuda:1", "cpu" (default: auto)')
-    group.add_argument("--dtype", choices=DTYPES, help="weights dtype (default: auto)")
-    if budgets:
-        group.add_argument(
-            "--max-length", type=_positive_int, help="token budget for prompt plus document (default: 10240)"
-        )
-        group.add_argument(
-            "--max-new-tokens", type=_positive_int, help="generation budget per document (default: 1024)"
-        )
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser for ``prism-rerank`` (the JSONL reranking command)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            'Rerank JSONL with Prism-Reranker. Each input line is {"query": str, "documents": [str, ...]}; '
-            "each output line carries the input line number and the results, best first."
+            "Rerank JSON Lines with Prism-Reranker, Qwen3-Reranker or a cross-encoder. Each input line is\n"
+            '{"query": str, "documents": [str, ...]}; each output line carries the input line number and\n'
+            "the results, best first.\n\n"
+            "Subcommands: 'prism-rerank demo' (a built-in example; see 'prism-rerank demo --help'), and,\n"
+            "where installed, 'serve', 'batch' and 'eval'. To rerank a file named like a subcommand,\n"
+            "write it as ./demo."
         ),
-        epilog=(
-            f"Run '{PROG} demo --help' for the built-in demo. "
-            "Exit status: 0 ok, 1 some line failed or the model could not be loaded, 2 bad arguments."
-        ),
+        epilog=LINE_ACCOUNTING_HELP,
     )
     parser.add_argument(
         "input", nargs="?", default="-", help="JSONL file to read, or '-' for stdin (default: stdin)"
     )
     parser.add_argument(
-        "-o", "--output", default="-", help="file to write JSONL results to, or '-' for stdout (default)"
+        "-o",
+        "--output",
+        default="-",
+        help="file to write JSONL results to, or '-' for stdout (default); refused when it is the input",
     )
-    parser.add_argument("--top-n", type=_positive_int, help="keep only the best N results per query")
+    parser.add_argument("--top-n", type=positive_int, help="keep only the best N results per query")
     parser.add_argument(
-        "--threshold", type=_probability, help="drop results scoring below this value, in [0, 1]"
+        "--threshold", type=probability, help="drop results scoring below this value, in [0, 1]"
     )
     parser.add_argument(
         "--no-evidence",
         dest="evidence",
         action="store_false",
-        help="scores and verdicts only: generate no contribution/evidence (much faster)",
+        help="scores and verdicts only: generate no contribution/evidence (much faster; "
+        "score-only backends never generate)",
     )
     parser.add_argument(
         "--fail-fast",
         action="store_true",
-        help="stop at the first bad line instead of reporting and going on",
+        help="stop at the first line that gets an error record instead of reporting it and going on",
+    )
+    parser.add_argument(
+        "--start-line",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="skip input lines before N (output keeps the input's line numbers): to resume a run",
     )
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bar on stderr"
@@ -194,30 +189,116 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------------------------
-# JSONL processing
+# Lines: bytes in, one record out
 # --------------------------------------------------------------------------------------------
+
+
+def split_lines(chunks: Iterable[bytes]) -> Iterator[tuple[int, int, bytes]]:
+    """Number the lines of a byte stream: ``(line number, byte offset in the input, line body)``.
+
+    Only ``\\n`` ends a line; the body has its ``\\n`` (and one ``\\r`` right before it) removed.
+
+    Args:
+        chunks: The input as bytes, in pieces of any size (a binary file iterates by lines).
+
+    Example:
+        >>> list(split_lines([b"a\\r\\nb\\rc\\n", b"d"]))
+        [(1, 0, b'a'), (2, 3, b'b\\rc'), (3, 7, b'd')]
+    """
+    lineno = 0
+    offset = 0
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) != -1:
+            lineno += 1
+            yield lineno, offset, _strip_ending(pending[start : end + 1])
+            offset += end + 1 - start
+            start = end + 1
+        pending = pending[start:]
+    if pending:
+        yield lineno + 1, offset, _strip_ending(pending)
+
+
+def _strip_ending(raw: bytes) -> bytes:
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+    return raw
+
+
+def decode_line(body: bytes, offset: int | None = None) -> str:
+    """Decode one line as UTF-8, dropping a leading byte-order mark.
+
+    Args:
+        body: The line's bytes, without its line ending.
+        offset: The line's byte offset in the input, to name the bad byte's place in the input too.
+
+    Returns:
+        The text.
+
+    Raises:
+        LineError: The line is not valid UTF-8; the message names the first bad byte and its offset.
+
+    Example:
+        >>> decode_line(b"\\xef\\xbb\\xbf{}")
+        '{}'
+        >>> decode_line(b'{"q": "\\xff"}')  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        ...
+        LineError: not valid UTF-8: byte 0xff at byte offset 7 of the line (invalid start byte)
+    """
+    skip = len(BOM) if body.startswith(BOM) else 0
+    try:
+        return body[skip:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = skip + exc.start
+        where = f"byte offset {at} of the line" + (f", {offset + at} of the input" if offset else "")
+        hint = ""
+        if body.startswith((b"\xff\xfe", b"\xfe\xff")):
+            hint = "; the input looks like UTF-16: convert it to UTF-8"
+        raise LineError(f"not valid UTF-8: byte 0x{body[at]:02x} at {where} ({exc.reason}){hint}") from None
+
+
+def is_blank(text: str) -> bool:
+    """A line holding only spaces, tabs and carriage returns (JSON whitespace) has no record.
+
+    Example:
+        >>> is_blank(" \\t\\r"), is_blank("\\u00a0")
+        (True, False)
+    """
+    return not text.strip(" \t\r")
 
 
 def parse_line(text: str) -> tuple[str, list[str]]:
     """Validate one input line and return its query and documents.
 
+    Control characters inside JSON strings (a bare ``\\r``...) are read as data.
+
     Args:
-        text: The line, without its line ending.
+        text: The line, decoded, without its line ending.
 
     Returns:
         ``(query, documents)``.
 
     Raises:
-        LineError: The line is not valid JSON or not a valid request.
+        LineError: The line is not valid JSON, not a valid request, or holds text that cannot be
+            encoded as UTF-8 (a lone surrogate).
 
     Example:
         >>> parse_line('{"query": "q", "documents": ["a", "b"]}')
         ('q', ['a', 'b'])
     """
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, strict=False)
     except json.JSONDecodeError as exc:
         raise LineError(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise LineError("invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise LineError(f"invalid JSON: {one_line(exc)}") from None
     if not isinstance(obj, dict):
         raise LineError(f'expected a JSON object {{"query": ..., "documents": [...]}}, got {_json_type(obj)}')
     if "query" not in obj:
@@ -233,6 +314,12 @@ def parse_line(text: str) -> tuple[str, list[str]]:
     for i, doc in enumerate(documents):
         if not isinstance(doc, str):
             raise LineError(f'"documents"[{i}] must be a string, got {_json_type(doc)}')
+    try:
+        check_text(query, '"query"')
+        for i, doc in enumerate(documents):
+            check_text(doc, f'"documents"[{i}]')
+    except ValueError as exc:
+        raise LineError(one_line(exc)) from None
     return query, documents
 
 
@@ -252,6 +339,11 @@ def _json_type(value: object) -> str:
     return type(value).__name__  # pragma: no cover - json.loads yields nothing else
 
 
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+
 def _count_lines(path: str) -> int | None:
     """Number of lines in a regular file (for the progress bar), or ``None``."""
     try:
@@ -263,70 +355,149 @@ def _count_lines(path: str) -> int | None:
         return None
 
 
+def _fd_stat(stream: Any) -> os.stat_result | None:
+    try:
+        return os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # no real descriptor (tests, wrappers)
+        return None
+
+
+def output_is_input(input_path: str, output_path: str) -> bool:
+    """Whether writing ``output_path`` would write over the input file (``'-'``: stdin / stdout).
+
+    Only a regular input file counts (a terminal is both stdin and stdout, harmlessly): the same
+    path, the same file through a symbolic or hard link (:func:`os.path.samefile`), or standard
+    output redirected into the input file (``prism-rerank in.jsonl >> in.jsonl``).
+
+    Example:
+        >>> output_is_input("in.jsonl", "-")  # stdout is not in.jsonl
+        False
+    """
+    try:
+        in_stat = os.stat(input_path) if input_path != "-" else _fd_stat(sys.stdin)
+    except OSError:
+        return False  # a missing input is reported when it is opened
+    if in_stat is None or not stat.S_ISREG(in_stat.st_mode):
+        return False
+    if output_path == "-":
+        out_stat = _fd_stat(sys.stdout)
+        return out_stat is not None and os.path.samestat(in_stat, out_stat)
+    if input_path != "-":
+        try:
+            return os.path.samefile(input_path, output_path)
+        except OSError:
+            return False  # the output does not exist yet
+    try:
+        return os.path.samestat(in_stat, os.stat(output_path))
+    except OSError:
+        return False
+
+
+def _binary_chunks(stream: IO[Any]) -> Iterable[bytes]:
+    """The bytes of ``stream``: its binary buffer when it has one, else its text encoded as UTF-8."""
+    buffer = getattr(stream, "buffer", None)
+    if buffer is not None:
+        return buffer
+    if isinstance(stream, (io.RawIOBase, io.BufferedIOBase)):
+        return stream
+    return (text.encode("utf-8", "surrogatepass") for text in iter(lambda: stream.read(65536), ""))
+
+
+def _close_quietly(stream: IO[Any]) -> None:
+    with suppress(OSError):
+        stream.close()
+
+
 class _Writer:
     """Writes JSONL records, flushing each line so results stream through pipes."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], name: str) -> None:
         self._stream = stream
+        self.name = name
         encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
         self._ascii = encoding not in ("utf8", "utf8sig", "")
 
-    def write(self, record: dict[str, Any]) -> None:
-        self._stream.write(json.dumps(record, ensure_ascii=self._ascii) + "\n")
-        self._stream.flush()
+    def dumps(self, record: dict[str, Any]) -> str:
+        """One JSON line; ``ValueError`` on a non-finite number (JSON has none)."""
+        text = json.dumps(record, ensure_ascii=self._ascii, allow_nan=False)
+        if not self._ascii:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate slipped through: escape it, never crash
+                text = json.dumps(record, ensure_ascii=True, allow_nan=False)
+        return text + "\n"
+
+    def write(self, text: str) -> None:
+        try:
+            self._stream.write(text)
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot write to {self.name}: {exc.strerror or one_line(exc)}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
 
 
 class _Runner:
-    """Processes input lines one at a time, loading the reranker on the first valid line."""
+    """Processes input lines one at a time, loading the reranker at the first line that needs it."""
 
     def __init__(
         self,
         args: argparse.Namespace,
-        factory: RerankerFactory,
+        options: ModelOptions,
+        reranker: Reranker,
         writer: _Writer,
         log: Callable[[str], None],
     ) -> None:
         self.args = args
-        self.factory = factory
+        self.options = options
+        self._reranker = reranker
+        self._loaded = False
         self.writer = writer
         self.log = log
-        self.options = ModelOptions(
-            model=args.model,
-            device=args.device,
-            dtype=args.dtype,
-            max_length=args.max_length,
-            max_new_tokens=args.max_new_tokens,
-        )
-        self._reranker: Reranker | None = None
         self.failed = 0
+        self.next_line = args.start_line
+        """The first input line not yet accounted for (no record written, not skipped)."""
 
     def reranker(self) -> Reranker:
-        if self._reranker is None:
-            try:
-                self._reranker = self.factory(self.options)
-            except (OSError, ValueError) as exc:  # ModelLoadError is an OSError
-                raise ModelUnavailable(
-                    f"cannot load model {self.options.model_name!r}: {_one_line(exc)}"
-                ) from None
+        if not self._loaded:
+            load_now(self._reranker, self.options)
+            self._loaded = True
         return self._reranker
 
-    def process(self, lineno: int, text: str) -> bool:
-        """Handle one non-blank line; return ``False`` when the run must stop (fail-fast)."""
+    def process(self, lineno: int, offset: int, body: bytes) -> bool:
+        """Account for one line; return ``False`` when the run must stop (fail-fast)."""
         try:
+            text = decode_line(body, offset)
+            if is_blank(text):
+                self.next_line = lineno + 1
+                return True
             query, documents = parse_line(text)
             results = self._rerank(query, documents)
-        except LineError as exc:
-            self.failed += 1
-            self.writer.write({"line": lineno, "error": str(exc)})
-            self.log(f"{PROG}: line {lineno}: {exc}")
-            return not self.args.fail_fast
-        self.writer.write(
-            {
+            record = {
                 "line": lineno,
                 "query": query,
                 "results": [{"rank": rank, **r.to_dict()} for rank, r in enumerate(results, 1)],
             }
-        )
+            try:
+                out = self.writer.dumps(record)
+            except ValueError:
+                raise LineError(
+                    "the model returned a non-finite score (NaN or infinity); "
+                    "with float16 weights, try --dtype bfloat16 or float32"
+                ) from None
+        except LineError as exc:
+            self.failed += 1
+            self.writer.write(self.writer.dumps({"line": lineno, "error": str(exc)}))
+            self.next_line = lineno + 1
+            self.log(f"{PROG}: line {lineno}: {exc}")
+            return not self.args.fail_fast
+        self.writer.write(out)
+        self.next_line = lineno + 1
         return True
 
     def _rerank(self, query: str, documents: list[str]) -> list[PrismResult]:
@@ -341,48 +512,71 @@ class _Runner:
                 score_threshold=self.args.threshold,
                 evidence=self.args.evidence,
             )
-        except (ValueError, TypeError) as exc:
-            raise LineError(_one_line(exc)) from None
+        except (ModelLoadError, EngineClosedError) as exc:  # the model itself is gone: stop
+            message = f"cannot load model {self.options.model_name!r}: {one_line(exc)}"
+            raise ModelUnavailable(message) from None
+        except (ValueError, TypeError, ArithmeticError) as exc:  # NonFiniteScoreError is an ArithmeticError
+            raise LineError(one_line(exc)) from None
+        except Exception as exc:  # anything else (out of memory...) fails this line only
+            raise LineError(f"{type(exc).__name__}: {one_line(exc)}") from None
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
-def _numbered_lines(stream: IO[str]) -> Iterator[tuple[int, str]]:
-    for lineno, line in enumerate(stream, 1):
-        yield lineno, line.rstrip("\r\n")
-
-
-def run(args: argparse.Namespace, factory: RerankerFactory) -> int:
+def run(
+    args: argparse.Namespace,
+    factory: RerankerFactory | None = None,
+    parser: argparse.ArgumentParser | None = None,
+) -> int:
     """Rerank every line of ``args.input`` into ``args.output``.
 
     Args:
         args: Parsed command-line arguments (see :func:`build_parser`).
-        factory: Builds the loaded reranker, called once, on the first valid line.
+        factory: Builds the reranker (before any input is read); ``None`` uses
+            :func:`prism_core.cli.options.default_reranker_factory`.
+        parser: Reports option errors (exit 2); ``None`` builds :func:`build_parser`'s.
 
     Returns:
-        The exit status: 0, or 1 when a line failed or the model could not be loaded.
+        The exit status: 0; 1 when a line failed, the model could not be loaded or the output could
+        not be written; 2 for an option error found at load time; 130 when interrupted.
+
+    Raises:
+        SystemExit: With status 2, for an option error found before any input is read.
     """
+    parser = parser or build_parser()
+    if output_is_input(args.input, args.output):
+        where = "standard output is" if args.output == "-" else f"-o {args.output!r} is"
+        source_name = "standard input" if args.input == "-" else repr(args.input)
+        parser.error(f"{where} the input file ({source_name}); refusing to overwrite the input")
+    options = ModelOptions.from_args(args)
+    try:
+        reranker = build_reranker(options, factory)
+    except OptionError as exc:
+        parser.error(str(exc))
+    except ModelUnavailable as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+
     from tqdm import tqdm
 
     with ExitStack() as stack:
-        source: IO[str] = sys.stdin
+        source: IO[Any] = sys.stdin
         sink: IO[str] = sys.stdout
         total = None
-        for role, path in (("input", args.input), ("output", args.output)):
-            if path == "-":
-                continue
-            try:
-                if role == "input":
-                    source = stack.enter_context(open(path, encoding="utf-8"))
-                    total = _count_lines(path)
-                else:
-                    sink = stack.enter_context(open(path, "w", encoding="utf-8"))
-            except OSError as exc:
-                print(f"{PROG}: error: cannot open {role} {path!r}: {exc.strerror or exc}", file=sys.stderr)
-                return 1
+        try:
+            if args.input != "-":
+                source = stack.enter_context(open(args.input, "rb"))
+                total = _count_lines(args.input)
+        except OSError as exc:
+            reason = exc.strerror or one_line(exc)
+            print(f"{PROG}: error: cannot open input {args.input!r}: {reason}", file=sys.stderr)
+            return 1
+        try:
+            if args.output != "-":
+                sink = open(args.output, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+                stack.callback(_close_quietly, sink)  # after a write error: the error is reported already
+        except OSError as exc:
+            reason = exc.strerror or one_line(exc)
+            print(f"{PROG}: error: cannot open output {args.output!r}: {reason}", file=sys.stderr)
+            return 1
 
         show = bool(args.progress) and sys.stderr.isatty()
         bar = stack.enter_context(
@@ -395,19 +589,38 @@ def run(args: argparse.Namespace, factory: RerankerFactory) -> int:
             else:
                 print(message, file=sys.stderr, flush=True)
 
-        runner = _Runner(args, factory, _Writer(sink), log)
+        output_name = "standard output" if args.output == "-" else repr(args.output)
+        runner = _Runner(args, options, reranker, _Writer(sink, output_name), log)
+
+        def resume() -> str:
+            return f"resume from input line {runner.next_line} (--start-line {runner.next_line})"
+
         try:
-            for lineno, text in _numbered_lines(source):
-                go_on = runner.process(lineno, text) if text.strip() else True
+            for lineno, offset, body in split_lines(_binary_chunks(source)):
+                if lineno >= args.start_line:
+                    go_on = runner.process(lineno, offset, body)
+                    if not go_on:
+                        log(f"{PROG}: stopping at line {lineno} (--fail-fast)")
+                        break
                 bar.update(1)
-                if not go_on:
-                    log(f"{PROG}: stopping at line {lineno} (--fail-fast)")
-                    break
-        except UnicodeDecodeError as exc:
-            log(f"{PROG}: error: input is not valid UTF-8: {exc}")
+            if sink is not sys.stdout:
+                sink.close()  # now, so that a failing close (a full disk) is reported
+        except KeyboardInterrupt:
+            log(f"\n{PROG}: interrupted; {resume()}")
+            return 130
+        except OutputError as exc:
+            log(f"{PROG}: error: {exc}; {resume()}")
             return 1
-        except ModelUnavailable as exc:
+        except OSError as exc:  # reading the input or closing the output failed
+            if isinstance(exc, BrokenPipeError):
+                raise
+            log(f"{PROG}: error: {exc.strerror or one_line(exc)}; {resume()}")
+            return 1
+        except OptionError as exc:  # found when the model loaded (exact prompt length)
             log(f"{PROG}: error: {exc}")
+            return 2
+        except ModelUnavailable as exc:
+            log(f"{PROG}: error: {exc}; {resume()}")
             return 1
     if runner.failed:
         print(f"{PROG}: {runner.failed} line(s) failed", file=sys.stderr)
@@ -416,32 +629,35 @@ def run(args: argparse.Namespace, factory: RerankerFactory) -> int:
 
 
 def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory | None = None) -> int:
-    """Entry point of ``prism-rerank``.
+    """Entry point of ``prism-rerank`` without a subcommand (see :func:`prism_core.cli.main`).
 
     Args:
         argv: Command-line arguments without the program name; ``None`` reads ``sys.argv``.
-        reranker_factory: Builds the loaded reranker (tests inject a fake); defaults to
-            :func:`default_reranker_factory`.
+        reranker_factory: Builds the reranker from the :class:`ModelOptions` (tests inject a fake);
+            defaults to :func:`prism_core.cli.options.default_reranker_factory`.
 
     Returns:
-        The exit status (argument errors exit with 2 through :class:`SystemExit`).
+        The exit status (argument and option errors exit with 2 through :class:`SystemExit`).
+
+    Example:
+        >>> main(["in.jsonl", "-o", "out.jsonl", "--backend", "qwen3-reranker"])  # doctest: +SKIP
+        0
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    factory = reranker_factory or default_reranker_factory
     try:
-        if argv[:1] == ["demo"]:
-            from prism_core.cli import demo
-
-            return demo.main(argv[1:], reranker_factory=reranker_factory)
-        return run(build_parser().parse_args(argv), factory)
+        parser = build_parser()
+        return run(parser.parse_args(argv), reranker_factory, parser)
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, and keep Python from complaining
         # again when it flushes stdout at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # pragma: no cover - stdout without a descriptor
+            pass
         return 1
 
 

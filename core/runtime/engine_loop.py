@@ -26,9 +26,11 @@ pass and one decode step of each other active job.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, InvalidStateError
@@ -41,6 +43,9 @@ import torch
 from prism_core.errors import EngineClosedError
 
 logger = logging.getLogger(__name__)
+
+#: Every engine loop with a running thread, closed at interpreter exit (see :func:`_close_all`).
+_LIVE: weakref.WeakSet[EngineLoop] = weakref.WeakSet()
 
 
 @dataclass
@@ -175,6 +180,7 @@ class EngineLoop:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._main, name=self.name, daemon=True)
                 self._thread.start()
+                _LIVE.add(self)
             self._cond.notify()
         return job.future
 
@@ -394,3 +400,14 @@ def _is_oom(exc: BaseException) -> bool:
 def _free_memory(exc: BaseException) -> None:
     if _is_oom(exc) and torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+@atexit.register
+def _close_all() -> None:
+    """At interpreter exit, let each loop finish the step it is in and stop.
+
+    A daemon thread killed inside a forward pass while the interpreter tears down can abort the
+    process (seen on Ctrl-C in a script); closing first makes exit orderly.
+    """
+    for loop in list(_LIVE):
+        loop.close(timeout=5.0)

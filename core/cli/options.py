@@ -1,0 +1,444 @@
+"""The model options every ``prism-rerank`` subcommand shares, and how they become a reranker.
+
+One function, :func:`add_model_arguments`, defines the model arguments (``--model``, ``--backend``,
+``--device``, ``--dtype``, ``--max-length``, ``--max-new-tokens``, ``--batch-tokens``,
+``--instruction``, and ``--timeout``/``--max-retries`` for the remote backend);
+:meth:`ModelOptions.from_args` reads them back; :meth:`ModelOptions.engine_config` turns them into
+the :class:`prism_core.config.EngineConfig` the engine cache is keyed by (:func:`engine_config` does
+both steps); and :func:`build_reranker` builds (constructs, does not load) the reranker, sorting
+what can go wrong into two kinds:
+
+- :class:`OptionError`: the options are wrong (unknown backend, ``--max-length`` below the prompt's
+  minimum, an option the backend does not take, a checkpoint whose backend cannot be told). A
+  command reports it like argparse does: ``prism-rerank: error: ...``, exit status 2.
+- :class:`ModelUnavailable`: the options are fine but the model cannot be had (missing files, hub
+  unreachable, a missing extra). A command reports it as one line and exits with status 1.
+
+A subcommand (``serve``, ``batch``, ``eval``...) uses them like this::
+
+    parser = argparse.ArgumentParser(prog="prism-rerank serve")
+    add_model_arguments(parser)
+    args = parser.parse_args(argv)
+    options = ModelOptions.from_args(args)
+    try:
+        reranker = build_reranker(options, reranker_factory)  # before reading any input
+    except OptionError as exc:
+        parser.error(str(exc))  # exit 2
+    except ModelUnavailable as exc:
+        print(f"prism-rerank serve: error: {exc}", file=sys.stderr)
+        return 1
+    ...
+    load_now(reranker, options)  # when the weights are first needed (same two errors)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prism_core.config import ENGINE_OPTION_NAMES, EngineConfig
+from prism_core.protocol import Reranker
+
+DTYPES = ("bfloat16", "float16", "float32")
+
+#: The :class:`ModelOptions` fields that are engine options (everything but ``model`` and ``backend``).
+ENGINE_FIELDS: tuple[str, ...] = ENGINE_OPTION_NAMES
+
+
+class OptionError(ValueError):
+    """The model options are wrong; report like argparse (``prog: error: message``, exit 2)."""
+
+
+class ModelUnavailable(Exception):
+    """The reranker could not be built or loaded; the message is ready for stderr (exit 1)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (its type name when it has none).
+
+    Example:
+        >>> one_line(ValueError("bad\\n  value"))
+        'bad value'
+    """
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# Argument types
+# --------------------------------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1.
+
+    Example:
+        >>> positive_int("3")
+        3
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0.
+
+    Example:
+        >>> non_negative_int("0")
+        0
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0.
+
+    Example:
+        >>> positive_float("2.5")
+        2.5
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0.0 < value < float("inf"):  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    """argparse type: a number in [0, 1] (NaN refused).
+
+    Example:
+        >>> probability("0.5")
+        0.5
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def _backend_names() -> str:
+    from prism_core.registry import BACKENDS
+
+    return ", ".join(BACKENDS)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Add the model options (the one definition every subcommand uses) as a "model" group.
+
+    Args:
+        parser: The parser to extend.
+
+    Returns:
+        The argument group (a subcommand may add its own model-related options to it).
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="x")
+        >>> _ = add_model_arguments(parser)
+        >>> ModelOptions.from_args(parser.parse_args(["--backend", "qwen3-reranker"])).backend
+        'qwen3-reranker'
+    """
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        help="Hugging Face model id, local checkpoint directory, or a rerank server's URL with --backend "
+        "remote (default: the backend's default model; Prism's when no backend is given)",
+    )
+    group.add_argument(
+        "--backend",
+        help=f"reranker backend, one of: {_backend_names()} (default: told from the checkpoint's "
+        "config and name; prism without --model)",
+    )
+    group.add_argument("--device", help='torch device, e.g. "cuda", "cuda:1", "cpu" (default: auto)')
+    group.add_argument("--dtype", choices=DTYPES, help="weights dtype (default: auto)")
+    group.add_argument(
+        "--max-length",
+        type=positive_int,
+        help="token budget for prompt plus document; below the backend's fixed prompt length it is "
+        "refused (default: the backend's, 10240 for prism)",
+    )
+    group.add_argument(
+        "--max-new-tokens",
+        type=positive_int,
+        help="generation budget per document, generating backends only (default: 1024)",
+    )
+    group.add_argument(
+        "--batch-tokens", type=positive_int, help="padded tokens per forward pass (default: by device)"
+    )
+    group.add_argument(
+        "--instruction",
+        help="task instruction, qwen3-reranker only (default: the model card's web-search instruction)",
+    )
+    group.add_argument(
+        "--timeout", type=positive_float, help="seconds per HTTP request (remote backend only)"
+    )
+    group.add_argument(
+        "--max-retries",
+        type=non_negative_int,
+        help="retries on connection errors, 429 and 5xx (remote backend only)",
+    )
+    return group
+
+
+# --------------------------------------------------------------------------------------------
+# Options
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How to build the reranker, as given on the command line (``None``: not given).
+
+    Attributes:
+        model: Hugging Face model id or local path; ``None`` means the backend's default model.
+        backend: Backend name; ``None`` tells it from the checkpoint (``"prism"`` without ``model``).
+        device: Torch device string (``"cuda"``, ``"cpu"``, ...); ``None`` lets the engine choose.
+        dtype: Torch dtype name (``"bfloat16"``, ...); ``None`` lets the engine choose.
+        max_length: Token budget for prompt plus document; ``None`` keeps the backend's default.
+        max_new_tokens: Generation budget per document; ``None`` keeps the backend's default.
+        batch_tokens: Padded tokens per forward pass; ``None`` keeps the engine's default.
+        instruction: Task instruction (Qwen3-Reranker); ``None`` keeps the card's.
+        timeout: Seconds per HTTP request (remote backend); ``None`` keeps its default.
+        max_retries: Retries on connection errors, 429 and 5xx (remote backend); ``None``: its default.
+
+    Example:
+        >>> ModelOptions(model="m", backend="prism", max_length=512).engine_config().to_dict()
+        {'model': 'm', 'backend': 'prism', 'max_length': 512}
+    """
+
+    model: str | None = None
+    backend: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    max_length: int | None = None
+    max_new_tokens: int | None = None
+    batch_tokens: int | None = None
+    instruction: str | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ModelOptions:
+        """Read the options :func:`add_model_arguments` defined from parsed arguments."""
+        return cls(**{f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls)})
+
+    def replace(self, **changes: Any) -> ModelOptions:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def model_name(self) -> str:
+        """The model as it should appear in messages (the backend's default model when unset)."""
+        if self.model is not None:
+            return self.model
+        try:
+            return _default_model(self.backend or "prism")
+        except Exception:  # unknown or unimportable backend: the message is about something else
+            return "<default model>"
+
+    def resolve(self) -> tuple[str, str]:
+        """``(model, backend)``: the defaults filled in, the backend told from the checkpoint if needed.
+
+        Raises:
+            prism_core.errors.UnknownBackendError: Unknown backend name, or a checkpoint whose backend
+                cannot be told.
+            OptionError: The backend has no default model and ``model`` is not given.
+        """
+        from prism_core.registry import backend_class, detect_backend
+
+        if self.model is None:
+            backend = self.backend or "prism"
+            backend_class(backend)  # refuses an unknown name, listing the known ones
+            return _default_model(backend), backend
+        if self.backend is None:
+            return self.model, detect_backend(self.model)
+        backend_class(self.backend)
+        return self.model, self.backend
+
+    def engine_options(self) -> dict[str, Any]:
+        """The engine options that were given (``None`` ones left out)."""
+        return {name: getattr(self, name) for name in ENGINE_FIELDS if getattr(self, name) is not None}
+
+    def engine_config(self) -> EngineConfig:
+        """The :class:`~prism_core.config.EngineConfig` these options describe (validated).
+
+        Raises:
+            prism_core.errors.UnknownBackendError: See :meth:`resolve`.
+            ValueError: An option value the configuration refuses (a bad device string...).
+        """
+        model, backend = self.resolve()
+        return EngineConfig.create(model, backend, **self.engine_options())
+
+
+def engine_config(args: argparse.Namespace) -> EngineConfig:
+    """The :class:`EngineConfig` that arguments parsed with :func:`add_model_arguments` describe.
+
+    Raises:
+        prism_core.errors.UnknownBackendError: Unknown backend, or one that cannot be told.
+        ValueError, TypeError: An option value the configuration refuses (the message names it).
+    """
+    return ModelOptions.from_args(args).engine_config()
+
+
+def _default_model(backend: str) -> str:
+    from prism_core.registry import backend_class
+
+    model = getattr(backend_class(backend), "default_model", None)
+    if not isinstance(model, str) or not model:
+        raise OptionError(f"the {backend} backend has no default model: pass --model")
+    return model
+
+
+RerankerFactory = Callable[[ModelOptions], Reranker]
+"""Builds (constructs; loading may wait) the reranker for the options.
+
+Raises ``ValueError``/``TypeError`` for bad options (reported as option errors, exit 2) and
+``OSError`` (e.g. ``ModelLoadError``) or ``ImportError`` when the model cannot be had (exit 1).
+"""
+
+
+def _check_applicable(cls: type, config: EngineConfig) -> None:
+    """Refuse an option the backend's constructor does not take, naming the option and the backend."""
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    for name in config.options():
+        if name not in params:
+            flag = "--" + name.replace("_", "-")
+            raise OptionError(f"{flag} does not apply to the {config.backend} backend")
+
+
+def default_reranker_factory(options: ModelOptions) -> Reranker:
+    """The process-wide engine for ``options`` (:func:`prism_core.registry.get_engine`), not loaded.
+
+    The command-line commands draw their own progress, so the engine's own progress bar is turned
+    off where it has one.
+
+    Args:
+        options: Model, backend and engine options from the command line.
+
+    Returns:
+        The reranker; its weights load on first use (or :func:`load_now`).
+
+    Raises:
+        prism_core.errors.UnknownBackendError: See :meth:`ModelOptions.resolve`.
+        OptionError: An option the backend does not take, or no default model.
+        ValueError: An option value the backend refuses (``max_length`` below its prompt's minimum).
+        ImportError: The backend's extra is not installed.
+
+    Example:
+        >>> reranker = default_reranker_factory(ModelOptions(backend="prism", device="cpu"))  # doctest: +SKIP
+    """
+    from prism_core.registry import backend_class, get_engine
+
+    config = options.engine_config()
+    _check_applicable(backend_class(config.backend), config)
+    engine = get_engine(config)
+    if hasattr(engine, "show_progress"):
+        engine.show_progress = False
+    return engine
+
+
+def check_backend_name(backend: str | None) -> None:
+    """Refuse an unknown backend name before anything is built.
+
+    Raises:
+        OptionError: ``backend`` is not registered; the message lists the known backends.
+
+    Example:
+        >>> check_backend_name("prism")
+        >>> check_backend_name("nope")  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        ...
+        OptionError: unknown backend 'nope'; known backends: prism, ...
+    """
+    from prism_core.errors import UnknownBackendError
+    from prism_core.registry import BACKENDS, backend_class
+
+    if backend is None or backend in BACKENDS:
+        return
+    try:
+        backend_class(backend)  # raises with the registry's own message
+    except UnknownBackendError as exc:
+        raise OptionError(one_line(exc)) from None
+
+
+def build_reranker(options: ModelOptions, factory: RerankerFactory | None = None) -> Reranker:
+    """Build (construct, not load) the reranker, sorting failures into option and model errors.
+
+    Args:
+        options: The command line's model options.
+        factory: Builds the reranker; ``None`` uses :func:`default_reranker_factory`.
+
+    Returns:
+        The reranker.
+
+    Raises:
+        OptionError: Unknown backend, an option value the engine refuses (``--max-length 5``), an
+            option the backend does not take: report as a usage error (exit 2).
+        ModelUnavailable: The model cannot be had (files, network, a missing extra): exit 1.
+
+    Example:
+        >>> build_reranker(ModelOptions(backend="nope"))  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        ...
+        OptionError: unknown backend 'nope'; known backends: prism, ...
+    """
+    check_backend_name(options.backend)
+    try:
+        return (factory or default_reranker_factory)(options)
+    except OptionError:
+        raise
+    except (ValueError, TypeError) as exc:  # UnknownBackendError included; ModelLoadError is an OSError
+        raise OptionError(one_line(exc)) from None
+    except ImportError as exc:
+        which = f"the {options.backend} backend" if options.backend else "the backend"
+        raise ModelUnavailable(f"cannot use {which}: {one_line(exc)}") from None
+    except Exception as exc:  # OSError (ModelLoadError, hub errors) and anything a custom factory raises
+        raise ModelUnavailable(f"cannot load model {options.model_name!r}: {one_line(exc)}") from None
+
+
+def load_now(reranker: Reranker, options: ModelOptions) -> None:
+    """Load the reranker's weights now, when it has a ``load()`` (idempotent), sorting failures.
+
+    Args:
+        reranker: What :func:`build_reranker` returned.
+        options: The options it was built from (for messages).
+
+    Raises:
+        OptionError: The backend refused an option once its tokenizer was known (``max_length``
+            below the exact prompt length): a usage error, exit 2.
+        ModelUnavailable: Anything else that stops the model loading: exit 1.
+    """
+    load = getattr(reranker, "load", None)
+    if not callable(load):
+        return
+    try:
+        load()
+    except ValueError as exc:  # transformers' own errors come wrapped in ModelLoadError (an OSError)
+        raise OptionError(one_line(exc)) from None
+    except Exception as exc:
+        raise ModelUnavailable(f"cannot load model {options.model_name!r}: {one_line(exc)}") from None
