@@ -21,10 +21,10 @@ demo: install
 	$(BIN)/prism-rerank demo
 
 lint: install
-	$(BIN)/ruff check core prism_integrations tests examples benchmarks
+	$(BIN)/ruff check core prism_integrations haystack_integrations tests examples benchmarks
 	@# mypy cannot follow the editable core/ -> prism_core mapping: give it a link named prism_core.
 	mkdir -p build/mypy && ln -sfn ../../core build/mypy/prism_core
-	MYPYPATH=build/mypy $(BIN)/mypy -p prism_core -p prism_integrations
+	MYPYPATH=build/mypy $(BIN)/mypy -p prism_core -p prism_integrations -p haystack_integrations.components.rankers.prism
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -106,8 +106,8 @@ def _read_config(model: str, *, network: bool) -> dict[str, Any] | None:
     try:
         from huggingface_hub import hf_hub_download
 
-        file = hf_hub_download(model, "config.json", local_files_only=not network)
-        return json.loads(Path(file).read_text())
+        cached = hf_hub_download(model, "config.json", local_files_only=not network)
+        return json.loads(Path(cached).read_text())
     except Exception as exc:  # offline, unknown repo, no config: fall back to the name
         logger.debug("could not read config.json of %r: %s", model, exc)
         return None

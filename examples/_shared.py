@@ -44,6 +44,12 @@ def parse_args(
     parser.add_argument("--query", default=default_query)
     parser.add_argument("--k", type=int, default=6, help=f"candidates from {candidates}")
     parser.add_argument(limit_option, type=int, default=3, help=f"{items} Prism keeps")
+    parser.add_argument(
+        "--backend",
+        default=None,
+        choices=("prism", "qwen3-reranker", "cross-encoder"),
+        help="reranker backend (default: told from the checkpoint)",
+    )
     parser.add_argument("--device", default=None)
     parser.add_argument(
         "--max-new-tokens",
@@ -88,17 +94,22 @@ def resolve_model(args: argparse.Namespace) -> ResolvedModel | None:
     On the tiny random-weight fallback the banner is printed and ``args.max_new_tokens`` defaults
     to :data:`FALLBACK_MAX_NEW_TOKENS`.
 
+    ``args.backend`` is set to the backend the model runs with (a tiny fallback's backend cannot be
+    told from its checkpoint).
+
     Returns:
         The model and its banner, or ``None`` (the error printed) when ``--model`` cannot be loaded.
     """
-    from prism_core.cli.demo_model import resolve_demo_model
+    from prism_core.cli.demo_model import resolve_demo
     from prism_core.errors import ModelLoadError
 
     try:
-        model, is_fallback = resolve_demo_model(args.model)
+        chosen = resolve_demo(args.model, args.backend)
     except ModelLoadError as exc:
         print(exc, file=sys.stderr)
         return None
+    model, is_fallback = chosen.model, chosen.fallback
+    args.backend = chosen.backend or args.backend
     if not is_fallback:
         return ResolvedModel(model, None)
     banner = fallback_banner(args.model)

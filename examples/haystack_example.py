@@ -17,7 +17,6 @@ random-weight model (a loud banner says so: scores and evidence are then meaning
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 from collections.abc import Sequence
@@ -52,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
         from haystack.document_stores.in_memory import InMemoryDocumentStore
 
-        from prism_integrations.haystack import PrismRanker
+        from haystack_integrations.components.rankers.prism import PrismRanker
     except ImportError as exc:
         print(f'This example needs: pip install "prism-integrations[haystack]" ({exc})', file=sys.stderr)
         return 2
@@ -72,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ranker",
         PrismRanker(
             model=model,
+            backend=args.backend,
             device=args.device,
             max_new_tokens=args.max_new_tokens,
             top_k=args.top_k,
@@ -82,12 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     pipe.connect("retriever.documents", "ranker.documents")
     pipe.connect("ranker.documents", "prompt.documents")
 
-    # Serialise and load back. Haystack's deserialisation allowlist must trust our module.
+    # Serialise and load back: the component lives in the haystack_integrations namespace, which
+    # Haystack's default deserialisation allowlist trusts.
     yaml_text = pipe.dumps()
-    if "allowed_modules" in inspect.signature(Pipeline.loads).parameters:
-        pipe = Pipeline.loads(yaml_text, allowed_modules=["prism_integrations.haystack"])
-    else:
-        pipe = Pipeline.loads(yaml_text)
+    pipe = Pipeline.loads(yaml_text)
     print(f"Pipeline YAML round trip: OK ({len(yaml_text)} characters)")
 
     print(f"Query: {args.query}\nModel: {model}\n")

@@ -88,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     compressor = PrismDocumentCompressor(
         model=model,
+        backend=args.backend,
         device=args.device,
         max_new_tokens=args.max_new_tokens,
         top_n=args.top_n,

@@ -98,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     index = VectorStoreIndex(nodes=nodes, embed_model=embed_model)
     postprocessor = PrismNodePostprocessor(
         model=model,
+        backend=args.backend,
         device=args.device,
         max_new_tokens=args.max_new_tokens,
         top_n=args.top_n,

@@ -1,10 +1,13 @@
-"""Prism-Reranker adapters for LangChain, LlamaIndex and Haystack.
+"""Reranker adapters for LangChain, LlamaIndex and Haystack, on the one shared core (prism_core).
 
-Each adapter lives in its own module and imports only its framework:
+Each adapter takes any backend of the core (Prism-Reranker, Qwen3-Reranker, cross-encoders: pick
+one with ``model=`` and ``backend=``) with the same options and one metadata schema. Each lives in
+its own module and imports only its framework:
 
 * :class:`prism_integrations.langchain.PrismDocumentCompressor` (extra ``langchain``)
 * :class:`prism_integrations.llama_index.PrismNodePostprocessor` (extra ``llama-index``)
-* :class:`prism_integrations.haystack.PrismRanker` (extra ``haystack``)
+* :class:`prism_integrations.haystack.PrismRanker` (extra ``haystack``; the class lives in
+  ``haystack_integrations.components.rankers.prism``, where Haystack loads saved pipelines from)
 
 The names are also available from this package, imported on first access, so
 ``from prism_integrations import PrismRanker`` needs only Haystack installed.

@@ -1,4 +1,4 @@
-"""Prism-Reranker as a LlamaIndex node postprocessor.
+"""A prism_core reranker as a LlamaIndex node postprocessor.
 
 Use :class:`PrismNodePostprocessor` wherever LlamaIndex takes a reranker, e.g.
 ``index.as_query_engine(node_postprocessors=[PrismNodePostprocessor(...)])``.
@@ -13,36 +13,39 @@ from typing import Any
 
 from prism_core.protocol import Reranker
 from prism_integrations._common import (
+    DEFAULT_ADD_CONTRIBUTION,
     DEFAULT_DROP_IRRELEVANT,
     DEFAULT_KEEP_ORIGINAL,
     DEFAULT_SCORE_THRESHOLD,
     DEFAULT_TOP_N,
     DEFAULT_USE_EVIDENCE,
     EngineResolver,
+    EngineSpecField,
+    Item,
     KeptDocument,
-    arerank_texts,
-    check_engine_source,
-    describe_engine,
-    engine_options_of,
+    NotSerializableError,
+    Ranking,
+    RerankSettings,
+    arerank_items,
+    check_items,
+    copy_object,
+    fold_adapter_input,
     missing_framework_error,
-    normalize_dtype,
-    rerank_texts,
-    settings_of,
-    validate_score_threshold,
-    validate_top_n,
+    not_serializable_message,
+    rerank_items,
 )
 
 try:
-    from llama_index.core.bridge.pydantic import Field, PrivateAttr
+    from llama_index.core.bridge.pydantic import Field, PrivateAttr, model_validator
     from llama_index.core.callbacks import CBEventType, EventPayload
     from llama_index.core.instrumentation import get_dispatcher
     from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
     from llama_index.core.postprocessor.types import BaseNodePostprocessor
-    from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+    from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, Node, NodeWithScore, QueryBundle
 except ImportError as exc:  # pragma: no cover - exercised by simulating a missing package
     raise missing_framework_error("LlamaIndex (llama-index-core)", "llama-index", __name__) from exc
 
-__all__ = ["PrismNodePostprocessor"]
+__all__ = ["PrismNodePostprocessor", "node_text"]
 
 logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
@@ -52,98 +55,112 @@ def _extend_unique(keys: list[str], extra: tuple[str, ...]) -> list[str]:
     return [*keys, *(key for key in extra if key not in keys)]
 
 
+def node_text(node: BaseNode) -> str | None:
+    """The text a node is judged on, or ``None`` when it has none (it is then not scored).
+
+    A node has no text when it is a multimodal ``Node`` without a text resource (or with an empty
+    one), or an ``ImageNode`` whose text is empty (an image only). Every other node is judged on
+    ``get_content(MetadataMode.NONE)``, the text without metadata (an empty ``TextNode`` is judged
+    as empty text, like an empty LangChain or Haystack document).
+    """
+    if isinstance(node, Node):
+        resource = node.text_resource
+        return resource.text if resource is not None and resource.text else None
+    text = node.get_content(metadata_mode=MetadataMode.NONE)
+    if isinstance(node, ImageNode) and not text:
+        return None
+    return text if isinstance(text, str) else None
+
+
 class PrismNodePostprocessor(BaseNodePostprocessor):
-    """Rerank LlamaIndex nodes with Prism-Reranker and swap their text for evidence.
+    """Rerank LlamaIndex nodes with any prism_core backend; with Prism, swap their text for evidence.
 
-    Nodes come back best first as new ``NodeWithScore`` objects whose ``score`` is Prism's
-    relevance score and whose node is a copy of the input node (same ``node_id``). A kept node's
-    text becomes Prism's self-contained evidence passage (when ``use_evidence`` is on and the
-    evidence is complete); its metadata ends with ``relevance_score``, ``contribution``,
-    ``evidence_used`` and, when the text was swapped and ``keep_original`` is on,
-    ``original_content``. These keys are added to the node's ``excluded_llm_metadata_keys`` and
-    ``excluded_embed_metadata_keys``, so the original text does not leak into prompts. The caller's
-    nodes are never modified. Prism sees each node's text without metadata
-    (``MetadataMode.NONE``), exactly the text it may replace.
+    Nodes come back best first as new ``NodeWithScore`` objects whose ``score`` is the relevance
+    score and whose node is a copy of the input node (same ``node_id``). With a generating backend
+    (Prism) a kept, relevant node's text becomes the model's self-contained evidence passage when
+    ``use_evidence`` is on and the evidence is complete. Its metadata ends with
+    ``relevance_score``, ``contribution``, ``evidence_used`` and, when the text was swapped and
+    ``keep_original`` is on, ``original_content`` (the same keys for every backend); these keys are
+    added to the node's ``excluded_llm_metadata_keys`` and ``excluded_embed_metadata_keys``, so the
+    original text does not leak into prompts. The model sees each node's text without metadata
+    (``MetadataMode.NONE``), exactly the text it may replace. The caller's nodes are never
+    modified; metadata values that cannot be deep-copied (a lock, an open file) are kept as they
+    are (the copy holds the same object). Nodes without text (see :func:`node_text`) are not
+    scored: they come back unchanged (copied) after the ranked ones, with a warning.
 
-    Give either ``model`` (a hub id or a local directory, plus engine options) or ``reranker`` (any
-    :class:`prism_core.Reranker`). With ``model`` the engine is
-    ``PrismReranker.shared(model, **options)``, looked up on the first call: constructing the
-    postprocessor loads nothing, and adapters configured alike share one loaded model.
+    The engine: ``model`` (hub id or local directory; ``None``: the backend's default model),
+    ``backend`` (``"prism"``, ``"qwen3-reranker"``, ``"cross-encoder"``; ``None``: told from the
+    checkpoint on first use) and engine options as keyword arguments (``device``, ``dtype``,
+    ``max_length``, ``max_new_tokens``, ``batch_tokens``, ``instruction``...: see
+    :class:`prism_core.EngineConfig`), folded into one ``engine_config``; or ``engine_config=``;
+    or ``reranker=`` (any :class:`prism_core.Reranker`). The engine is the process-wide one for the
+    configuration, looked up on the first call: constructing loads nothing, and adapters of any
+    framework configured alike share one loaded model.
 
-    Defaults (the same in all three adapters): ``top_n=None`` (no limit), ``score_threshold=None``
-    (no cut), ``use_evidence=True``, ``keep_original=True``, ``drop_irrelevant=True``; engine options
-    left at ``None`` keep the engine's defaults. Emits ``ReRankStartEvent``/``ReRankEndEvent`` and a
-    ``CBEventType.RERANKING`` callback event, like LlamaIndex's own rerankers.
+    Ranking options (the same in all three adapters): ``top_n=None``, ``score_threshold=None``,
+    ``use_evidence=True``, ``add_contribution=True``, ``keep_original=True``,
+    ``drop_irrelevant=True``; with ``use_evidence`` and ``add_contribution`` both off, or on a
+    score-only backend, nothing is generated. ``to_dict``/``from_dict`` (and the JSON twins)
+    round-trip the configuration; a postprocessor built with ``reranker=`` refuses to serialise.
+    Emits ``ReRankStartEvent``/``ReRankEndEvent`` and a ``CBEventType.RERANKING`` callback event,
+    like LlamaIndex's own rerankers.
 
     Example:
         >>> postprocessor = PrismNodePostprocessor(model="path/or/hub-id", top_n=3)  # loads nothing
+        >>> postprocessor.to_dict()["engine_config"]
+        {'model': 'path/or/hub-id', 'backend': None}
         >>> engine = index.as_query_engine(node_postprocessors=[postprocessor])  # doctest: +SKIP
         >>> response = engine.query("what is X?")  # doctest: +SKIP
         >>> [n.node.metadata["contribution"] for n in response.source_nodes]  # doctest: +SKIP
     """
 
-    model: str | None = Field(
-        default=None, description="Hub id or local directory of the Prism model (None: engine default)."
+    engine_config: EngineSpecField = Field(
+        default=None, description="The engine's configuration (None only with a reranker object)."
     )
-    device: str | None = Field(default=None, description="Engine option: device.")
-    dtype: str | None = Field(default=None, description="Engine option: dtype name, e.g. 'bfloat16'.")
-    max_length: int | None = Field(default=None, description="Engine option: max prompt length in tokens.")
-    max_new_tokens: int | None = Field(default=None, description="Engine option: generation budget.")
-    batch_tokens: int | None = Field(default=None, description="Engine option: token budget per batch.")
+    reranker: Any = Field(default=None, exclude=True, repr=False, description="A ready reranker object.")
     top_n: int | None = Field(default=DEFAULT_TOP_N, description="Keep at most this many nodes.")
     score_threshold: float | None = Field(
         default=DEFAULT_SCORE_THRESHOLD, description="Keep only nodes scoring at least this."
     )
     use_evidence: bool = Field(default=DEFAULT_USE_EVIDENCE, description="Swap the text for the evidence.")
+    add_contribution: bool = Field(
+        default=DEFAULT_ADD_CONTRIBUTION, description="Put the contribution into metadata['contribution']."
+    )
     keep_original: bool = Field(
         default=DEFAULT_KEEP_ORIGINAL, description="Keep the original text in metadata['original_content']."
     )
     drop_irrelevant: bool = Field(
-        default=DEFAULT_DROP_IRRELEVANT, description="Leave out nodes Prism judged irrelevant."
+        default=DEFAULT_DROP_IRRELEVANT, description="Leave out nodes judged irrelevant."
     )
 
-    _reranker: Reranker | None = PrivateAttr(default=None)
-    _resolver: EngineResolver = PrivateAttr(default_factory=EngineResolver)
+    _resolver: EngineResolver = PrivateAttr()
 
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        reranker: Reranker | None = None,
-        device: str | None = None,
-        dtype: Any = None,
-        max_length: int | None = None,
-        max_new_tokens: int | None = None,
-        batch_tokens: int | None = None,
-        top_n: int | None = DEFAULT_TOP_N,
-        score_threshold: float | None = DEFAULT_SCORE_THRESHOLD,
-        use_evidence: bool = DEFAULT_USE_EVIDENCE,
-        keep_original: bool = DEFAULT_KEEP_ORIGINAL,
-        drop_irrelevant: bool = DEFAULT_DROP_IRRELEVANT,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, model: Any = None, **kwargs: Any) -> None:
         """Create the postprocessor; nothing is loaded (see the class docstring for the options).
 
         Raises:
-            ValueError: On both ``model`` and ``reranker``, engine options with ``reranker``,
-                ``top_n < 1`` or ``score_threshold`` outside ``[0, 1]``.
+            TypeError: An unknown keyword, a wrongly typed option or a ``reranker`` that does not
+                implement :class:`prism_core.Reranker`.
+            ValueError: Both a configuration and ``reranker``, or an option out of range.
         """
-        fields: dict[str, Any] = {
-            "model": model,
-            "device": device,
-            "dtype": normalize_dtype(dtype),
-            "max_length": max_length,
-            "max_new_tokens": max_new_tokens,
-            "batch_tokens": batch_tokens,
-            "top_n": validate_top_n(top_n),
-            "score_threshold": validate_score_threshold(score_threshold),
-            "use_evidence": use_evidence,
-            "keep_original": keep_original,
-            "drop_irrelevant": drop_irrelevant,
-        }
-        check_engine_source(model, reranker, engine_options_of(fields))
-        super().__init__(**fields, **kwargs)
-        self._reranker = reranker
+        known = set(type(self).model_fields) | {"backend", "engine_config"}
+        from prism_core.config import ENGINE_OPTION_NAMES
+
+        unknown = sorted(set(kwargs) - known - set(ENGINE_OPTION_NAMES))
+        if unknown:
+            raise TypeError(
+                f"PrismNodePostprocessor got unexpected keyword argument(s): {', '.join(unknown)}"
+            )
+        super().__init__(model=model, **kwargs)  # type: ignore[call-arg]  # folded by _fold
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold(cls, data: Any) -> Any:
+        return fold_adapter_input(data)
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Set up the (lazy) engine look-up."""
+        self._resolver = EngineResolver(self.engine_config, self.reranker)
 
     @classmethod
     def class_name(cls) -> str:
@@ -151,14 +168,29 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
         return "PrismNodePostprocessor"
 
     @property
-    def reranker(self) -> Reranker | None:
-        """The reranker passed at construction, if any (not serialised)."""
-        return self._reranker
+    def model(self) -> str | None:
+        """The configured model (``None``: the backend's default, or a ``reranker`` object)."""
+        return None if self.engine_config is None else self.engine_config.model
+
+    @property
+    def backend(self) -> str | None:
+        """The configured backend (``None``: told from the checkpoint, or a ``reranker`` object)."""
+        return None if self.engine_config is None else self.engine_config.backend
 
     @property
     def engine(self) -> Reranker:
         """The reranker this postprocessor calls (looked up on first access; not loaded by this)."""
-        return self._resolver.get(self.model, self._reranker, engine_options_of(self))
+        return self._resolver.get()
+
+    def to_dict(self, **kwargs: Any) -> dict[str, Any]:
+        """The configuration as a dict, with ``class_name``.
+
+        Raises:
+            NotSerializableError: The postprocessor was built with a ``reranker`` object.
+        """
+        if self.reranker is not None:
+            raise NotSerializableError(not_serializable_message(type(self).__name__))
+        return super().to_dict(**kwargs)
 
     @contextmanager
     def _events(self, nodes: list[NodeWithScore], query_bundle: QueryBundle) -> Iterator[list[NodeWithScore]]:
@@ -166,7 +198,7 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
 
         The caller appends the reranked nodes to the yielded list.
         """
-        model_name = describe_engine(self.model, self._reranker)
+        model_name = self._resolver.describe()
         top_n = self.top_n if self.top_n is not None else len(nodes)
         dispatcher.event(
             ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=top_n, model_name=model_name)
@@ -186,33 +218,37 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
         dispatcher.event(ReRankEndEvent(nodes=out))
 
     @staticmethod
-    def _inputs(nodes: list[NodeWithScore]) -> tuple[list[str], list[dict[str, Any]]]:
-        texts = [n.node.get_content(metadata_mode=MetadataMode.NONE) for n in nodes]
-        return texts, [n.node.metadata for n in nodes]
+    def _items(nodes: list[NodeWithScore]) -> list[Item]:
+        return [Item(node_text(n.node), n.node.metadata) for n in nodes]
 
     @staticmethod
-    def _to_nodes(nodes: list[NodeWithScore], kept: list[KeptDocument]) -> list[NodeWithScore]:
-        out: list[NodeWithScore] = []
-        for k in kept:
-            source = nodes[k.index].node
-            node = source.model_copy()
-            node.metadata = k.metadata
-            node.excluded_llm_metadata_keys = _extend_unique(
-                list(source.excluded_llm_metadata_keys), k.added_keys
-            )
-            node.excluded_embed_metadata_keys = _extend_unique(
+    def _node(source: BaseNode, k: KeptDocument) -> BaseNode:
+        node = copy_object(
+            source,
+            metadata=k.metadata,
+            excluded_llm_metadata_keys=_extend_unique(list(source.excluded_llm_metadata_keys), k.added_keys),
+            excluded_embed_metadata_keys=_extend_unique(
                 list(source.excluded_embed_metadata_keys), k.added_keys
-            )
-            if k.evidence_used:
-                node.set_content(k.content)
-            out.append(NodeWithScore(node=node, score=k.score))
+            ),
+        )
+        if k.evidence_used:
+            node.set_content(k.content)
+        return node
+
+    def _output(self, nodes: list[NodeWithScore], ranking: Ranking) -> list[NodeWithScore]:
+        out = [NodeWithScore(node=self._node(nodes[k.index].node, k), score=k.score) for k in ranking.kept]
+        out.extend(copy_object(nodes[i], node=copy_object(nodes[i].node)) for i in ranking.unscored)
         return out
 
     @staticmethod
-    def _require_query(query_bundle: QueryBundle | None) -> QueryBundle:
+    def _check(nodes: Any, query_bundle: QueryBundle | None) -> tuple[list[NodeWithScore], QueryBundle]:
         if query_bundle is None:
             raise ValueError("PrismNodePostprocessor needs a query: pass query_bundle or query_str.")
-        return query_bundle
+        checked = check_items(nodes, NodeWithScore, "a LlamaIndex NodeWithScore", "nodes")
+        for i, n in enumerate(checked):
+            if not isinstance(n.node, BaseNode):
+                raise TypeError(f"nodes[{i}].node must be a LlamaIndex node, got {type(n.node).__name__}")
+        return checked, query_bundle
 
     def _postprocess_nodes(
         self,
@@ -220,13 +256,14 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
         """Rerank ``nodes`` for the query and return annotated copies, best first."""
-        query_bundle = self._require_query(query_bundle)
-        settings = settings_of(self)
+        nodes, query_bundle = self._check(nodes, query_bundle)
+        settings = RerankSettings.of(self)
         with self._events(nodes, query_bundle) as out:
-            if nodes:
-                texts, metadatas = self._inputs(nodes)
-                kept = rerank_texts(self.engine, query_bundle.query_str, texts, metadatas, settings)
-                out.extend(self._to_nodes(nodes, kept))
+            ranking = rerank_items(
+                self._resolver, query_bundle.query_str, self._items(nodes), settings,
+                adapter=type(self).__name__, name="nodes",
+            )  # fmt: skip
+            out.extend(self._output(nodes, ranking))
         return out
 
     async def _apostprocess_nodes(
@@ -235,11 +272,12 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
         """Async :meth:`_postprocess_nodes`: awaits the engine's ``arerank`` (the loop is not blocked)."""
-        query_bundle = self._require_query(query_bundle)
-        settings = settings_of(self)
+        nodes, query_bundle = self._check(nodes, query_bundle)
+        settings = RerankSettings.of(self)
         with self._events(nodes, query_bundle) as out:
-            if nodes:
-                texts, metadatas = self._inputs(nodes)
-                kept = await arerank_texts(self.engine, query_bundle.query_str, texts, metadatas, settings)
-                out.extend(self._to_nodes(nodes, kept))
+            ranking = await arerank_items(
+                self._resolver, query_bundle.query_str, self._items(nodes), settings,
+                adapter=type(self).__name__, name="nodes",
+            )  # fmt: skip
+            out.extend(self._output(nodes, ranking))
         return out

@@ -10,6 +10,9 @@ Markers (first match wins):
     ``[notags:S]``     relevant, score S, output without any tags (evidence=None)
     ``[no:S]``         not relevant, score S
 Documents without a marker are not relevant with score 0.01.
+
+:class:`ScoreOnlyFakeReranker` reads the same markers but, like Qwen3-Reranker or a cross-encoder,
+only scores: its capabilities say so and it never returns a contribution or evidence.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import math
 import re
 from collections.abc import Sequence
 
+from prism_core.protocol import SCORE_ONLY, Capabilities
 from prism_core.results import PrismResult
 
 _MARK = re.compile(r"\[(yes|partial|notags|no):([0-9.]+)\]")
@@ -29,7 +33,9 @@ def _logit(p: float) -> float:
 
 
 class FakeReranker:
-    """Deterministic stand-in for :class:`prism_core.PrismReranker`."""
+    """Deterministic stand-in for :class:`prism_core.PrismReranker` (a generating backend)."""
+
+    capabilities = Capabilities(verdict=True, evidence=True)
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, list[str], dict[str, object]]] = []
@@ -79,7 +85,8 @@ class FakeReranker:
                 {"top_n": top_n, "score_threshold": score_threshold, "evidence": evidence},
             )
         )
-        results = [self._outcome(i, d, evidence) for i, d in enumerate(documents)]
+        generate = evidence and self.capabilities.evidence
+        results = [self._outcome(i, d, generate) for i, d in enumerate(documents)]
         results.sort(key=lambda r: (-r.score, r.index))
         if score_threshold is not None:
             results = [r for r in results if r.score >= score_threshold]
@@ -100,3 +107,9 @@ class FakeReranker:
 
     async def ascore(self, query: str, documents: Sequence[str]) -> list[float]:
         return self.score(query, documents)
+
+
+class ScoreOnlyFakeReranker(FakeReranker):
+    """The same markers, scored only: ``evidence=True`` is a no-op, as on Qwen3-Reranker."""
+
+    capabilities = SCORE_ONLY

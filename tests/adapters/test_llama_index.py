@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 import importlib
+import logging
 from collections.abc import Iterator
+from contextlib import ExitStack, closing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +15,7 @@ import pytest
 pytest.importorskip("llama_index.core")
 
 from _adapter_cases import (
+    BACKEND_NAMES,
     ORDER_ALL,
     ORDER_RELEVANT,
     OUR_KEYS,
@@ -19,22 +23,38 @@ from _adapter_cases import (
     TEXTS,
     TOP_N_AND_THRESHOLD_CASES,
     AsyncSpy,
+    check_hostile_copy,
     expected_body,
     expected_metadata,
+    expected_schema_metadata,
     framework_missing,
+    hostile_metadata,
     metadata,
+    shared_containers,
+    tiny_backend,
     tiny_model_path,
 )
-from fakes import FakeReranker
+from fakes import FakeReranker, ScoreOnlyFakeReranker
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
-from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import (
+    ImageNode,
+    MediaResource,
+    MetadataMode,
+    Node,
+    NodeRelationship,
+    NodeWithScore,
+    QueryBundle,
+    RelatedNodeInfo,
+    TextNode,
+)
 
-from prism_integrations.llama_index import PrismNodePostprocessor
+from prism_integrations._common import EngineSpec, NotSerializableError
+from prism_integrations.llama_index import PrismNodePostprocessor, node_text
 
 
 def _nodes() -> list[NodeWithScore]:
@@ -166,6 +186,104 @@ def test_no_mutation_and_ids_kept() -> None:
     assert all(o.node is not n.node for o in out for n in nodes)
 
 
+def _hostile_nodes(tmp_path: Path, stack: ExitStack) -> tuple[list[NodeWithScore], list[Any]]:
+    hostiles = [hostile_metadata(tmp_path, i) for i in range(len(TEXTS))]
+    for h in hostiles:
+        stack.enter_context(closing(h.file))
+    nodes = []
+    for i, (t, h) in enumerate(zip(TEXTS, hostiles, strict=True)):
+        node = TextNode(
+            text=t,
+            metadata=h.meta,
+            id_=f"id-{i}",
+            excluded_llm_metadata_keys=["lock", "file"],
+            excluded_embed_metadata_keys=["generator"],
+            embedding=[0.1, 0.2, 0.3],
+            relationships={
+                NodeRelationship.SOURCE: RelatedNodeInfo(node_id="src", metadata={"lock": h.lock, "l": [1]}),
+                NodeRelationship.NEXT: RelatedNodeInfo(node_id=f"id-{i + 1}"),
+            },
+        )
+        nodes.append(NodeWithScore(node=node, score=0.5))
+    return nodes, hostiles
+
+
+def test_hostile_metadata_is_kept_not_fatal(tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        nodes, hostiles = _hostile_nodes(tmp_path, stack)
+        out = PrismNodePostprocessor(reranker=FakeReranker(), drop_irrelevant=False).postprocess_nodes(
+            nodes, query_str=QUERY
+        )
+        assert [_index(n) for n in out] == ORDER_ALL
+        for n in out:
+            i = _index(n)
+            check_hostile_copy({k: v for k, v in n.node.metadata.items() if k not in OUR_KEYS}, hostiles[i])
+            assert n.node.excluded_llm_metadata_keys[:2] == ["lock", "file"]
+            source = n.node.relationships[NodeRelationship.SOURCE]
+            assert source.metadata["lock"] is hostiles[i].lock and source.metadata["l"] == [1]
+            assert n.node.embedding == [0.1, 0.2, 0.3]
+        assert shared_containers(nodes, out) == []
+
+
+def test_nodes_without_text_pass_through_at_the_end(caplog: pytest.LogCaptureFixture) -> None:
+    nodes = _nodes()
+    image = NodeWithScore(node=ImageNode(image="aGVsbG8=", id_="image", metadata={"k": [1]}), score=0.3)
+    media = NodeWithScore(
+        node=Node(image_resource=MediaResource(url="http://x/y.png"), id_="media"), score=0.2
+    )
+    nodes.insert(1, image)
+    nodes.append(media)
+    assert (node_text(image.node), node_text(media.node)) == (None, None)
+    assert node_text(ImageNode(image="aGVsbG8=", text="a caption")) == "a caption"  # judged on its text
+    assert node_text(TextNode(text="")) == ""  # an empty text node is empty text, like elsewhere
+    before = copy.deepcopy(nodes)
+    fake = FakeReranker()
+    with caplog.at_level(logging.WARNING, logger="prism_integrations"):
+        out = PrismNodePostprocessor(reranker=fake, top_n=2).postprocess_nodes(nodes, query_str=QUERY)
+    assert fake.calls[0][1] == TEXTS  # only texts were judged
+    assert [n.node.node_id for n in out] == ["id-1", "id-4", "image", "media"]
+    assert out[2] == image and out[3] == media  # unchanged: same score, metadata, image
+    assert out[2] is not image and out[2].node is not image.node
+    assert shared_containers(nodes, out) == []
+    assert nodes == before
+    assert "2 of 8 nodes have no text (nodes[1], nodes[7])" in caplog.text
+
+
+def test_wrong_item_types_are_named() -> None:
+    pp = PrismNodePostprocessor(reranker=FakeReranker())
+    with pytest.raises(TypeError, match=r"^nodes\[1\] must be a LlamaIndex NodeWithScore, got TextNode$"):
+        pp.postprocess_nodes([_nodes()[0], TextNode(text="x")], query_str=QUERY)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"nodes\[0\] must be a LlamaIndex NodeWithScore, got str"):
+        pp.postprocess_nodes(["text"], query_str=QUERY)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="nodes must be a list of LlamaIndex NodeWithScores, got str"):
+        pp.postprocess_nodes("text", query_str=QUERY)  # type: ignore[arg-type]
+
+
+def test_add_contribution_off() -> None:
+    out, fake = _run(add_contribution=False)
+    assert fake.calls[0][2]["evidence"] is True
+    for n in out:
+        assert _text(n) == expected_body(_index(n))
+        assert n.node.metadata["contribution"] is None
+
+
+def test_scoring_only_options_and_score_only_backend(caplog: pytest.LogCaptureFixture) -> None:
+    out, fake = _run(use_evidence=False, add_contribution=False)
+    assert fake.calls[0][2]["evidence"] is False
+    score_only = ScoreOnlyFakeReranker()
+    pp = PrismNodePostprocessor(reranker=score_only)
+    with caplog.at_level(logging.INFO, logger="prism_integrations"):
+        out2 = pp.postprocess_nodes(_nodes(), query_str=QUERY)
+        pp.postprocess_nodes(_nodes(), query_str=QUERY)
+    assert [c[2]["evidence"] for c in score_only.calls] == [False, False]
+    for nodes in (out, out2):
+        assert [_index(n) for n in nodes] == ORDER_RELEVANT
+        for n in nodes:
+            assert _text(n) == TEXTS[_index(n)]
+            assert n.node.metadata == expected_schema_metadata(_index(n))
+    assert caplog.text.count("only scores") == 1
+
+
 def test_empty_input_touches_nothing() -> None:
     fake = FakeReranker()
     assert PrismNodePostprocessor(reranker=fake).postprocess_nodes([], query_str=QUERY) == []
@@ -222,38 +340,62 @@ def test_model_name_in_events(recorder: _Recorder) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        ({"top_n": 0}, "top_n must be >= 1, got 0"),
-        ({"score_threshold": -0.5}, r"score_threshold must be in \[0, 1\]"),
-        ({"model": "m", "reranker": FakeReranker()}, "not both"),
-        ({"reranker": FakeReranker(), "max_length": 10}, "apply only with `model`"),
+        ({"top_n": 0}, ValueError, "top_n must be >= 1, got 0"),
+        ({"score_threshold": -0.5}, ValueError, r"score_threshold must be in \[0, 1\]"),
+        ({"model": "m", "reranker": FakeReranker()}, ValueError, "not both"),
+        ({"reranker": FakeReranker(), "max_length": 10}, ValueError, "apply only with `model`"),
+        ({"top_k": 3}, TypeError, "unexpected keyword argument.*top_k"),
+        ({"model": "m", "backend": "nope"}, ValueError, "unknown backend 'nope'"),
+        ({"top_n": "3"}, TypeError, "top_n must be an int, got str"),
+        ({"top_n": True}, TypeError, "top_n must be an int, got bool"),
+        ({"keep_original": "no"}, TypeError, "keep_original must be a bool"),
+        ({"reranker": object()}, TypeError, "Reranker protocol"),
     ],
 )
-def test_validation(kwargs: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+def test_validation(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
         PrismNodePostprocessor(**kwargs)
 
 
 def test_constructing_with_model_loads_nothing() -> None:
     pp = PrismNodePostprocessor(model="not/a-real-model", device="cpu", batch_tokens=4096)
     assert not pp._resolver.resolved
+    assert (pp.model, pp.backend) == ("not/a-real-model", None)
+    assert pp.engine_config == EngineSpec.create("not/a-real-model", device="cpu", batch_tokens=4096)
+    positional = PrismNodePostprocessor("org/prism", backend="prism")
+    assert positional.engine_config == EngineSpec.create("org/prism", "prism")
 
 
-def test_to_dict_round_trip() -> None:
+def test_to_dict_round_trip_exact() -> None:
     torch = pytest.importorskip("torch")
-    pp = PrismNodePostprocessor(model="org/prism", dtype=torch.float16, top_n=4, score_threshold=0.3)
+    pp = PrismNodePostprocessor(
+        model="org/prism", dtype=torch.float16, top_n=4, score_threshold=0.3, use_evidence=False
+    )
     data = pp.to_dict()
-    assert data["class_name"] == "PrismNodePostprocessor"
-    assert data["model"] == "org/prism" and data["dtype"] == "float16"
-    assert data["top_n"] == 4 and data["score_threshold"] == 0.3
-    assert "reranker" not in data and "_reranker" not in data and "callback_manager" not in data
+    assert data == {
+        "engine_config": {"model": "org/prism", "backend": None, "dtype": "float16"},
+        "top_n": 4,
+        "score_threshold": 0.3,
+        "use_evidence": False,
+        "add_contribution": True,
+        "keep_original": True,
+        "drop_irrelevant": True,
+        "class_name": "PrismNodePostprocessor",
+    }
     again = PrismNodePostprocessor.from_dict(data)
-    assert again.to_dict() == data
+    assert again.to_dict() == data and again.engine_config == pp.engine_config
     assert PrismNodePostprocessor.from_json(pp.to_json()).to_dict() == data
-    with_reranker = PrismNodePostprocessor(reranker=FakeReranker())
-    assert with_reranker.reranker is not None
-    assert "reranker" not in with_reranker.to_json()
+    assert not again._resolver.resolved
+
+
+def test_custom_reranker_is_not_serialisable() -> None:
+    pp = PrismNodePostprocessor(reranker=FakeReranker())
+    assert pp.reranker is not None
+    for dump in (pp.to_dict, pp.to_json):
+        with pytest.raises(NotSerializableError, match="built with a `reranker` object cannot be serialised"):
+            dump()
 
 
 def test_import_error_names_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -338,7 +480,34 @@ def test_retriever_query_engine() -> None:
     assert [_index(n) for n in nodes] == ORDER_ALL
 
 
-# --- the tiny real model (fixture from the lead's tests/conftest.py) -------------------------------
+# --- every backend on a tiny real model, in a real query engine ------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_backend_in_query_engine(request: pytest.FixtureRequest, backend: str) -> None:
+    """VectorStoreIndex (MiniLM) → as_query_engine(MockLLM) with the postprocessor on each tiny backend."""
+    case = tiny_backend(request, backend)
+    index, llm = _index_and_llm()
+    pp = PrismNodePostprocessor(model=case.path, device="cpu", drop_irrelevant=False, **case.options)
+    engine = index.as_query_engine(llm=llm, similarity_top_k=len(TEXTS), node_postprocessors=[pp])
+    response = engine.query(QUERY)
+    nodes = response.source_nodes
+    assert sorted(_index(n) for n in nodes) == list(range(len(TEXTS)))
+    direct = pp.engine.score(QUERY, TEXTS)
+    assert pp.engine.capabilities.evidence is case.generates
+    assert [n.score for n in nodes] == pytest.approx([direct[_index(n)] for n in nodes], abs=1e-4)
+    assert [n.score for n in nodes] == sorted((n.score for n in nodes), reverse=True)  # type: ignore[type-var]
+    prompt = str(response)  # MockLLM echoes the prompt
+    for n in nodes:
+        i = _index(n)
+        assert n.score == n.node.metadata["relevance_score"]
+        assert n.node.metadata["evidence_used"] is (_text(n) != TEXTS[i])
+        if not case.generates:
+            assert n.node.metadata["contribution"] is None and _text(n) == TEXTS[i]
+        assert _text(n) in prompt
+    assert "relevance_score" not in prompt and "evidence_used" not in prompt
+    assert PrismNodePostprocessor.from_dict(pp.to_dict()).engine is pp.engine
 
 
 @pytest.mark.slow

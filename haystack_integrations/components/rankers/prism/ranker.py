@@ -1,0 +1,275 @@
+"""``PrismRanker``: a prism_core reranker (Prism, Qwen3-Reranker, cross-encoders) as a Haystack ranker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from prism_core.protocol import Reranker
+from prism_core.validation import check_query
+from prism_integrations._common import (
+    DEFAULT_ADD_CONTRIBUTION,
+    DEFAULT_DROP_IRRELEVANT,
+    DEFAULT_KEEP_ORIGINAL,
+    DEFAULT_SCORE_THRESHOLD,
+    DEFAULT_TOP_N,
+    DEFAULT_USE_EVIDENCE,
+    EngineResolver,
+    EngineSpec,
+    Item,
+    Ranking,
+    RerankSettings,
+    arerank_items,
+    check_items,
+    check_rule_options,
+    copy_object,
+    missing_framework_error,
+    not_serializable_message,
+    rerank_items,
+    split_engine_input,
+)
+
+try:
+    from haystack import Document, component, default_from_dict, default_to_dict
+    from haystack.core.errors import SerializationError
+    from haystack.core.serialization import generate_qualified_class_name
+except ImportError as exc:  # pragma: no cover - exercised by simulating a missing package
+    raise missing_framework_error("Haystack (haystack-ai)", "haystack", __name__) from exc
+
+__all__ = ["LEGACY_TYPE", "PrismRanker"]
+
+logger = logging.getLogger(__name__)
+
+#: The type string that pipelines saved before version 0.2 hold; :meth:`PrismRanker.from_dict` reads it.
+LEGACY_TYPE = "prism_integrations.haystack.PrismRanker"
+
+
+@component
+class PrismRanker:
+    """Rerank Haystack documents with any prism_core backend; with Prism, swap content for evidence.
+
+    Returns ``{"documents": [...]}``, best first: copies of the kept documents (same ``id``) whose
+    ``score`` is the relevance score. With a generating backend (Prism) a kept, relevant document's
+    ``content`` becomes the model's self-contained evidence passage when ``use_evidence`` is on and
+    the evidence is complete. Their ``meta`` ends with ``relevance_score``, ``contribution``,
+    ``evidence_used`` and, when the content was swapped and ``keep_original`` is on,
+    ``original_content`` (the same keys for every backend). The caller's documents are never
+    modified (``meta``, ``embedding``, ``blob`` are copied; values that cannot be deep-copied, such
+    as a lock, are kept as they are). Documents whose ``content`` is ``None`` (a blob) are not
+    scored: they come back unchanged (copied, ``content`` still ``None``) after the ranked ones,
+    with a warning.
+
+    The engine: ``model`` (hub id or local directory; ``None``: the backend's default model),
+    ``backend`` (``"prism"``, ``"qwen3-reranker"``, ``"cross-encoder"``; ``None``: told from the
+    checkpoint on first use) and engine options as keyword arguments (``device``, ``dtype``,
+    ``max_length``, ``max_new_tokens``, ``batch_tokens``, ``instruction``...: see
+    :class:`prism_core.EngineConfig`), folded into one ``engine_config``; or ``engine_config=`` (an
+    ``EngineConfig`` or its dict); or ``reranker=`` (any :class:`prism_core.Reranker`). The engine
+    is the process-wide one for the configuration, looked up and loaded by :meth:`warm_up` (which a
+    pipeline calls; ``run`` calls it too when needed): constructing loads nothing, and adapters of
+    any framework configured alike share one loaded model.
+
+    Ranking options (the same in all three adapters): ``top_k=None`` (no limit),
+    ``score_threshold=None`` (no cut), ``use_evidence=True``, ``add_contribution=True``,
+    ``keep_original=True``, ``drop_irrelevant=True``; ``top_k`` and ``score_threshold`` passed to
+    :meth:`run` override the ones given here. With ``use_evidence`` and ``add_contribution`` both
+    off, or on a score-only backend, nothing is generated.
+
+    Serialisation: ``to_dict``/``from_dict`` and ``Pipeline.dumps``/``loads`` keep the engine
+    configuration and the options. The class lives in the ``haystack_integrations`` namespace, so
+    ``Pipeline.loads`` rebuilds it with Haystack's default allowlist (no ``allowed_modules``). A
+    ranker built with a ``reranker`` object cannot be serialised (``SerializationError``).
+
+    Example:
+        >>> from haystack import Pipeline
+        >>> ranker = PrismRanker(model="Qwen/Qwen3-Reranker-0.6B", backend="qwen3-reranker", top_k=3)
+        >>> ranker.to_dict()["init_parameters"]["engine_config"]
+        {'model': 'Qwen/Qwen3-Reranker-0.6B', 'backend': 'qwen3-reranker'}
+        >>> pipe = Pipeline()
+        >>> pipe.add_component("retriever", retriever)  # doctest: +SKIP
+        >>> pipe.add_component("ranker", ranker)
+        >>> pipe.connect("retriever.documents", "ranker.documents")  # doctest: +SKIP
+        >>> out = pipe.run({"retriever": {"query": q}, "ranker": {"query": q}})  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        *,
+        backend: str | None = None,
+        engine_config: Any = None,
+        reranker: Reranker | None = None,
+        top_k: int | None = DEFAULT_TOP_N,
+        score_threshold: float | None = DEFAULT_SCORE_THRESHOLD,
+        use_evidence: bool = DEFAULT_USE_EVIDENCE,
+        add_contribution: bool = DEFAULT_ADD_CONTRIBUTION,
+        keep_original: bool = DEFAULT_KEEP_ORIGINAL,
+        drop_irrelevant: bool = DEFAULT_DROP_IRRELEVANT,
+        **engine_options: Any,
+    ) -> None:
+        """Create the ranker; nothing is loaded (see the class docstring for the options).
+
+        Raises:
+            TypeError: An unknown keyword, a wrongly typed option, or a ``reranker`` that does not
+                implement :class:`prism_core.Reranker`.
+            ValueError: Both a configuration and ``reranker``, or an option out of range.
+        """
+        rest, spec, checked_reranker = split_engine_input(
+            {
+                "model": model,
+                "backend": backend,
+                "engine_config": engine_config,
+                "reranker": reranker,
+                **engine_options,
+            }
+        )
+        if rest:
+            raise TypeError(f"PrismRanker got unexpected keyword argument(s): {', '.join(sorted(rest))}")
+        options = check_rule_options(
+            {
+                "top_k": top_k,
+                "score_threshold": score_threshold,
+                "use_evidence": use_evidence,
+                "add_contribution": add_contribution,
+                "keep_original": keep_original,
+                "drop_irrelevant": drop_irrelevant,
+            },
+            top_n_name="top_k",
+        )
+        self.engine_config: EngineSpec | None = spec
+        self.reranker: Reranker | None = checked_reranker
+        self.top_k: int | None = options["top_k"]
+        self.score_threshold: float | None = options["score_threshold"]
+        self.use_evidence: bool = options["use_evidence"]
+        self.add_contribution: bool = options["add_contribution"]
+        self.keep_original: bool = options["keep_original"]
+        self.drop_irrelevant: bool = options["drop_irrelevant"]
+        self._resolver = EngineResolver(spec, checked_reranker)
+        self._engine: Reranker | None = None
+
+    @property
+    def model(self) -> str | None:
+        """The configured model (``None``: the backend's default, or a ``reranker`` object)."""
+        return None if self.engine_config is None else self.engine_config.model
+
+    @property
+    def backend(self) -> str | None:
+        """The configured backend (``None``: told from the checkpoint, or a ``reranker`` object)."""
+        return None if self.engine_config is None else self.engine_config.backend
+
+    @property
+    def engine(self) -> Reranker:
+        """The reranker this component calls (looked up on first access; not loaded by this)."""
+        return self._resolver.get()
+
+    def warm_up(self) -> None:
+        """Look up the engine and load its weights (idempotent; a pipeline calls it before running)."""
+        self._warm_engine()
+
+    def _warm_engine(self) -> Reranker:
+        if self._engine is None:
+            self._engine = self._resolver.warm_up()
+            logger.debug("PrismRanker warmed up")
+        return self._engine
+
+    async def warm_up_async(self) -> None:
+        """:meth:`warm_up` in a worker thread, so loading does not block the event loop."""
+        await self._awarm_engine()
+
+    async def _awarm_engine(self) -> Reranker:
+        if self._engine is None:
+            return await asyncio.to_thread(self._warm_engine)
+        return self._engine
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise the component: ``engine_config`` (model, backend, engine options) and the options.
+
+        Raises:
+            SerializationError: The ranker was built with a ``reranker`` object, which cannot be
+                serialised; build it with ``model`` (and ``backend``, engine options) instead.
+        """
+        if self.engine_config is None:
+            raise SerializationError(not_serializable_message(type(self).__name__))
+        return default_to_dict(
+            self,
+            engine_config=self.engine_config.to_dict(),
+            top_k=self.top_k,
+            score_threshold=self.score_threshold,
+            use_evidence=self.use_evidence,
+            add_contribution=self.add_contribution,
+            keep_original=self.keep_original,
+            drop_irrelevant=self.drop_irrelevant,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PrismRanker:
+        """Rebuild a component serialised by :meth:`to_dict` (also reads pipelines saved before 0.2,
+        whose type is ``prism_integrations.haystack.PrismRanker`` with flat engine options)."""
+        if data.get("type") == LEGACY_TYPE:
+            data = {**data, "type": generate_qualified_class_name(cls)}
+        return default_from_dict(cls, data)
+
+    def _documents(self, documents: Any) -> list[Document]:
+        return check_items(documents, Document, "a Haystack Document")
+
+    @staticmethod
+    def _output(documents: list[Document], ranking: Ranking) -> dict[str, list[Document]]:
+        out = [
+            copy_object(documents[k.index], content=k.content, meta=k.metadata, score=k.score)
+            for k in ranking.kept
+        ]
+        out.extend(copy_object(documents[i]) for i in ranking.unscored)
+        return {"documents": out}
+
+    @component.output_types(documents=list[Document])
+    def run(
+        self,
+        query: str,
+        documents: list[Document],
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+    ) -> dict[str, list[Document]]:
+        """Rerank ``documents`` for ``query``.
+
+        Args:
+            query: The query.
+            documents: Candidate documents (not modified).
+            top_k: Overrides the init ``top_k`` for this call.
+            score_threshold: Overrides the init ``score_threshold`` for this call.
+
+        Returns:
+            ``{"documents": [...]}``: annotated copies of the kept documents, best first, then
+            the documents without content, unchanged.
+
+        Raises:
+            TypeError: ``documents`` is not a list of ``Document`` (the position is named), or an
+                option has the wrong type.
+            ValueError: A blank query, or an option out of range.
+        """
+        settings = RerankSettings.of(self, top_n_name="top_k", top_n=top_k, score_threshold=score_threshold)
+        docs = self._documents(documents)
+        items = [Item(d.content, d.meta) for d in docs]
+        if any(item.text is not None for item in items):
+            check_query(query)  # before loading anything
+            self._warm_engine()
+        ranking = rerank_items(self._resolver, query, items, settings, adapter=type(self).__name__)
+        return self._output(docs, ranking)
+
+    @component.output_types(documents=list[Document])
+    async def run_async(
+        self,
+        query: str,
+        documents: list[Document],
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+    ) -> dict[str, list[Document]]:
+        """Async :meth:`run`: awaits the engine's ``arerank`` (the event loop is not blocked)."""
+        settings = RerankSettings.of(self, top_n_name="top_k", top_n=top_k, score_threshold=score_threshold)
+        docs = self._documents(documents)
+        items = [Item(d.content, d.meta) for d in docs]
+        if any(item.text is not None for item in items):
+            check_query(query)  # before loading anything
+            await self._awarm_engine()
+        ranking = await arerank_items(self._resolver, query, items, settings, adapter=type(self).__name__)
+        return self._output(docs, ranking)

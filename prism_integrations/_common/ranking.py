@@ -1,0 +1,291 @@
+"""One rerank call for an adapter: check the items, one engine call, map the results back by index.
+
+An adapter turns its framework objects into :class:`Item` (text or ``None``, metadata) after
+:func:`check_items` has checked their type, calls :func:`rerank_items` (or :func:`arerank_items`)
+and builds its output from the returned :class:`Ranking`: copies of the ranked documents, then
+copies of the items without text. The rules, written once for the three adapters:
+
+* Order: best score first (the engine's order; ties by input position).
+* Filtering: only by rules the caller set: ``score_threshold``, then ``top_n``, then
+  ``drop_irrelevant``.
+* Body: a kept, relevant document's body becomes its evidence passage when ``use_evidence`` is on
+  and the evidence is complete; otherwise the original body is kept (nothing is lost).
+* Metadata: the caller's keys first (copied), then ours, the same for every backend:
+  ``relevance_score``, ``contribution`` (``None`` when ``add_contribution`` is off, on a score-only
+  backend, or when absent), ``evidence_used`` and, only when the body was swapped and
+  ``keep_original`` is on, ``original_content``. A key of ours already in the caller's metadata (a
+  stale ``relevance_score`` from an earlier reranker) is replaced and moved to the end.
+* Items without text (a Haystack ``Document`` whose ``content`` is ``None``, a LlamaIndex image-only
+  node) are not scored: they come back after the ranked documents, in input order, unchanged
+  (copied, none of our keys), and a warning names their positions. ``top_n``, ``score_threshold``
+  and ``drop_irrelevant`` apply to the ranked documents only, so nothing the model cannot judge is
+  dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prism_core.protocol import Reranker
+from prism_core.ranking import select
+from prism_core.results import PrismResult
+from prism_core.validation import check_query, check_text
+from prism_integrations._common.copying import merge_metadata
+from prism_integrations._common.engine import EngineResolver
+from prism_integrations._common.options import (
+    CONTRIBUTION,
+    EVIDENCE_USED,
+    ORIGINAL_CONTENT,
+    RELEVANCE_SCORE,
+    RerankSettings,
+)
+
+__all__ = [
+    "Item",
+    "KeptDocument",
+    "Ranking",
+    "arerank_items",
+    "build_kept_documents",
+    "check_items",
+    "rerank_items",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def check_items(
+    items: Any, expected: type | tuple[type, ...], what: str, name: str = "documents"
+) -> list[Any]:
+    """Return ``items`` as a list after checking that every item is an ``expected`` instance.
+
+    Args:
+        items: What the caller passed.
+        expected: The class (or classes) an item must be.
+        what: The expected type in words, e.g. ``"a LangChain Document"``.
+        name: The parameter's name in the message.
+
+    Raises:
+        TypeError: ``items`` is not a list-like sequence (a string, a mapping, a single item...), or
+            an item has the wrong type; the message names the position, e.g.
+            ``documents[2] must be a LangChain Document, got str``.
+
+    Example:
+        >>> check_items(["a", 1], str, "a str")
+        Traceback (most recent call last):
+        ...
+        TypeError: documents[1] must be a str, got int
+    """
+    if isinstance(items, (str, bytes, Mapping, expected)) or not isinstance(items, Sequence):
+        plural = what.removeprefix("a ").removeprefix("an ") + "s"
+        raise TypeError(f"{name} must be a list of {plural}, got {type(items).__name__}")
+    out = list(items)
+    for i, item in enumerate(out):
+        if not isinstance(item, expected):
+            raise TypeError(f"{name}[{i}] must be {what}, got {type(item).__name__}")
+    return out
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input item, framework-free: its text (``None``: it has none, it is not scored) and metadata."""
+
+    text: str | None
+    metadata: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class KeptDocument:
+    """One ranked document an adapter returns, described framework-free.
+
+    Attributes:
+        index: Position of the document in the caller's input.
+        content: The new body (evidence passage or original body).
+        metadata: The full new metadata: a copy of the caller's, then our keys.
+        added_keys: Our keys written into ``metadata``, in order.
+        score: The relevance score.
+        evidence_used: Whether ``content`` is the evidence passage.
+        result: The engine's result for this document (its ``index`` is the engine call's position).
+    """
+
+    index: int
+    content: str
+    metadata: dict[str, Any]
+    added_keys: tuple[str, ...]
+    score: float
+    evidence_used: bool
+    result: PrismResult
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """What one call returns: the ranked documents (best first), then the positions left unscored."""
+
+    kept: list[KeptDocument] = field(default_factory=list)
+    unscored: list[int] = field(default_factory=list)
+
+
+def _check_results(results: Sequence[PrismResult], n_inputs: int, settings: RerankSettings) -> None:
+    seen: set[int] = set()
+    for result in results:
+        if not 0 <= result.index < n_inputs or result.index in seen:
+            raise ValueError(
+                f"The reranker returned an invalid or repeated index {result.index} for {n_inputs} documents"
+            )
+        seen.add(result.index)
+    if settings.top_n is None and settings.score_threshold is None and len(seen) != n_inputs:
+        logger.warning(
+            "The reranker returned %d results for %d documents without top_n or score_threshold; "
+            "the missing documents are left out",
+            len(seen),
+            n_inputs,
+        )
+
+
+def build_kept_documents(
+    results: Sequence[PrismResult],
+    texts: Sequence[str],
+    metadatas: Sequence[Mapping[str, Any] | None],
+    settings: RerankSettings,
+    positions: Sequence[int] | None = None,
+) -> list[KeptDocument]:
+    """Turn the engine's results into the documents to return, best first.
+
+    Re-applies ``score_threshold`` and ``top_n`` (in that order, as the engine does) so a
+    :class:`prism_core.Reranker` that ignores them is still held to the caller's rules; then leaves
+    out irrelevant documents when ``drop_irrelevant`` is on.
+
+    Args:
+        results: The engine's results (``index`` refers to ``texts``).
+        texts: The bodies the engine saw, in call order.
+        metadatas: The caller's metadata per text (not modified).
+        settings: The rules to apply.
+        positions: The caller's position of each text (default: the same as in ``texts``).
+
+    Raises:
+        ValueError: If the inputs disagree in length or a result index is invalid or repeated.
+    """
+    if len(texts) != len(metadatas):
+        raise ValueError(f"Got {len(texts)} texts but {len(metadatas)} metadata entries")
+    positions = list(range(len(texts))) if positions is None else list(positions)
+    _check_results(results, len(texts), settings)
+    kept: list[KeptDocument] = []
+    for result in select(results, settings.top_n, settings.score_threshold):
+        if settings.drop_irrelevant and not result.relevant:
+            continue
+        original = texts[result.index]
+        evidence = result.evidence
+        swap = bool(
+            settings.use_evidence and result.relevant and evidence is not None and result.evidence_complete
+        )
+        ours: dict[str, Any] = {
+            RELEVANCE_SCORE: float(result.score),
+            CONTRIBUTION: result.contribution if settings.add_contribution else None,
+            EVIDENCE_USED: swap,
+        }
+        if swap and settings.keep_original:
+            ours[ORIGINAL_CONTENT] = original
+        kept.append(
+            KeptDocument(
+                index=positions[result.index],
+                content=evidence if swap and evidence is not None else original,
+                metadata=merge_metadata(metadatas[result.index], ours),
+                added_keys=tuple(ours),
+                score=float(result.score),
+                evidence_used=swap,
+                result=result,
+            )
+        )
+    return kept
+
+
+def _prepare(query: Any, items: Sequence[Item], name: str) -> tuple[str, list[int], list[str], list[int]]:
+    query = check_query(query)
+    scored: list[int] = []
+    texts: list[str] = []
+    unscored: list[int] = []
+    for i, item in enumerate(items):
+        if item.text is None:
+            unscored.append(i)
+        else:
+            scored.append(i)
+            texts.append(check_text(item.text, f"{name}[{i}]"))
+    if unscored:
+        shown = ", ".join(f"{name}[{i}]" for i in unscored[:10]) + (", ..." if len(unscored) > 10 else "")
+        logger.warning(
+            "%d of %d %s have no text (%s): they are not scored and come back unchanged after the "
+            "ranked ones",
+            len(unscored),
+            len(items),
+            name,
+            shown,
+        )
+    return query, scored, texts, unscored
+
+
+def _finish(
+    results: Sequence[PrismResult],
+    texts: list[str],
+    items: Sequence[Item],
+    scored: list[int],
+    unscored: list[int],
+    settings: RerankSettings,
+) -> Ranking:
+    metadatas = [items[i].metadata for i in scored]
+    kept = build_kept_documents(results, texts, metadatas, settings, positions=scored)
+    logger.debug("kept %d of %d documents (%d unscored)", len(kept), len(items), len(unscored))
+    return Ranking(kept, unscored)
+
+
+def rerank_items(
+    resolver: EngineResolver,
+    query: Any,
+    items: Sequence[Item],
+    settings: RerankSettings,
+    *,
+    adapter: str,
+    name: str = "documents",
+) -> Ranking:
+    """Check the query and texts, make the ONE engine call, and say what to return.
+
+    Nothing touches the engine when no item has text (it is not even looked up).
+
+    Args:
+        resolver: The adapter's engine.
+        query: The query (checked: a non-blank string UTF-8 can encode).
+        items: The items, in the caller's order.
+        settings: The rules for this call.
+        adapter: The adapter's class name, for log lines.
+        name: What the caller calls the items (``documents``, ``nodes``), for messages.
+
+    Raises:
+        TypeError: A query that is not a string.
+        ValueError: A blank query, or a text with a lone surrogate (named by its position).
+    """
+    query, scored, texts, unscored = _prepare(query, items, name)
+    if not texts:
+        return Ranking([], unscored)
+    engine: Reranker = resolver.get()
+    results = engine.rerank(query, texts, **resolver.call_kwargs(engine, settings, adapter))
+    return _finish(results, texts, items, scored, unscored, settings)
+
+
+async def arerank_items(
+    resolver: EngineResolver,
+    query: Any,
+    items: Sequence[Item],
+    settings: RerankSettings,
+    *,
+    adapter: str,
+    name: str = "documents",
+) -> Ranking:
+    """The same as :func:`rerank_items` through the engine's ``arerank`` (does not block the loop)."""
+    query, scored, texts, unscored = _prepare(query, items, name)
+    if not texts:
+        return Ranking([], unscored)
+    engine: Reranker = resolver.get() if resolver.ready else await asyncio.to_thread(resolver.get)
+    results = await engine.arerank(query, texts, **resolver.call_kwargs(engine, settings, adapter))
+    return _finish(results, texts, items, scored, unscored, settings)

@@ -1,0 +1,171 @@
+"""The quality prior as a standalone LlamaIndex node postprocessor (no reranker).
+
+:class:`QualityNodePostprocessor` annotates ``metadata["quality_score"]`` with the raw JQL-Edu
+quality score and optionally drops nodes below ``min_quality`` and orders them by quality, e.g.
+``index.as_query_engine(node_postprocessors=[QualityNodePostprocessor(quality=scorer, min_quality=2)])``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from prism_core.quality.blend import QUALITY_SCORE
+from prism_core.quality.scorer import QualityScorer, as_quality_scorer
+from prism_integrations._common import check_items, copy_object, missing_framework_error
+from prism_integrations.quality_common import (
+    Item,
+    QualityKept,
+    aannotate_items,
+    annotate_items,
+    validate_min_quality,
+    validate_sort_by_quality,
+)
+
+try:
+    from llama_index.core.bridge.pydantic import Field, PrivateAttr
+    from llama_index.core.postprocessor.types import BaseNodePostprocessor
+    from llama_index.core.schema import NodeWithScore, QueryBundle
+except ImportError as exc:  # pragma: no cover - exercised by simulating a missing package
+    raise missing_framework_error("LlamaIndex (llama-index-core)", "llama-index", __name__) from exc
+
+from prism_integrations.llama_index import node_text  # the one rule for which nodes have text
+
+__all__ = ["QualityNodePostprocessor"]
+
+logger = logging.getLogger(__name__)
+
+
+def _extend_unique(keys: list[str], extra: str) -> list[str]:
+    return keys if extra in keys else [*keys, extra]
+
+
+class QualityNodePostprocessor(BaseNodePostprocessor):
+    """Annotate LlamaIndex nodes with a query-free quality score (JQL-Edu heads).
+
+    Returns new ``NodeWithScore`` objects (same ``score``) around copies of the kept nodes (same
+    ``node_id`` and text) whose metadata is a deep copy of the caller's followed by
+    ``quality_score``, the raw score on the heads' 0–5 scale (the mean over heads). The key is added
+    to the copies' ``excluded_llm_metadata_keys`` and ``excluded_embed_metadata_keys``, so it does
+    not leak into prompts or embeddings. The scorer sees each node's text without metadata
+    (``MetadataMode.NONE``); a node without text (image only) is not scored and comes back unchanged
+    (never dropped). No query is needed. The caller's nodes are never modified.
+
+    Args:
+        quality: A :class:`prism_core.quality.QualityScorer` (or its ``to_dict()`` mapping).
+        min_quality: Drop nodes whose raw quality is below this (``[0, 5]``; ``None``: keep all).
+        sort_by_quality: Return nodes best quality first (ties keep the input order); otherwise in
+            input order.
+
+    The scorer's options are kept in the ``quality_config`` field, so ``to_dict``/``from_dict``
+    round-trip the postprocessor.
+
+    Example:
+        >>> from prism_core.quality import JQL_EDU_HEADS, QualityScorer
+        >>> scorer = QualityScorer(JQL_EDU_HEADS, trust_remote_code=True)  # loads nothing yet
+        >>> pp = QualityNodePostprocessor(scorer, min_quality=2.0)
+        >>> engine = index.as_query_engine(node_postprocessors=[pp])  # doctest: +SKIP
+    """
+
+    quality_config: dict[str, Any] = Field(
+        default_factory=dict, description="The QualityScorer's options (QualityScorer.to_dict())."
+    )
+    min_quality: float | None = Field(default=None, description="Drop nodes below this raw quality (0-5).")
+    sort_by_quality: bool = Field(default=False, description="Order the kept nodes by quality, best first.")
+
+    _quality: QualityScorer = PrivateAttr()
+
+    def __init__(
+        self,
+        quality: QualityScorer | Mapping[str, Any] | None = None,
+        *,
+        min_quality: float | None = None,
+        sort_by_quality: bool = False,
+        quality_config: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Create the postprocessor; nothing is loaded.
+
+        Raises:
+            TypeError: If neither ``quality`` nor ``quality_config`` gives a scorer.
+            ValueError: If ``min_quality`` is not ``None`` or a number in ``[0, 5]``, or
+                ``sort_by_quality`` is not a bool.
+        """
+        if quality is None and quality_config is None:
+            raise TypeError("QualityNodePostprocessor needs quality (a prism_core.quality.QualityScorer)")
+        scorer = as_quality_scorer(quality if quality is not None else quality_config)
+        fields: dict[str, Any] = {
+            "quality_config": scorer.to_dict(),
+            "min_quality": validate_min_quality(min_quality),
+            "sort_by_quality": validate_sort_by_quality(sort_by_quality),
+        }
+        super().__init__(**fields, **kwargs)
+        self._quality = scorer
+
+    @classmethod
+    def class_name(cls) -> str:
+        """The name LlamaIndex serialises this component under."""
+        return "QualityNodePostprocessor"
+
+    @property
+    def quality(self) -> QualityScorer:
+        """The scorer this postprocessor calls."""
+        return self._quality
+
+    @staticmethod
+    def _items(nodes: list[NodeWithScore]) -> list[Item]:
+        return [Item(node_text(n.node), n.node.metadata) for n in nodes]
+
+    @staticmethod
+    def _to_nodes(nodes: list[NodeWithScore], kept: list[QualityKept]) -> list[NodeWithScore]:
+        out: list[NodeWithScore] = []
+        for k in kept:
+            source = nodes[k.index]
+            if k.metadata is None:  # no text: unchanged copy
+                out.append(copy_object(source, node=copy_object(source.node)))
+                continue
+            node = copy_object(
+                source.node,
+                metadata=k.metadata,
+                excluded_llm_metadata_keys=_extend_unique(
+                    list(source.node.excluded_llm_metadata_keys), QUALITY_SCORE
+                ),
+                excluded_embed_metadata_keys=_extend_unique(
+                    list(source.node.excluded_embed_metadata_keys), QUALITY_SCORE
+                ),
+            )
+            out.append(copy_object(source, node=node))
+        return out
+
+    def _postprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+    ) -> list[NodeWithScore]:
+        """Score ``nodes`` and return annotated copies (the query is not used)."""
+        min_quality = validate_min_quality(self.min_quality)
+        items = check_items(nodes, NodeWithScore, "a LlamaIndex NodeWithScore", "nodes")
+        if not items:
+            return []
+        kept = annotate_items(
+            self._quality, self._items(items), min_quality=min_quality,
+            sort_by_quality=self.sort_by_quality, name="nodes",
+        )  # fmt: skip
+        return self._to_nodes(items, kept)
+
+    async def _apostprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+    ) -> list[NodeWithScore]:
+        """Async :meth:`_postprocess_nodes`: scores in a worker thread (the loop is not blocked)."""
+        min_quality = validate_min_quality(self.min_quality)
+        items = check_items(nodes, NodeWithScore, "a LlamaIndex NodeWithScore", "nodes")
+        if not items:
+            return []
+        kept = await aannotate_items(
+            self._quality, self._items(items), min_quality=min_quality,
+            sort_by_quality=self.sort_by_quality, name="nodes",
+        )  # fmt: skip
+        return self._to_nodes(items, kept)
