@@ -31,6 +31,7 @@ __all__ = [
     "PrismError",
     "PrismReranker",
     "PrismResult",
+    "QualityScorer",
     "Qwen3Reranker",
     "Reranker",
     "UnknownBackendError",
@@ -41,9 +42,14 @@ __version__ = "0.2.0"
 
 
 def __getattr__(name: str) -> object:
-    # The cross-encoder backend imports sentence-transformers: only when asked for.
+    # The cross-encoder backend imports sentence-transformers, the quality prior its encoder stack:
+    # only when asked for.
     if name == "CrossEncoderReranker":
         from prism_core.backends.cross_encoder import CrossEncoderReranker
 
         return CrossEncoderReranker
+    if name == "QualityScorer":
+        from prism_core.quality import QualityScorer
+
+        return QualityScorer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

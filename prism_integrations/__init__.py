@@ -22,13 +22,26 @@ if TYPE_CHECKING:
     from prism_integrations.haystack import PrismRanker
     from prism_integrations.langchain import PrismDocumentCompressor
     from prism_integrations.llama_index import PrismNodePostprocessor
+    from prism_integrations.quality_haystack import QualityAnnotator
+    from prism_integrations.quality_langchain import QualityDocumentCompressor
+    from prism_integrations.quality_llama_index import QualityNodePostprocessor
 
-__all__ = ["PrismDocumentCompressor", "PrismNodePostprocessor", "PrismRanker"]
+__all__ = [
+    "PrismDocumentCompressor",
+    "PrismNodePostprocessor",
+    "PrismRanker",
+    "QualityAnnotator",
+    "QualityDocumentCompressor",
+    "QualityNodePostprocessor",
+]
 
 _LAZY = {
     "PrismDocumentCompressor": "prism_integrations.langchain",
     "PrismNodePostprocessor": "prism_integrations.llama_index",
     "PrismRanker": "prism_integrations.haystack",
+    "QualityAnnotator": "prism_integrations.quality_haystack",
+    "QualityDocumentCompressor": "prism_integrations.quality_langchain",
+    "QualityNodePostprocessor": "prism_integrations.quality_llama_index",
 }
 
 

@@ -8,6 +8,7 @@ Example:
     >>> ranker = PrismRanker(model="infgrad/Prism-Qwen3.5-Reranker-0.8B", top_k=3)  # loads nothing
 """
 
+from haystack_integrations.components.rankers.prism.quality import QualityAnnotator
 from haystack_integrations.components.rankers.prism.ranker import PrismRanker
 
-__all__ = ["PrismRanker"]
+__all__ = ["PrismRanker", "QualityAnnotator"]
