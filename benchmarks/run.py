@@ -806,7 +806,18 @@ tokens, each ±30 %); the prompt adds ≈210 tokens.
 """
 
 
+#: Everything from this heading on belongs to other benchmark scripts (backends, quality prior,
+#: evaluation baselines, serving): a rewrite of the main report keeps it.
+OTHER_SECTIONS_START = "<!-- other-benchmarks -->"
+
+
 def write_report(out_dir: Path, sections: dict[str, str]) -> Path:
+    path = out_dir / "RESULTS.md"
+    kept = ""
+    if path.exists():
+        old = path.read_text()
+        if OTHER_SECTIONS_START in old:
+            kept = old[old.index(OTHER_SECTIONS_START) :]
     parts = [METHOD]
     for device in ("cpu", "cuda"):
         if device in sections:
@@ -817,7 +828,8 @@ def write_report(out_dir: Path, sections: dict[str, str]) -> Path:
                 "`python benchmarks/run.py --device cuda` on a CUDA machine; with a 10-minute limit per "
                 "command, run it once per model: `--models qwen3_5-0.8b`, then `--models qwen3-0.8b`.\n"
             )
-    path = out_dir / "RESULTS.md"
+    if kept:
+        parts.append(kept)
     path.write_text("\n".join(parts))
     return path
 

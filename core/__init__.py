@@ -33,6 +33,7 @@ __all__ = [
     "PrismResult",
     "QualityScorer",
     "Qwen3Reranker",
+    "RemoteReranker",
     "Reranker",
     "UnknownBackendError",
     "detect_backend",
@@ -48,6 +49,10 @@ def __getattr__(name: str) -> object:
         from prism_core.backends.cross_encoder import CrossEncoderReranker
 
         return CrossEncoderReranker
+    if name == "RemoteReranker":
+        from prism_core.backends.remote import RemoteReranker
+
+        return RemoteReranker
     if name == "QualityScorer":
         from prism_core.quality import QualityScorer
 

@@ -1,0 +1,679 @@
+"""``RemoteReranker``: the core's reranker protocol over HTTP, against a rerank service.
+
+It talks to ``prism-rerank serve`` (every field: verdicts, contributions, evidence, threshold
+applied server-side) and to any Cohere-compatible ``POST /v2/rerank`` server for scores (vLLM,
+Infinity, llama.cpp, Cohere's own API). Which one it faces it learns once from ``GET /v1/info``:
+a server without that endpoint is taken as score-only, asked for every document's score, and
+``top_n``/``score_threshold`` are applied here, by the same rule as every local backend.
+
+Every answer is checked before it is believed: each result's ``index`` an integer in range and
+unique, each score a finite number in ``[0, 1]``, and every input document accounted for (all of
+them, or exactly ``min(top_n, n)``; with a threshold, no more than asked and none below it). A
+server that answers anything else raises :class:`RemoteResponseError` naming the server: a list is
+never silently shortened.
+
+Connection errors, 429 and 5xx answers are retried ``max_retries`` times with exponential backoff
+and jitter (``Retry-After`` honoured, up to 30 s); a read timeout is not retried (the request may
+simply be heavy). Then :class:`RemoteUnavailableError` names the server, the attempts and the last
+error.
+
+Example:
+    >>> from prism_core.backends.remote import RemoteReranker
+    >>> reranker = RemoteReranker("http://127.0.0.1:8000", api_key="secret")  # connects on first use
+    >>> reranker.rerank("what is rust?", ["Rust is a language.", "Paris."])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from prism_core.config import EngineConfig
+from prism_core.errors import PrismError
+from prism_core.protocol import SCORE_ONLY, Capabilities
+from prism_core.ranking import select, sigmoid
+from prism_core.results import PrismResult
+from prism_core.validation import (
+    check_bool,
+    check_documents,
+    check_query,
+    check_text,
+    check_threshold,
+    check_top_n,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable read for the API key when ``api_key`` is not given.
+API_KEY_ENV = "PRISM_RERANK_API_KEY"
+DEFAULT_TIMEOUT = 300.0
+DEFAULT_MAX_RETRIES = 3
+#: First backoff delay in seconds (doubled per attempt, with jitter), and the cap on any wait.
+BACKOFF_BASE = 0.2
+BACKOFF_CAP = 30.0
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_RERANK_PATH = "/v2/rerank"
+_INFO_PATH = "/v1/info"
+
+
+class RemoteRerankError(PrismError, RuntimeError):
+    """A rerank server refused a request, could not be reached, or answered something invalid.
+
+    Attributes:
+        url: The server's base URL.
+        status: The HTTP status of the last answer, or ``None`` when there was none.
+    """
+
+    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
+class RemoteUnavailableError(RemoteRerankError):
+    """The server could not be reached, or kept failing (5xx, 429), through every retry."""
+
+
+class RemoteRequestError(RemoteRerankError, ValueError):
+    """The server refused the request as invalid (4xx): the message carries the server's reason."""
+
+
+class RemoteResponseError(RemoteRerankError, ValueError):
+    """The server answered something that is not a valid, complete rerank response."""
+
+
+def _require_httpx() -> Any:
+    try:
+        import httpx
+    except ImportError as exc:
+        raise ImportError(
+            "the remote backend needs httpx (a dependency of prism-integrations): pip install httpx"
+        ) from exc
+    return httpx
+
+
+def normalise_base_url(url: Any) -> str:
+    """``http(s)://host[:port][/prefix]`` without a trailing slash or a trailing ``/v2/rerank``.
+
+    Example:
+        >>> normalise_base_url("http://127.0.0.1:8000/v2/rerank/")
+        'http://127.0.0.1:8000'
+    """
+    text = check_text(url, "base_url").strip().rstrip("/")
+    if not text.startswith(("http://", "https://")):
+        raise ValueError(f"base_url must start with http:// or https://, got {url!r}")
+    if text.endswith(_RERANK_PATH):
+        text = text[: -len(_RERANK_PATH)]
+    if "://" not in text or not text.split("://", 1)[1]:
+        raise ValueError(f"base_url has no host: {url!r}")
+    return text
+
+
+class RemoteReranker:
+    """A reranker served over HTTP (``prism-rerank serve``, or any Cohere-compatible ``/v2/rerank``).
+
+    Constructing it is cheap: nothing is sent until the first call. ``capabilities`` comes from the
+    server's ``GET /v1/info`` (fetched once); a server without it is taken as score-only.
+
+    Args:
+        base_url: The server, e.g. ``"http://127.0.0.1:8000"`` (a trailing ``/v2/rerank`` is dropped).
+        api_key: Bearer token; ``None`` reads ``PRISM_RERANK_API_KEY`` (unset: no header).
+        timeout: Seconds per HTTP request (default 300; connecting gets at most 10 s).
+        max_retries: Retries on connection errors, 429 and 5xx (default 3).
+        model: Sent as the request's ``model`` (a hosted Cohere-style API needs one; our server and
+            most self-hosted ones do not). Not part of :attr:`engine_config`.
+
+    Raises:
+        ValueError: A ``base_url`` that is not an http(s) URL, or a bad option.
+
+    Example:
+        >>> reranker = RemoteReranker("http://127.0.0.1:8000", timeout=30, max_retries=2)
+        >>> reranker.engine_config.to_dict()
+        {'model': 'http://127.0.0.1:8000', 'backend': 'remote', 'timeout': 30.0, 'max_retries': 2}
+        >>> reranker.score("what is rust?", ["Rust is a language."])  # doctest: +SKIP
+        [0.93]
+    """
+
+    backend: ClassVar[str] = "remote"
+
+    def __init__(
+        self,
+        base_url: Any,
+        *,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        model: str | None = None,
+    ) -> None:
+        self.base_url = normalise_base_url(base_url)
+        self.engine_config = EngineConfig(
+            model=self.base_url, backend=self.backend, timeout=timeout, max_retries=max_retries
+        )
+        self.timeout = DEFAULT_TIMEOUT if self.engine_config.timeout is None else self.engine_config.timeout
+        self.max_retries = (
+            DEFAULT_MAX_RETRIES if self.engine_config.max_retries is None else self.engine_config.max_retries
+        )
+        if api_key is None:
+            api_key = os.environ.get(API_KEY_ENV) or None
+        self._api_key = None if api_key is None else check_text(api_key, "api_key")
+        self.model = None if model is None else check_text(model, "model")
+        self._info: Mapping[str, Any] | None = None
+        self._info_known = False
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._async_client: Any = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+
+    # ----------------------------------------------------------------- construction helpers
+    @classmethod
+    def shared(cls, base_url: Any, **options: Any) -> RemoteReranker:
+        """The process-wide client for this server and options (a new one if its API key differs).
+
+        Example:
+            >>> RemoteReranker.shared("http://127.0.0.1:8000") is RemoteReranker.shared("http://127.0.0.1:8000/")
+            True
+        """
+        from prism_core.registry import shared_engine
+
+        candidate = cls(base_url, **options)
+        engine = shared_engine(cls, candidate)
+        if engine._api_key != candidate._api_key or engine.model != candidate.model:
+            return candidate
+        return engine
+
+    def __repr__(self) -> str:
+        return (
+            f"RemoteReranker({self.base_url!r}, timeout={self.timeout!r}, max_retries={self.max_retries!r}, "
+            f"api_key={'***' if self._api_key else None})"
+        )
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The resolved, JSON-safe configuration (defaults filled in; never the API key)."""
+        return {"model": self.base_url, "timeout": self.timeout, "max_retries": self.max_retries}
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the server has been asked what it serves."""
+        return self._info_known
+
+    def load(self) -> RemoteReranker:
+        """Ask the server what it serves now (otherwise done on first use); idempotent.
+
+        Raises:
+            RemoteUnavailableError: The server cannot be reached.
+        """
+        self._server_info()
+        return self
+
+    @property
+    def server_info(self) -> Mapping[str, Any] | None:
+        """The server's ``/v1/info`` (``None`` for a server without it); fetched once."""
+        return self._server_info()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the server can do: from ``/v1/info``; score-only for a server without it.
+
+        While the server cannot be reached this says score-only (with a warning) without caching
+        it, so that checking a reranker's type never fails; the next call asks again.
+        """
+        try:
+            info = self._server_info(retry=False)  # one attempt: type checks read this property
+        except RemoteRerankError as exc:
+            logger.warning(
+                "%s: cannot read capabilities (%s); assuming score-only for now", self.base_url, exc
+            )
+            return SCORE_ONLY
+        return _capabilities(info)
+
+    def close(self) -> None:
+        """Close the HTTP connections (the reranker opens new ones if used again)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Close the async HTTP connections of the running event loop's client."""
+        client, self._async_client, self._async_loop = self._async_client, None, None
+        if client is not None:
+            await client.aclose()
+
+    def __enter__(self) -> RemoteReranker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- public API
+    def score(self, query: str, documents: Sequence[str]) -> list[float]:
+        """Relevance scores in ``[0, 1]``, in input order (one request, nothing generated).
+
+        Example:
+            >>> RemoteReranker("http://127.0.0.1:8000").score("q", [])
+            []
+        """
+        query, docs = check_query(query), check_documents(documents)
+        if not docs:
+            return []
+        results = self._call(query, docs, None, None, False)
+        return _in_input_order(results, len(docs))
+
+    async def ascore(self, query: str, documents: Sequence[str]) -> list[float]:
+        """:meth:`score` without blocking the event loop (cancelling it closes the request)."""
+        query, docs = check_query(query), check_documents(documents)
+        if not docs:
+            return []
+        results = await self._acall(query, docs, None, None, False)
+        return _in_input_order(results, len(docs))
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+        evidence: bool = True,
+    ) -> list[PrismResult]:
+        """Results sorted best first (ties by input position); ``score_threshold`` before ``top_n``.
+
+        Args:
+            query: The query (non-empty).
+            documents: Candidate texts.
+            top_n: Keep the best ``top_n`` results (after the threshold).
+            score_threshold: Keep results with ``score >= score_threshold``, in ``[0, 1]``.
+            evidence: Ask for contribution and evidence (only a server that generates them does).
+
+        Raises:
+            TypeError, ValueError: Bad input (checked here, as every local backend checks it).
+            RemoteRequestError: The server refused the request (4xx), with its reason.
+            RemoteResponseError: The server answered an invalid or incomplete result list.
+            RemoteUnavailableError: The server could not be reached through every retry.
+        """
+        query, docs, top_n, score_threshold, evidence = _check(
+            query, documents, top_n, score_threshold, evidence
+        )
+        if not docs:
+            return []
+        return self._call(query, docs, top_n, score_threshold, evidence)
+
+    async def arerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+        evidence: bool = True,
+    ) -> list[PrismResult]:
+        """:meth:`rerank` without blocking the event loop (with ``httpx.AsyncClient``)."""
+        query, docs, top_n, score_threshold, evidence = _check(
+            query, documents, top_n, score_threshold, evidence
+        )
+        if not docs:
+            return []
+        return await self._acall(query, docs, top_n, score_threshold, evidence)
+
+    # ----------------------------------------------------------------- requests
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "prism-integrations RemoteReranker"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    def _timeout(self) -> Any:
+        httpx = _require_httpx()
+        return httpx.Timeout(self.timeout, connect=min(10.0, self.timeout))
+
+    def _sync_client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                httpx = _require_httpx()
+                self._client = httpx.Client(
+                    base_url=self.base_url, headers=self._headers(), timeout=self._timeout()
+                )
+            return self._client
+
+    def _aclient(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._async_client is None or self._async_loop is not loop or loop.is_closed():
+            # An AsyncClient's connections belong to one event loop: a new loop gets a new client.
+            httpx = _require_httpx()
+            self._async_client = httpx.AsyncClient(
+                base_url=self.base_url, headers=self._headers(), timeout=self._timeout()
+            )
+            self._async_loop = loop
+        return self._async_client
+
+    def _server_info(self, retry: bool = True) -> Mapping[str, Any] | None:
+        if not self._info_known:
+            response = self._send("GET", _INFO_PATH, None, info=True, retry=retry)
+            self._remember_info(response)
+        return self._info
+
+    async def _aserver_info(self) -> Mapping[str, Any] | None:
+        if not self._info_known:
+            response = await self._asend("GET", _INFO_PATH, None, info=True)
+            self._remember_info(response)
+        return self._info
+
+    def _remember_info(self, response: Any) -> None:
+        if response is None:  # no /v1/info: a foreign Cohere-compatible server
+            info = None
+            logger.info(
+                "%s has no %s: treating it as a score-only Cohere-compatible server",
+                self.base_url,
+                _INFO_PATH,
+            )
+        else:
+            info = self._json(response, _INFO_PATH)
+            if not isinstance(info, Mapping) or not isinstance(info.get("capabilities"), Mapping):
+                info = None
+        self._info, self._info_known = info, True
+
+    def _call(
+        self, query: str, docs: list[str], top_n: int | None, threshold: float | None, evidence: bool
+    ) -> list[PrismResult]:
+        info = self._server_info()
+        body, expect = self._request_body(info, query, docs, top_n, threshold, evidence)
+        response = self._send("POST", _RERANK_PATH, body)
+        return self._results(info, self._json(response, _RERANK_PATH), len(docs), top_n, threshold, expect)
+
+    async def _acall(
+        self, query: str, docs: list[str], top_n: int | None, threshold: float | None, evidence: bool
+    ) -> list[PrismResult]:
+        info = await self._aserver_info()
+        body, expect = self._request_body(info, query, docs, top_n, threshold, evidence)
+        response = await self._asend("POST", _RERANK_PATH, body)
+        return self._results(info, self._json(response, _RERANK_PATH), len(docs), top_n, threshold, expect)
+
+    def _request_body(
+        self,
+        info: Mapping[str, Any] | None,
+        query: str,
+        docs: list[str],
+        top_n: int | None,
+        threshold: float | None,
+        evidence: bool,
+    ) -> tuple[dict[str, Any], tuple[int | None, float | None]]:
+        body: dict[str, Any] = {"query": query, "documents": docs}
+        if self.model is not None:
+            body["model"] = self.model
+        if info is None:
+            # A foreign server: ask for every score, select here (and check that none is missing).
+            return body, (None, None)
+        limit = (info.get("limits") or {}).get("max_documents")
+        if isinstance(limit, int) and len(docs) > limit:
+            raise ValueError(
+                f"{len(docs)} documents exceed the limit of {limit} per request of the server at "
+                f"{self.base_url}"
+            )
+        if top_n is not None:
+            body["top_n"] = top_n
+        if threshold is not None:
+            body["score_threshold"] = threshold
+        body["evidence"] = bool(evidence and _capabilities(info).evidence)
+        return body, (top_n, threshold)
+
+    def _send(
+        self, method: str, path: str, body: dict[str, Any] | None, info: bool = False, retry: bool = True
+    ) -> Any:
+        httpx = _require_httpx()
+        client = self._sync_client()
+        last = ""
+        retries = self.max_retries if retry else 0
+        for attempt in range(retries + 1):
+            try:
+                response = client.request(method, path, json=body)
+            except httpx.TransportError as exc:
+                if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+                    raise self._timed_out(exc) from exc
+                last = f"{type(exc).__name__}: {exc}"
+                delay = self._delay(attempt, None)
+            else:
+                outcome = self._outcome(response, path, info)
+                if outcome is not _RETRY:
+                    return outcome
+                last = self._status_text(response)
+                delay = self._delay(attempt, response)
+            if attempt < retries:
+                logger.warning(
+                    "%s%s: %s; retry %d of %d in %.2f s",
+                    self.base_url,
+                    path,
+                    last,
+                    attempt + 1,
+                    retries,
+                    delay,
+                )
+                time.sleep(delay)
+        raise self._unavailable(path, last, retries + 1)
+
+    async def _asend(self, method: str, path: str, body: dict[str, Any] | None, info: bool = False) -> Any:
+        httpx = _require_httpx()
+        client = self._aclient()
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = await client.request(method, path, json=body)
+            except httpx.TransportError as exc:
+                if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+                    raise self._timed_out(exc) from exc
+                last = f"{type(exc).__name__}: {exc}"
+                delay = self._delay(attempt, None)
+            else:
+                outcome = self._outcome(response, path, info)
+                if outcome is not _RETRY:
+                    return outcome
+                last = self._status_text(response)
+                delay = self._delay(attempt, response)
+            if attempt < self.max_retries:
+                logger.warning(
+                    "%s%s: %s; retry %d of %d in %.2f s", self.base_url, path, last, attempt + 1,
+                    self.max_retries, delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+        raise self._unavailable(path, last, self.max_retries + 1)
+
+    def _outcome(self, response: Any, path: str, info: bool) -> Any:
+        """The response, ``None`` (no ``/v1/info`` here), ``_RETRY``, or raise for a refusal."""
+        status = int(response.status_code)
+        if 200 <= status < 300:
+            return response
+        if status in _RETRY_STATUSES:
+            return _RETRY
+        if info and status in (404, 405):
+            return None
+        reason = self._status_text(response)
+        if status in (401, 403):
+            raise RemoteRequestError(
+                f"the rerank server at {self.base_url} refused the API key ({reason}); pass api_key= or set "
+                f"{API_KEY_ENV}",
+                url=self.base_url,
+                status=status,
+            )
+        if 400 <= status < 500:
+            raise RemoteRequestError(
+                f"the rerank server at {self.base_url} refused the request to {path}: {reason}",
+                url=self.base_url,
+                status=status,
+            )
+        raise RemoteRerankError(
+            f"the rerank server at {self.base_url} answered {path} with {reason}",
+            url=self.base_url,
+            status=status,
+        )
+
+    @staticmethod
+    def _status_text(response: Any) -> str:
+        detail: Any = None
+        try:
+            data = response.json()
+            detail = data.get("message") or data.get("detail") if isinstance(data, dict) else None
+        except ValueError:
+            pass
+        if detail is None:
+            detail = response.text[:300]
+        return f"HTTP {response.status_code}: {' '.join(str(detail).split())[:500]}"
+
+    def _delay(self, attempt: int, response: Any) -> float:
+        delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * (0.5 + random.random() / 2)
+        retry_after = response.headers.get("retry-after") if response is not None else None
+        if retry_after is not None:
+            with contextlib.suppress(ValueError):  # an HTTP date: keep our own delay
+                delay = max(delay, min(BACKOFF_CAP, float(retry_after)))
+        return delay
+
+    def _unavailable(self, path: str, last: str, attempts: int) -> RemoteUnavailableError:
+        return RemoteUnavailableError(
+            f"the rerank server at {self.base_url} failed {path} after {attempts} attempt"
+            f"{'s' if attempts != 1 else ''}: {last}",
+            url=self.base_url,
+        )
+
+    def _timed_out(self, exc: Exception) -> RemoteUnavailableError:
+        return RemoteUnavailableError(
+            f"the rerank server at {self.base_url} did not answer within {self.timeout:g} s "
+            f"({type(exc).__name__}); raise timeout= for heavy requests",
+            url=self.base_url,
+        )
+
+    def _json(self, response: Any, path: str) -> Any:
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise RemoteResponseError(
+                f"the rerank server at {self.base_url} answered {path} with something that is not JSON: "
+                f"{response.text[:200]!r}",
+                url=self.base_url,
+                status=int(response.status_code),
+            ) from exc
+
+    # ----------------------------------------------------------------- response validation
+    def _results(
+        self,
+        info: Mapping[str, Any] | None,
+        data: Any,
+        n: int,
+        top_n: int | None,
+        threshold: float | None,
+        expect: tuple[int | None, float | None],
+    ) -> list[PrismResult]:
+        def bad(reason: str) -> RemoteResponseError:
+            return RemoteResponseError(
+                f"the rerank server at {self.base_url} answered an invalid result list for {n} document"
+                f"{'s' if n != 1 else ''}: {reason}",
+                url=self.base_url,
+                status=200,
+            )
+
+        items = data.get("results") if isinstance(data, Mapping) else None
+        if not isinstance(items, list):
+            raise bad(f"expected an object with a 'results' list, got {str(data)[:200]!r}")
+        asked_top_n, asked_threshold = expect
+        seen: set[int] = set()
+        results = []
+        for position, item in enumerate(items):
+            result = self._result(item, position, n, bad)
+            if result.index in seen:
+                raise bad(f"results[{position}] repeats index {result.index}")
+            seen.add(result.index)
+            if asked_threshold is not None and result.score < asked_threshold:
+                raise bad(
+                    f"results[{position}] scores {result.score} below the score_threshold {asked_threshold}"
+                )
+            results.append(result)
+        most = n if asked_top_n is None else min(asked_top_n, n)
+        if asked_threshold is None and len(results) != most:
+            missing = sorted(set(range(n)) - seen)
+            what = f"; missing indices {missing[:20]}" if asked_top_n is None else ""
+            raise bad(f"expected {most} results, got {len(results)}{what}")
+        if len(results) > most:
+            raise bad(f"expected at most {most} results, got {len(results)}")
+        # Server-side selection is checked above; a foreign server's full list is selected here.
+        return select(results, top_n, threshold)
+
+    def _result(self, item: Any, position: int, n: int, bad: Any) -> PrismResult:
+        if not isinstance(item, Mapping):
+            raise bad(f"results[{position}] is not an object: {str(item)[:100]!r}")
+        index = item.get("index")
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise bad(f"results[{position}].index must be an integer, got {index!r}")
+        if not 0 <= index < n:
+            raise bad(f"results[{position}].index {index} is out of range for {n} documents")
+        score = item.get("relevance_score")
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            raise bad(f"results[{position}].relevance_score must be a finite number, got {score!r}")
+        score = float(score)
+        if not 0.0 <= score <= 1.0:
+            raise bad(
+                f"results[{position}].relevance_score {score} is not in [0, 1] (a server returning raw "
+                "logits instead of probabilities is not supported)"
+            )
+        logit = item.get("logit")
+        if isinstance(logit, bool) or not isinstance(logit, (int, float)) or not math.isfinite(logit):
+            logit = _logit(score)
+        if abs(sigmoid(float(logit)) - score) > 1e-6:
+            raise bad(f"results[{position}].logit {logit} does not match its relevance_score {score}")
+        fields: dict[str, Any] = {}
+        for name, kind in (
+            ("relevant", bool),
+            ("contribution", str),
+            ("evidence", str),
+            ("evidence_complete", bool),
+            ("truncated", bool),
+            ("raw_output", str),
+            ("document_tokens", int),
+            ("evidence_tokens", int),
+        ):
+            value = item.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise bad(f"results[{position}].{name} must be {kind.__name__} or null, got {value!r:.80}")
+            fields[name] = value
+        relevant = fields.pop("relevant", float(logit) > 0)
+        return PrismResult(index=index, score=score, logit=float(logit), relevant=relevant, **fields)
+
+
+_RETRY = object()
+
+
+def _capabilities(info: Mapping[str, Any] | None) -> Capabilities:
+    if info is None:
+        return SCORE_ONLY
+    caps = info.get("capabilities") or {}
+    return Capabilities(verdict=caps.get("verdict") is True, evidence=caps.get("evidence") is True)
+
+
+def _logit(score: float) -> float:
+    clipped = min(max(score, 1e-12), 1.0 - 1e-12)
+    return math.log(clipped) - math.log1p(-clipped)
+
+
+def _in_input_order(results: list[PrismResult], n: int) -> list[float]:
+    scores = [0.0] * n
+    for r in results:
+        scores[r.index] = r.score
+    return scores
+
+
+def _check(
+    query: Any, documents: Any, top_n: Any, score_threshold: Any, evidence: Any
+) -> tuple[str, list[str], int | None, float | None, bool]:
+    return (
+        check_query(query),
+        check_documents(documents),
+        check_top_n(top_n),
+        check_threshold(score_threshold),
+        check_bool(evidence, "evidence"),
+    )

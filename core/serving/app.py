@@ -1,0 +1,613 @@
+"""The rerank service: a FastAPI app over any backend of the core (Cohere v2 compatible).
+
+Endpoints:
+
+- ``POST /v2/rerank``: Cohere's v2 rerank (see :mod:`.schemas`), plus Prism's per-result fields and
+  the ``score_threshold`` and ``evidence`` request fields. Handlers are just more callers of the
+  engine's ``arerank``: the engine loop coalesces concurrent requests into shared forward passes.
+- ``GET /v1/info``: backend, model, capabilities and limits (what :class:`prism_core.RemoteReranker`
+  reads to know whether the server generates evidence).
+- ``GET /health``: 503 until the model is loaded (loading runs in a worker thread from the app's
+  lifespan, so the port answers at once), 200 after; 503 with the error if loading failed.
+- ``GET /metrics``: Prometheus text format (see :mod:`.metrics`).
+
+Errors: 401 without the bearer API key (when one is set; ``/health`` and ``/metrics`` stay open),
+413 for a body or a document count over the limits, 422 naming the bad field (malformed JSON,
+wrong types, a lone surrogate in a document, a blank query), 503 while loading, 504 when a request
+runs past ``request_timeout`` (its engine work is cancelled), 500 for an engine failure. A client
+that disconnects has its engine work cancelled too. On SIGTERM, uvicorn stops accepting connections
+and finishes the requests in flight before the process exits.
+
+Example:
+    >>> from prism_core.config import EngineConfig
+    >>> from prism_core.serving.app import ServerSettings, create_app
+    >>> app = create_app(
+    ...     EngineConfig(model="infgrad/Prism-Qwen3.5-Reranker-0.8B", backend="prism"),
+    ...     settings=ServerSettings(api_key="secret", max_documents=500),
+    ... )  # doctest: +SKIP
+    >>> # uvicorn.run(app, host="127.0.0.1", port=8000)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import math
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from prism_core.serving._deps import require
+
+require("fastapi", "server")
+
+from fastapi import Depends, FastAPI, Request  # noqa: E402
+from fastapi.exceptions import RequestValidationError  # noqa: E402
+from fastapi.responses import JSONResponse, Response  # noqa: E402
+from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
+
+from prism_core.config import EngineConfig  # noqa: E402
+from prism_core.errors import EngineClosedError, NonFiniteScoreError  # noqa: E402
+from prism_core.protocol import Reranker  # noqa: E402
+from prism_core.results import PrismResult  # noqa: E402
+from prism_core.serving.metrics import ServerMetrics  # noqa: E402
+from prism_core.serving.schemas import InfoResponse, RerankRequest, RerankResponse  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+SERVER_NAME = "prism-rerank"
+KNOWN_ENDPOINTS = ("/v2/rerank", "/v1/info", "/health", "/metrics")
+
+LoadMode = Literal["background", "blocking", "none"]
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Limits and policies of one service.
+
+    Attributes:
+        api_key: When set, ``/v2/rerank`` and ``/v1/info`` need ``Authorization: Bearer <api_key>``
+            (401 otherwise).
+        max_documents: Documents per request, at most (413 beyond).
+        max_body_bytes: Request body size in bytes, at most (413 beyond).
+        request_timeout: Seconds a rerank request may take (504 beyond, its work cancelled);
+            ``None`` for no limit.
+        load: ``"background"`` (load in a worker thread from the lifespan: ``/health`` says 503
+            until done), ``"blocking"`` (the lifespan waits for the load: startup fails if it does;
+            what Ray Serve replicas use) or ``"none"`` (the engine is ready as given).
+
+    Example:
+        >>> ServerSettings(max_documents=100).max_documents
+        100
+    """
+
+    api_key: str | None = None
+    max_documents: int = 1000
+    max_body_bytes: int = 32 * 1024 * 1024
+    request_timeout: float | None = 300.0
+    load: LoadMode = "background"
+
+    def __post_init__(self) -> None:
+        from prism_core.validation import check_float, check_int, check_text
+
+        check_int(self.max_documents, "max_documents", 1)
+        check_int(self.max_body_bytes, "max_body_bytes", 1024)
+        if self.request_timeout is not None:
+            check_float(self.request_timeout, "request_timeout", 0.001, 86400.0)
+        if self.api_key is not None and not check_text(self.api_key, "api_key"):
+            raise ValueError("api_key must not be empty (pass None for no key)")
+        if self.load not in ("background", "blocking", "none"):
+            raise ValueError(f"load must be 'background', 'blocking' or 'none', got {self.load!r}")
+
+
+class EngineState:
+    """The served engine and whether it is ready (shared by the handlers and the lifespan).
+
+    Attributes:
+        engine: The reranker every request goes to.
+        backend: Its backend name.
+        model: Its model (a hub id, a path, or a URL).
+        ready: ``True`` once the model is loaded.
+        load_error: Why loading failed, or ``None``.
+        on_load_failure: Called (from the event loop) when loading fails; the CLI stops the server.
+    """
+
+    def __init__(self, engine: Reranker, backend: str, model: str) -> None:
+        self.engine = engine
+        self.backend = backend
+        self.model = model
+        self.ready = False
+        self.load_error: str | None = None
+        self.on_load_failure: Callable[[str], None] | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Load the engine's model now (blocking; idempotent)."""
+        load = getattr(self.engine, "load", None)
+        if callable(load):
+            load()
+        self.ready = True
+
+    def engine_loop(self) -> Any:
+        """The engine loop once loaded (``None`` before, or for a backend without one)."""
+        if not self.ready or not getattr(self.engine, "is_loaded", False):
+            return None
+        return getattr(self.engine, "engine_loop", None)
+
+    def queue_depth(self) -> int:
+        """Jobs waiting or running in the engine loop."""
+        loop = self.engine_loop()
+        return int(loop.queue_depth) if loop is not None else 0
+
+    def engine_stats(self) -> Any:
+        """The engine loop's counters, or ``None``."""
+        loop = self.engine_loop()
+        return loop.stats if loop is not None else None
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` with the model's tokenizer (0 when the backend has none)."""
+        prompts = getattr(self.engine, "prompt_tokenizer", None) if self.ready else None
+        count = getattr(prompts, "count_tokens", None)
+        return int(count(text)) if callable(count) else 0
+
+
+def _describe(engine: Reranker) -> tuple[str, str]:
+    config = getattr(engine, "engine_config", None)
+    if isinstance(config, EngineConfig):
+        return config.backend, config.model
+    return type(engine).__name__, str(getattr(engine, "model_name", type(engine).__name__))
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+
+# ------------------------------------------------------------------------------- ASGI middleware
+class _BodyLimit:
+    """Reads a request's body up to ``limit`` bytes (413 beyond), then hands it to the app."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._too_large(scope, receive, send, int(declared))
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._too_large(scope, receive, send, size, at_least=True)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            reason = (
+                f"the request body is not valid UTF-8 (byte {body[exc.start]:#04x} at offset {exc.start})"
+            )
+            response = JSONResponse(
+                {
+                    "detail": [{"loc": ["body"], "msg": reason, "type": "json_invalid"}],
+                    "message": f"body: {reason}",
+                },
+                status_code=422,
+            )
+            await response(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(
+        self, scope: Scope, receive: Receive, send: Send, size: int, at_least: bool = False
+    ) -> None:
+        more = "at least " if at_least else ""
+        response = _error(
+            413, f"request body of {more}{size} bytes exceeds this server's limit of {self.limit} bytes"
+        )
+        await response(scope, receive, send)
+
+
+class _Metrics:
+    """Counts requests by endpoint and status, and times them."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        endpoint = path if path in KNOWN_ENDPOINTS else "other"
+        status = 500
+        start = time.perf_counter()
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self.metrics.in_flight.dec()
+            self.metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
+            self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - start)
+
+
+# ------------------------------------------------------------------------------- the app
+def create_app(
+    engine: Reranker | EngineConfig,
+    *,
+    settings: ServerSettings | None = None,
+) -> FastAPI:
+    """Build the rerank service over ``engine``.
+
+    Args:
+        engine: A reranker (any backend; shared with other callers in the process), or an
+            :class:`~prism_core.config.EngineConfig` (the process-wide engine for it is used).
+        settings: Limits and policies (defaults: :class:`ServerSettings`).
+
+    Returns:
+        The FastAPI app; run it with uvicorn (``prism-rerank serve`` does) or Ray Serve.
+
+    Example:
+        >>> app = create_app(EngineConfig(model="path/to/model", backend="prism"))  # doctest: +SKIP
+    """
+    settings = settings or ServerSettings()
+    if isinstance(engine, EngineConfig):
+        from prism_core.registry import get_engine
+
+        engine = get_engine(engine)
+    backend, model = _describe(engine)
+    state = EngineState(engine, backend, model)
+    if settings.load == "none":
+        state.ready = True
+    metrics = ServerMetrics(state.queue_depth, state.engine_stats, lambda: state.ready)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loader: asyncio.Task[None] | None = None
+        if settings.load == "blocking":
+            await asyncio.to_thread(state.load)
+            logger.info("%s: model %s (%s) loaded", SERVER_NAME, model, backend)
+        elif settings.load == "background":
+            loader = asyncio.create_task(_load_in_background(state))
+        try:
+            yield
+        finally:
+            if loader is not None and not loader.done():
+                loader.cancel()  # the loading thread finishes on its own; nobody waits for it
+
+    app = FastAPI(
+        title="Prism rerank service",
+        version=_version(),
+        summary="Cohere v2 compatible reranking with Prism's verdicts, contributions and evidence.",
+        lifespan=lifespan,
+    )
+    app.state.prism = state
+    app.state.metrics = metrics
+    app.state.settings = settings
+    app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(_Metrics, metrics=metrics)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [_clean_error(e) for e in exc.errors()]
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        return JSONResponse({"detail": errors, "message": message}, status_code=422)
+
+    async def authorize(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), settings.api_key.encode()
+        ):
+            raise _HTTPError(
+                401,
+                "missing or invalid API key (send 'Authorization: Bearer <key>')",
+                {"WWW-Authenticate": "Bearer"},
+            )
+
+    @app.exception_handler(_HTTPError)
+    async def http_error(request: Request, exc: _HTTPError) -> JSONResponse:
+        return _error(exc.status, exc.message, exc.headers)
+
+    @app.get("/health", summary="Ready once the model is loaded (503 before)")
+    async def health() -> JSONResponse:
+        if state.load_error is not None:
+            return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)
+        if not state.ready:
+            return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "5"})
+        return JSONResponse({"status": "ok", "model": model, "backend": backend})
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics_endpoint() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    @app.get("/v1/info", response_model=InfoResponse, dependencies=[Depends(authorize)])
+    async def info() -> dict[str, Any]:
+        capabilities = getattr(engine, "capabilities", None)
+        return {
+            "server": SERVER_NAME,
+            "version": _version(),
+            "backend": backend,
+            "model": model,
+            "capabilities": {
+                "verdict": bool(getattr(capabilities, "verdict", False)),
+                "evidence": bool(getattr(capabilities, "evidence", False)),
+            },
+            "limits": {
+                "max_documents": settings.max_documents,
+                "max_body_bytes": settings.max_body_bytes,
+                "request_timeout": settings.request_timeout,
+            },
+            "ready": state.ready,
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
+        }
+
+    @app.post(
+        "/v2/rerank",
+        response_model=RerankResponse,
+        dependencies=[Depends(authorize)],
+        summary="Rerank documents for a query (Cohere v2 compatible)",
+    )
+    async def rerank(body: RerankRequest, request: Request) -> JSONResponse:
+        if state.load_error is not None:
+            return _error(503, f"the model failed to load: {state.load_error}")
+        if not state.ready:
+            return _error(503, "the model is still loading; retry shortly", {"Retry-After": "5"})
+        if len(body.documents) > settings.max_documents:
+            return _error(
+                413,
+                f"documents: {len(body.documents)} documents exceed this server's limit of "
+                f"{settings.max_documents} per request",
+            )
+        started = time.perf_counter()
+        work = engine.arerank(
+            body.query,
+            body.documents,
+            top_n=body.top_n,
+            score_threshold=body.score_threshold,
+            evidence=body.evidence,
+        )
+        try:
+            results = await _run_cancellable(work, request, settings.request_timeout)
+        except _Disconnected:
+            return _error(499, "client disconnected; the request's work was cancelled")
+        except asyncio.TimeoutError:
+            return _error(
+                504,
+                f"the request ran past this server's timeout of {settings.request_timeout:g} s; "
+                "its work was cancelled",
+            )
+        except (ValueError, TypeError) as exc:
+            message = " ".join(str(exc).split())
+            return JSONResponse(
+                {"detail": [{"loc": ["body"], "msg": message, "type": "value_error"}], "message": message},
+                status_code=422,
+            )
+        except NonFiniteScoreError as exc:
+            return _error(500, f"the model produced non-finite scores: {exc}")
+        except EngineClosedError as exc:
+            return _error(503, f"the engine is shutting down: {exc}")
+        except Exception as exc:
+            logger.exception("rerank failed")
+            return _error(500, f"the engine failed: {type(exc).__name__}: {exc}")
+        metrics.documents.inc(len(body.documents))
+        generated = sum(state.count_tokens(r.raw_output) for r in results if r.raw_output)
+        if generated:
+            metrics.tokens.inc(generated)
+        return JSONResponse(
+            {
+                "id": str(uuid.uuid4()),
+                "results": [
+                    _result_item(r, body.documents if body.return_documents else None) for r in results
+                ],
+                "meta": {
+                    "api_version": {"version": "2"},
+                    "billed_units": {"search_units": 1},
+                    "tokens": {"output_tokens": generated},
+                    "model": model,
+                    "backend": backend,
+                    "evidence": bool(body.evidence and getattr(engine.capabilities, "evidence", False)),
+                    "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
+                },
+            }
+        )
+
+    return app
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+class _Disconnected(Exception):
+    pass
+
+
+async def _load_in_background(state: EngineState) -> None:
+    try:
+        await asyncio.to_thread(state.load)
+    except Exception as exc:
+        state.load_error = " ".join(f"{type(exc).__name__}: {exc}".split())
+        logger.error(
+            "%s: cannot load model %s (%s): %s", SERVER_NAME, state.model, state.backend, state.load_error
+        )
+        if state.on_load_failure is not None:
+            state.on_load_failure(state.load_error)
+        return
+    logger.info("%s: model %s (%s) loaded", SERVER_NAME, state.model, state.backend)
+
+
+async def _run_cancellable(
+    work: Awaitable[list[PrismResult]], request: Request, timeout: float | None
+) -> Any:
+    """Await ``work``; cancel it (and so its engine job) on timeout or when the client goes away."""
+    task = asyncio.ensure_future(work)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+            done, _ = await asyncio.wait({task}, timeout=wait)
+            if done:
+                return task.result()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise asyncio.TimeoutError
+            if await request.is_disconnected():
+                raise _Disconnected
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def _result_item(result: PrismResult, documents: Sequence[str] | None) -> dict[str, Any]:
+    item: dict[str, Any] = {"index": result.index, "relevance_score": result.score}
+    data = result.to_dict()
+    for name in (
+        "logit",
+        "relevant",
+        "contribution",
+        "evidence",
+        "evidence_complete",
+        "truncated",
+        "raw_output",
+        "document_tokens",
+        "evidence_tokens",
+    ):
+        item[name] = data[name]
+    if documents is not None:
+        item["document"] = {"text": documents[result.index]}
+    return item
+
+
+def _clean_error(error: Any) -> dict[str, Any]:
+    """A validation error without the offending input (it may be huge, or not encodable as UTF-8)."""
+    loc, msg, kind = list(error.get("loc", ())), str(error.get("msg", "")), str(error.get("type", ""))
+    if kind == "json_invalid":  # FastAPI puts the character position where a field name would be
+        position = loc[1] if len(loc) > 1 else "?"
+        reason = (error.get("ctx") or {}).get("error")
+        loc, msg = ["body"], f"invalid JSON at character {position}" + (f": {reason}" if reason else "")
+    return {"loc": loc, "msg": msg, "type": kind}
+
+
+def _version() -> str:
+    try:
+        from prism_core import __version__
+
+        return str(__version__)
+    except ImportError:  # pragma: no cover
+        return "unknown"
+
+
+def run_uvicorn(
+    app: FastAPI,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    graceful_timeout: float | None = None,
+    on_started: Callable[[Any], None] | None = None,
+) -> bool:
+    """Serve ``app`` with uvicorn until SIGINT/SIGTERM (in-flight requests finish first).
+
+    Args:
+        app: The app from :func:`create_app`.
+        host: Interface to listen on (``127.0.0.1`` by default: pass ``0.0.0.0`` to expose it).
+        port: TCP port (0 picks a free one).
+        log_level: uvicorn's log level.
+        graceful_timeout: Seconds to wait for in-flight requests on shutdown (``None``: the app's
+            request timeout plus 10 s, or no limit).
+        on_started: Called with the ``uvicorn.Server`` once it listens.
+
+    Returns:
+        ``True`` when the model loaded and the server stopped normally, ``False`` when loading failed.
+    """
+    require("uvicorn", "server")
+    import uvicorn
+
+    settings: ServerSettings = app.state.settings
+    if graceful_timeout is None and settings.request_timeout is not None:
+        graceful_timeout = settings.request_timeout + 10.0
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=None if graceful_timeout is None else math.ceil(graceful_timeout),
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    state: EngineState = app.state.prism
+
+    def stop(_: str) -> None:
+        server.should_exit = True
+
+    state.on_load_failure = stop
+    if on_started is not None:
+        _call_when_started(server, on_started)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn re-raises the signal that stopped it once in-flight requests are done; a quiet
+        # handler makes that a normal return (exit status 0) instead of death by SIGTERM.
+        previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        server.run()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return state.load_error is None
+
+
+def _call_when_started(server: Any, callback: Callable[[Any], None]) -> None:
+    original: Callable[..., Awaitable[None]] = server.startup
+
+    async def startup(*args: Any, **kwargs: Any) -> None:
+        await original(*args, **kwargs)
+        if server.started:
+            callback(server)
+
+    server.startup = startup
