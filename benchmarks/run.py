@@ -755,8 +755,8 @@ Written by `python benchmarks/run.py` (see `benchmarks/README.md`); do not edit 
 ## What is compared
 
 Four ways of serving the same query on **identical weights and identical inputs**:
-(1) the model card's per-document `model.generate` loop (`prism_core.testing.reference.ReferenceLoop`), full and
-with `max_new_tokens=1` for scores only; (2) sentence-transformers `CrossEncoder` on the same checkpoint
+(1) the model card's per-document `model.generate` loop
+(`prism_core.testing.reference.ReferenceLoop`), full and with `max_new_tokens=1` for scores only; (2) sentence-transformers `CrossEncoder` on the same checkpoint
 directory (scores only); (3) `PrismReranker.score`; (4) `PrismReranker.rerank` with contribution and evidence.
 
 **Imposed work.** The models have random weights: they neither decide relevance nor stop like the real
