@@ -756,8 +756,9 @@ Written by `python benchmarks/run.py` (see `benchmarks/README.md`); do not edit 
 
 Four ways of serving the same query on **identical weights and identical inputs**:
 (1) the model card's per-document `model.generate` loop
-(`prism_core.testing.reference.ReferenceLoop`), full and with `max_new_tokens=1` for scores only; (2) sentence-transformers `CrossEncoder` on the same checkpoint
-directory (scores only); (3) `PrismReranker.score`; (4) `PrismReranker.rerank` with contribution and evidence.
+(`prism_core.testing.reference.ReferenceLoop`), full and with `max_new_tokens=1` for scores only;
+(2) sentence-transformers `CrossEncoder` on the same checkpoint directory (scores only);
+(3) `PrismReranker.score`; (4) `PrismReranker.rerank` with contribution and evidence.
 
 **Imposed work.** The models have random weights: they neither decide relevance nor stop like the real
 model. Every workload therefore fixes which documents are relevant (~1/3, chosen at random) and how many

@@ -6,8 +6,7 @@ import logging
 
 import pytest
 
-from prism_core.prism.prompt import format_prompt
-from prism_core.prism.prompt import PRISM_TEMPLATE
+from prism_core.prism.prompt import PRISM_TEMPLATE, format_prompt
 from prism_core.runtime.tokenization import PromptTokenizer
 
 ORDINARY_DOCS = [
