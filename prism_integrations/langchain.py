@@ -16,6 +16,8 @@ from prism_integrations._common import (
     DEFAULT_ADD_CONTRIBUTION,
     DEFAULT_DROP_IRRELEVANT,
     DEFAULT_KEEP_ORIGINAL,
+    DEFAULT_MIN_QUALITY,
+    DEFAULT_QUALITY_WEIGHT,
     DEFAULT_SCORE_THRESHOLD,
     DEFAULT_TOP_N,
     DEFAULT_USE_EVIDENCE,
@@ -23,6 +25,7 @@ from prism_integrations._common import (
     EngineSpecField,
     Item,
     NotSerializableError,
+    QualityField,
     Ranking,
     RerankSettings,
     arerank_items,
@@ -31,13 +34,24 @@ from prism_integrations._common import (
     fold_adapter_input,
     missing_framework_error,
     not_serializable_message,
+    omit_unused_quality,
+    quality_from_pickle,
+    quality_to_pickle,
     rerank_items,
+    share_quality,
 )
 
 try:
     from langchain_core.callbacks import Callbacks
     from langchain_core.documents import BaseDocumentCompressor, Document
-    from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+    from pydantic import (
+        ConfigDict,
+        Field,
+        PrivateAttr,
+        SerializerFunctionWrapHandler,
+        model_serializer,
+        model_validator,
+    )
 except ImportError as exc:  # pragma: no cover - exercised by simulating a missing package
     raise missing_framework_error("LangChain (langchain-core)", "langchain", __name__) from exc
 
@@ -75,9 +89,20 @@ class PrismDocumentCompressor(BaseDocumentCompressor):
     ``top_n`` and ``score_threshold`` apply to the ranking; irrelevant documents are dropped
     afterwards, so fewer than ``top_n`` may come back.
 
+    Quality prior (optional, off by default): ``quality`` (a
+    :class:`prism_core.quality.QualityScorer`), ``min_quality`` (drop documents whose raw quality is
+    below this, on the heads' 0–5 scale) and ``quality_weight`` ``w`` in ``[0, 1]``. With
+    ``quality``, each returned document's metadata ends with ``quality_score`` (the raw quality);
+    the documents are ordered, cut by ``score_threshold`` and by ``top_n`` on the blended score
+    ``(1 − w) · relevance + w · clip(quality / 5, 0, 1)`` (rules in that order: quality filter,
+    blend, threshold, top-n); ``relevance_score`` stays the raw relevance (LangChain has no score
+    slot of its own). Quality is computed only for documents that can still be returned, on their
+    original text. ``min_quality`` or ``w > 0`` without ``quality`` is refused.
+
     Serialisation: ``model_dump()``/``model_validate()`` (and their JSON twins) round-trip the
-    configuration; a compressor built with ``reranker=`` refuses to serialise
-    (:class:`~prism_integrations._common.NotSerializableError`).
+    configuration (``quality`` as ``QualityScorer.to_dict()``; without ``quality`` the three
+    quality keys are left out); a compressor built with ``reranker=`` refuses to serialise
+    (:class:`~prism_integrations._common.NotSerializableError`). Copies share the scorer.
 
     Example:
         >>> from langchain_classic.retrievers import ContextualCompressionRetriever
@@ -89,6 +114,15 @@ class PrismDocumentCompressor(BaseDocumentCompressor):
         ... )
         >>> docs = retriever.invoke("what is X?")  # doctest: +SKIP
         >>> docs[0].metadata["relevance_score"]  # doctest: +SKIP
+
+        Blended with the quality prior:
+
+        >>> from prism_core.quality import JQL_EDU_HEADS, QualityScorer
+        >>> blended = PrismDocumentCompressor(
+        ...     quality=QualityScorer(JQL_EDU_HEADS, trust_remote_code=True), quality_weight=0.3, top_n=3
+        ... )
+        >>> docs = blended.compress_documents(docs, "what is X?")  # doctest: +SKIP
+        >>> docs[0].metadata["quality_score"]  # doctest: +SKIP
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -110,6 +144,12 @@ class PrismDocumentCompressor(BaseDocumentCompressor):
     """Keep the original body in ``metadata["original_content"]`` when it was replaced."""
     drop_irrelevant: bool = DEFAULT_DROP_IRRELEVANT
     """Leave out documents judged irrelevant (``score <= 0.5``)."""
+    quality: QualityField = None
+    """The quality prior (a :class:`prism_core.quality.QualityScorer`), or ``None``."""
+    min_quality: float | None = DEFAULT_MIN_QUALITY
+    """Drop documents whose raw quality is below this (``[0, 5]``; ``None``: no filter)."""
+    quality_weight: float = DEFAULT_QUALITY_WEIGHT
+    """``w`` of the blend ``(1 − w) · relevance + w · quality_normalised`` (``[0, 1]``)."""
 
     _resolver: EngineResolver = PrivateAttr()
 
@@ -118,9 +158,28 @@ class PrismDocumentCompressor(BaseDocumentCompressor):
     def _fold(cls, data: Any) -> Any:
         return fold_adapter_input(data)
 
+    @model_serializer(mode="wrap")
+    def _serialise(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return omit_unused_quality(handler(self))
+
     def model_post_init(self, context: Any, /) -> None:
         """Set up the (lazy) engine look-up."""
         self._resolver = EngineResolver(self.engine_config, self.reranker)
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> PrismDocumentCompressor:
+        """A deep copy that shares the quality scorer (and the engine), like the configuration says."""
+        memo = {} if memo is None else memo
+        share_quality(memo, self.quality)
+        return super().__deepcopy__(memo)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        """Pickle state: the quality scorer travels as its description (rebuilt on unpickling)."""
+        state = super().__getstate__()
+        return {**state, "__dict__": quality_to_pickle(state["__dict__"])}
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        """Rebuild from :meth:`__getstate__`."""
+        super().__setstate__({**state, "__dict__": quality_from_pickle(dict(state["__dict__"]))})
 
     @property
     def model(self) -> str | None:

@@ -6,6 +6,7 @@ Use :class:`PrismNodePostprocessor` wherever LlamaIndex takes a reranker, e.g.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,8 @@ from prism_integrations._common import (
     DEFAULT_ADD_CONTRIBUTION,
     DEFAULT_DROP_IRRELEVANT,
     DEFAULT_KEEP_ORIGINAL,
+    DEFAULT_MIN_QUALITY,
+    DEFAULT_QUALITY_WEIGHT,
     DEFAULT_SCORE_THRESHOLD,
     DEFAULT_TOP_N,
     DEFAULT_USE_EVIDENCE,
@@ -24,6 +27,7 @@ from prism_integrations._common import (
     Item,
     KeptDocument,
     NotSerializableError,
+    QualityField,
     Ranking,
     RerankSettings,
     arerank_items,
@@ -32,11 +36,22 @@ from prism_integrations._common import (
     fold_adapter_input,
     missing_framework_error,
     not_serializable_message,
+    omit_unused_quality,
+    quality_from_pickle,
+    quality_to_pickle,
     rerank_items,
+    share_quality,
 )
 
 try:
-    from llama_index.core.bridge.pydantic import Field, PrivateAttr, model_validator
+    from llama_index.core.bridge.pydantic import (
+        Field,
+        PrivateAttr,
+        SerializationInfo,
+        SerializerFunctionWrapHandler,
+        model_serializer,
+        model_validator,
+    )
     from llama_index.core.callbacks import CBEventType, EventPayload
     from llama_index.core.instrumentation import get_dispatcher
     from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
@@ -102,6 +117,18 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
     ``drop_irrelevant=True``; with ``use_evidence`` and ``add_contribution`` both off, or on a
     score-only backend, nothing is generated. ``to_dict``/``from_dict`` (and the JSON twins)
     round-trip the configuration; a postprocessor built with ``reranker=`` refuses to serialise.
+
+    Quality prior (optional, off by default): ``quality`` (a
+    :class:`prism_core.quality.QualityScorer`), ``min_quality`` (drop nodes whose raw quality is
+    below this, on the heads' 0–5 scale) and ``quality_weight`` ``w`` in ``[0, 1]``. With
+    ``quality``, each returned node's metadata ends with ``quality_score`` (the raw quality, also
+    added to the excluded metadata keys); ``NodeWithScore.score`` is the blended score
+    ``(1 − w) · relevance + w · clip(quality / 5, 0, 1)``, on which the nodes are ordered, cut by
+    ``score_threshold`` and by ``top_n`` (rules in that order: quality filter, blend, threshold,
+    top-n); ``metadata["relevance_score"]`` stays the raw relevance. Quality is computed only for
+    nodes that can still be returned, on their original text. ``min_quality`` or ``w > 0`` without
+    ``quality`` is refused. Serialised, ``quality`` is ``QualityScorer.to_dict()`` (without
+    ``quality`` the three keys are left out); copies share the scorer.
     Emits ``ReRankStartEvent``/``ReRankEndEvent`` and a ``CBEventType.RERANKING`` callback event,
     like LlamaIndex's own rerankers.
 
@@ -112,6 +139,15 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
         >>> engine = index.as_query_engine(node_postprocessors=[postprocessor])  # doctest: +SKIP
         >>> response = engine.query("what is X?")  # doctest: +SKIP
         >>> [n.node.metadata["contribution"] for n in response.source_nodes]  # doctest: +SKIP
+
+        Blended with the quality prior:
+
+        >>> from prism_core.quality import JQL_EDU_HEADS, QualityScorer
+        >>> blended = PrismNodePostprocessor(
+        ...     quality=QualityScorer(JQL_EDU_HEADS, trust_remote_code=True), quality_weight=0.3, top_n=3
+        ... )
+        >>> nodes = blended.postprocess_nodes(nodes, query_str="what is X?")  # doctest: +SKIP
+        >>> nodes[0].score, nodes[0].node.metadata["quality_score"]  # doctest: +SKIP
     """
 
     engine_config: EngineSpecField = Field(
@@ -131,6 +167,13 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
     )
     drop_irrelevant: bool = Field(
         default=DEFAULT_DROP_IRRELEVANT, description="Leave out nodes judged irrelevant."
+    )
+    quality: QualityField = Field(default=None, description="The quality prior (a QualityScorer), or None.")
+    min_quality: float | None = Field(
+        default=DEFAULT_MIN_QUALITY, description="Drop nodes whose raw quality (0-5) is below this."
+    )
+    quality_weight: float = Field(
+        default=DEFAULT_QUALITY_WEIGHT, description="w of the blend (1 - w) * relevance + w * quality / 5."
     )
 
     _resolver: EngineResolver = PrivateAttr()
@@ -161,6 +204,37 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
     def model_post_init(self, context: Any, /) -> None:
         """Set up the (lazy) engine look-up."""
         self._resolver = EngineResolver(self.engine_config, self.reranker)
+
+    @model_serializer(mode="wrap")
+    def custom_model_dump(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        """LlamaIndex's serialiser (adds ``class_name``), without the quality keys when unused."""
+        data = omit_unused_quality(handler(self))
+        data["class_name"] = self.class_name()
+        return data
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> PrismNodePostprocessor:
+        """A deep copy that shares the quality scorer (and the engine)."""
+        memo = {} if memo is None else memo
+        share_quality(memo, self.quality)
+        return super().__deepcopy__(memo)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle state: the quality scorer travels as its description (rebuilt on unpickling).
+
+        LlamaIndex drops (from the live object too) attributes that do not pickle; the scorer is
+        swapped for its description on a shallow copy first, so it is neither lost nor touched.
+        """
+        if self.quality is None:
+            return super().__getstate__()
+        clone = copy.copy(self)
+        clone.__dict__.update(quality_to_pickle(clone.__dict__))
+        return super(PrismNodePostprocessor, clone).__getstate__()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild from :meth:`__getstate__`."""
+        super().__setstate__({**state, "__dict__": quality_from_pickle(dict(state["__dict__"]))})
 
     @classmethod
     def class_name(cls) -> str:

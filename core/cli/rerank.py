@@ -13,6 +13,18 @@ Each result is :meth:`prism_core.PrismResult.to_dict` plus its 1-based ``rank``;
 sorted best first, cut by ``--threshold`` then ``--top-n`` for each query. Other keys of an input
 object (an ``"id"``...) are ignored.
 
+Quality prior (optional): ``--quality-head H`` (repeatable: the heads are averaged),
+``--quality-embedder E``, ``--min-quality X``, ``--quality-weight W``, ``--trust-remote-code`` put a
+query-free quality score (JQL-Edu heads on document embeddings, raw scale 0–5) beside the
+reranker's relevance. Each result then also has ``quality_score`` (the raw quality) and
+``blended_score`` = ``(1 − W) · score + W · clip(quality_score / 5, 0, 1)`` (``score`` stays the raw
+relevance). The rules, in order: results below ``--min-quality`` are dropped, the rest are ranked by
+``blended_score``, cut by ``--threshold`` on ``blended_score``, then by ``--top-n``. With ``W = 0``
+(the default) the order is the reranker's and ``blended_score`` equals ``score``. Quality is
+computed only for documents that can still be returned, on the documents' original text. The
+scorer is built before any input is read (a missing head file is an option error, exit 2) and
+loaded at the first line that needs it (a load failure stops the run, exit 1).
+
 Line accounting (every input line is accounted for, whatever its bytes):
 
 - The input is read as bytes and only ``\\n`` ends a line; one ``\\r\\n`` or ``\\n`` line ending is
@@ -66,8 +78,11 @@ from prism_core.cli.options import (
     ModelOptions,
     ModelUnavailable,
     OptionError,
+    QualityOptions,
     RerankerFactory,
     add_model_arguments,
+    add_quality_arguments,
+    build_quality_scorer,
     build_reranker,
     default_reranker_factory,
     load_now,
@@ -77,6 +92,8 @@ from prism_core.cli.options import (
 )
 from prism_core.errors import EngineClosedError, ModelLoadError
 from prism_core.protocol import Reranker
+from prism_core.quality.blend import apply_quality, engine_cuts
+from prism_core.quality.scorer import QualityScorer
 from prism_core.results import PrismResult
 from prism_core.validation import check_text
 
@@ -114,10 +131,19 @@ line accounting:
   stops the run with the input line to resume from (exit 1); so does Ctrl-C (exit 130): rerun
   with --start-line N to process the rest, with the original line numbers.
 
+quality prior:
+  With --quality-head, each result also has "quality_score" (the heads' raw score, 0-5 scale,
+  the mean over heads) and "blended_score" = (1 - W) * score + W * clip(quality_score / 5, 0, 1),
+  W = --quality-weight ("score" stays the reranker's relevance). Rules, in order: --min-quality
+  drops results below it; the rest are ranked by blended_score (best first), cut by --threshold
+  on blended_score, then by --top-n. W = 0 (default) keeps the reranker's order. Quality is
+  computed only for the documents that can still be returned, on their original text.
+
 exit status:
-  0 ok; 1 some line failed, the model could not be loaded or the output could not be written;
-  2 bad arguments or model options (unknown --backend, --max-length below the prompt's minimum,
-  an option the backend does not take), reported before any input is read; 130 interrupted.
+  0 ok; 1 some line failed, the model (or the quality prior) could not be loaded or the output
+  could not be written; 2 bad arguments or model options (unknown --backend, --max-length below
+  the prompt's minimum, an option the backend does not take, a quality option without
+  --quality-head, a missing head file), reported before any input is read; 130 interrupted.
 """
 
 
@@ -185,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-progress", dest="progress", action="store_false", help="no progress bar on stderr"
     )
     add_model_arguments(parser)
+    add_quality_arguments(parser)
     return parser
 
 
@@ -452,11 +479,16 @@ class _Runner:
         reranker: Reranker,
         writer: _Writer,
         log: Callable[[str], None],
+        quality: QualityScorer | None = None,
+        quality_options: QualityOptions | None = None,
     ) -> None:
         self.args = args
         self.options = options
         self._reranker = reranker
         self._loaded = False
+        self._quality = quality
+        self.quality_options = quality_options or QualityOptions()
+        self._quality_loaded = False
         self.writer = writer
         self.log = log
         self.failed = 0
@@ -477,12 +509,7 @@ class _Runner:
                 self.next_line = lineno + 1
                 return True
             query, documents = parse_line(text)
-            results = self._rerank(query, documents)
-            record = {
-                "line": lineno,
-                "query": query,
-                "results": [{"rank": rank, **r.to_dict()} for rank, r in enumerate(results, 1)],
-            }
+            record = {"line": lineno, "query": query, "results": self._results(query, documents)}
             try:
                 out = self.writer.dumps(record)
             except ValueError:
@@ -500,7 +527,63 @@ class _Runner:
         self.next_line = lineno + 1
         return True
 
-    def _rerank(self, query: str, documents: list[str]) -> list[PrismResult]:
+    def _results(self, query: str, documents: list[str]) -> list[dict[str, Any]]:
+        """The result records of one query, best first."""
+        if self._quality is None:
+            results = self._rerank(query, documents, self.args.top_n, self.args.threshold)
+            return [{"rank": rank, **r.to_dict()} for rank, r in enumerate(results, 1)]
+        rules: dict[str, Any] = {
+            "min_quality": self.quality_options.min_quality,
+            "quality_weight": self.quality_options.weight,
+            "top_n": self.args.top_n,
+            "score_threshold": self.args.threshold,
+        }
+        top_n, threshold = engine_cuts(**rules)  # what the reranker may cut itself, before quality
+        results = self._rerank(query, documents, top_n, threshold)
+        by_index = {r.index: r for r in results}
+        if len(by_index) != len(results) or not all(0 <= i < len(documents) for i in by_index):
+            raise LineError(
+                f"the reranker returned invalid or repeated indices for {len(documents)} documents"
+            )
+        ranked = [(r.index, r.score) for r in sorted(results, key=lambda r: -r.score)]
+        try:
+            outcome = apply_quality(
+                ranked, lambda idx: self._quality_scores([documents[i] for i in idx]), **rules
+            )
+        except (ValueError, TypeError) as exc:  # a malformed result or score (LineError passes through)
+            if isinstance(exc, LineError):
+                raise
+            raise LineError(one_line(exc)) from None
+        return [
+            {
+                "rank": rank,
+                **by_index[d.index].to_dict(),
+                "quality_score": d.quality,
+                "blended_score": d.score,
+            }
+            for rank, d in enumerate(outcome.kept, 1)
+        ]
+
+    def _quality_scores(self, texts: list[str]) -> list[float]:
+        """Raw quality of ``texts``; the scorer is loaded at the first call (a failure stops the run)."""
+        assert self._quality is not None
+        if not self._quality_loaded:
+            try:
+                self._quality.load()
+            except Exception as exc:  # ModelLoadError, HeadFileError, a missing extra...
+                heads = ", ".join(self._quality.heads)
+                raise ModelUnavailable(f"cannot load the quality prior ({heads}): {one_line(exc)}") from None
+            self._quality_loaded = True
+        try:
+            return self._quality.score(texts)
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise LineError(f"quality prior: {one_line(exc)}") from None
+        except Exception as exc:  # anything else (out of memory...) fails this line only
+            raise LineError(f"quality prior: {type(exc).__name__}: {one_line(exc)}") from None
+
+    def _rerank(
+        self, query: str, documents: list[str], top_n: int | None, threshold: float | None
+    ) -> list[PrismResult]:
         if not documents:
             return []
         reranker = self.reranker()
@@ -508,8 +591,8 @@ class _Runner:
             return reranker.rerank(
                 query,
                 documents,
-                top_n=self.args.top_n,
-                score_threshold=self.args.threshold,
+                top_n=top_n,
+                score_threshold=threshold,
                 evidence=self.args.evidence,
             )
         except (ModelLoadError, EngineClosedError) as exc:  # the model itself is gone: stop
@@ -547,7 +630,9 @@ def run(
         source_name = "standard input" if args.input == "-" else repr(args.input)
         parser.error(f"{where} the input file ({source_name}); refusing to overwrite the input")
     options = ModelOptions.from_args(args)
+    quality_options = QualityOptions.from_args(args)
     try:
+        quality = build_quality_scorer(quality_options, options.device)
         reranker = build_reranker(options, factory)
     except OptionError as exc:
         parser.error(str(exc))
@@ -590,7 +675,7 @@ def run(
                 print(message, file=sys.stderr, flush=True)
 
         output_name = "standard output" if args.output == "-" else repr(args.output)
-        runner = _Runner(args, options, reranker, _Writer(sink, output_name), log)
+        runner = _Runner(args, options, reranker, _Writer(sink, output_name), log, quality, quality_options)
 
         def resume() -> str:
             return f"resume from input line {runner.next_line} (--start-line {runner.next_line})"

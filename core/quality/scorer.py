@@ -221,6 +221,12 @@ class QualityScorer:
         heads = options.pop("heads")
         return cls(heads, **options)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Copies and pickles rebuild the scorer from its configuration (:meth:`to_dict`): it holds a
+        lock and loaded weights, and the copy shares the process's loaded encoder through the
+        model registry anyway."""
+        return (_rebuild, (type(self), self.to_dict()))
+
     def __repr__(self) -> str:
         return (
             f"QualityScorer(heads={list(self.heads)!r}, embedder={self.embedder!r}, device='{self.device}', "
@@ -387,3 +393,8 @@ def as_quality_scorer(value: Any, name: str = "quality") -> QualityScorer:
         f"{name} must be a prism_core.quality.QualityScorer (or its to_dict() mapping), "
         f"got {type(value).__name__}: {value!r:.80}"
     )
+
+
+def _rebuild(cls: type[QualityScorer], data: Mapping[str, Any]) -> QualityScorer:
+    """Unpickling and copying: ``cls.from_dict(data)`` (subclasses come back as themselves)."""
+    return cls.from_dict(data)

@@ -9,7 +9,9 @@ is written once:
 * :mod:`.engine`: the engine configuration an adapter holds and serialises (:class:`EngineSpec`)
   and how the engine is found (:class:`EngineResolver`, through the process-wide cache).
 * :mod:`.ranking`: item checks, the engine call, and the mapping rules (order, body swap,
-  metadata, items without text).
+  metadata, items without text, and the quality prior's rules when one is set).
+* :mod:`.quality`: the quality prior's options (``quality``, ``min_quality``, ``quality_weight``),
+  their checks, serialisation and copying.
 * :mod:`.copying`: copies that never fail on the caller's data and share no container with it.
 """
 
@@ -45,6 +47,20 @@ from prism_integrations._common.options import (
     RerankSettings,
     check_rule_options,
 )
+from prism_integrations._common.quality import (
+    DEFAULT_MIN_QUALITY,
+    DEFAULT_QUALITY,
+    DEFAULT_QUALITY_WEIGHT,
+    QUALITY_OPTION_NAMES,
+    QUALITY_SCORE,
+    QualityField,
+    check_quality_options,
+    omit_unused_quality,
+    quality_from_pickle,
+    quality_options_dict,
+    quality_to_pickle,
+    share_quality,
+)
 from prism_integrations._common.ranking import (
     Item,
     KeptDocument,
@@ -61,6 +77,9 @@ __all__ = [
     "DEFAULT_ADD_CONTRIBUTION",
     "DEFAULT_DROP_IRRELEVANT",
     "DEFAULT_KEEP_ORIGINAL",
+    "DEFAULT_MIN_QUALITY",
+    "DEFAULT_QUALITY",
+    "DEFAULT_QUALITY_WEIGHT",
     "DEFAULT_SCORE_THRESHOLD",
     "DEFAULT_TOP_N",
     "DEFAULT_USE_EVIDENCE",
@@ -68,6 +87,8 @@ __all__ = [
     "EVIDENCE_USED",
     "ORIGINAL_CONTENT",
     "OUR_METADATA_KEYS",
+    "QUALITY_OPTION_NAMES",
+    "QUALITY_SCORE",
     "RELEVANCE_SCORE",
     "EngineResolver",
     "EngineSpec",
@@ -75,11 +96,13 @@ __all__ = [
     "Item",
     "KeptDocument",
     "NotSerializableError",
+    "QualityField",
     "Ranking",
     "RerankSettings",
     "arerank_items",
     "build_kept_documents",
     "check_items",
+    "check_quality_options",
     "check_reranker",
     "check_rule_options",
     "copy_object",
@@ -87,8 +110,13 @@ __all__ = [
     "merge_metadata",
     "missing_framework_error",
     "not_serializable_message",
+    "omit_unused_quality",
+    "quality_from_pickle",
+    "quality_options_dict",
+    "quality_to_pickle",
     "rerank_items",
     "safe_copy",
+    "share_quality",
     "split_engine_input",
 ]
 
@@ -116,9 +144,11 @@ def fold_adapter_input(data: Any, *, top_n_name: str = "top_n") -> Any:
 
     Folds ``model``, ``backend`` and engine options (or ``engine_config``) into one
     ``engine_config`` (:class:`EngineSpec`, ``None`` with a ``reranker``), and checks the ranking
-    options with :mod:`prism_core.validation` before pydantic sees them, so nothing is coerced.
-    Errors are raised as they are (a ``TypeError`` stays a ``TypeError``; pydantic wraps a
-    ``ValueError`` into its ``ValidationError``, itself a ``ValueError``).
+    options with :mod:`prism_core.validation` (and the quality options with
+    :func:`check_quality_options`: a ``quality`` mapping is rebuilt into its scorer) before pydantic
+    sees them, so nothing is coerced. Errors are raised as they are (a ``TypeError`` stays a
+    ``TypeError``; pydantic wraps a ``ValueError`` into its ``ValidationError``, itself a
+    ``ValueError``).
 
     Example:
         >>> out = fold_adapter_input({"model": "m", "top_n": 2})
@@ -129,6 +159,11 @@ def fold_adapter_input(data: Any, *, top_n_name: str = "top_n") -> Any:
         return data  # an instance being revalidated, or something pydantic will refuse itself
     rest, spec, reranker = split_engine_input(data)
     rest.update(check_rule_options(rest, top_n_name=top_n_name))
+    if any(name in rest for name in QUALITY_OPTION_NAMES):
+        quality, min_quality, weight = check_quality_options(
+            rest.get("quality"), rest.get("min_quality"), rest.get("quality_weight")
+        )
+        rest.update(quality=quality, min_quality=min_quality, quality_weight=weight)
     rest["engine_config"] = spec
     rest["reranker"] = reranker
     return rest

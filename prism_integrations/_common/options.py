@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from prism_core.protocol import Capabilities
+from prism_core.quality.blend import DEFAULT_QUALITY_WEIGHT, engine_cuts
 from prism_core.validation import check_bool, check_threshold, check_top_n
+from prism_integrations._common.quality import check_quality_options
 
 __all__ = [
     "BOOL_OPTION_NAMES",
@@ -97,12 +99,16 @@ class RerankSettings:
 
     Attributes:
         top_n: Keep at most this many ranked documents (``None`` = no limit).
-        score_threshold: Keep only documents with ``score >= score_threshold`` (``None`` = no cut).
+        score_threshold: Keep only documents with ``score >= score_threshold`` (``None`` = no cut);
+            with a quality prior, the score is the blended one.
         use_evidence: Swap a kept, relevant document's body for its (complete) evidence passage.
         add_contribution: Put the model's contribution into :data:`CONTRIBUTION` (else ``None``).
         keep_original: When the body was swapped, keep the original in :data:`ORIGINAL_CONTENT`.
         drop_irrelevant: Leave out documents judged irrelevant.
         top_n_name: The count limit's name in error messages (Haystack: ``top_k``).
+        quality: A :class:`prism_core.quality.QualityScorer`, or ``None`` (no quality prior).
+        min_quality: Drop documents whose raw quality is below this (``[0, 5]``; needs ``quality``).
+        quality_weight: ``w`` in ``[0, 1]`` of the blend (``w > 0`` needs ``quality``).
 
     Example:
         >>> from prism_core.protocol import Capabilities
@@ -117,6 +123,9 @@ class RerankSettings:
     keep_original: bool = DEFAULT_KEEP_ORIGINAL
     drop_irrelevant: bool = DEFAULT_DROP_IRRELEVANT
     top_n_name: str = "top_n"
+    quality: Any = None
+    min_quality: float | None = None
+    quality_weight: float = DEFAULT_QUALITY_WEIGHT
 
     def __post_init__(self) -> None:
         checked = check_rule_options(
@@ -130,6 +139,12 @@ class RerankSettings:
         object.__setattr__(self, "top_n", checked.pop(self.top_n_name))
         for name, value in checked.items():
             object.__setattr__(self, name, value)
+        quality, min_quality, weight = check_quality_options(
+            self.quality, self.min_quality, self.quality_weight, rebuild=False
+        )
+        object.__setattr__(self, "quality", quality)
+        object.__setattr__(self, "min_quality", min_quality)
+        object.__setattr__(self, "quality_weight", weight)
 
     @classmethod
     def of(
@@ -143,8 +158,9 @@ class RerankSettings:
         """The rules for one call, read from an adapter's current attributes.
 
         Args:
-            adapter: The adapter: its count limit (attribute ``top_n_name``), ``score_threshold``
-                and :data:`BOOL_OPTION_NAMES`.
+            adapter: The adapter: its count limit (attribute ``top_n_name``), ``score_threshold``,
+                :data:`BOOL_OPTION_NAMES` and, when it has them, ``quality``, ``min_quality`` and
+                ``quality_weight``.
             top_n_name: The count limit's attribute (and parameter) name.
             top_n: Overrides the adapter's count limit for this call (``None``: the adapter's).
             score_threshold: Overrides the adapter's threshold for this call (``None``: the adapter's).
@@ -153,6 +169,9 @@ class RerankSettings:
             top_n=getattr(adapter, top_n_name) if top_n is None else top_n,
             score_threshold=adapter.score_threshold if score_threshold is None else score_threshold,
             top_n_name=top_n_name,
+            quality=getattr(adapter, "quality", None),
+            min_quality=getattr(adapter, "min_quality", None),
+            quality_weight=getattr(adapter, "quality_weight", DEFAULT_QUALITY_WEIGHT),
             **{name: getattr(adapter, name) for name in BOOL_OPTION_NAMES},
         )
 
@@ -160,14 +179,29 @@ class RerankSettings:
         """Whether the engine should generate: it can, and the body swap or the contribution is wanted."""
         return bool(capabilities.evidence) and (self.use_evidence or self.add_contribution)
 
+    def engine_cuts(self) -> tuple[int | None, float | None]:
+        """The ``(top_n, score_threshold)`` the engine may apply itself.
+
+        The caller's own values without a quality prior. With one, only what the quality rules would
+        cut anyway (:func:`prism_core.quality.blend.engine_cuts`): ``top_n`` only when quality can
+        neither reorder nor remove documents, and the weakest relevance that can still reach the
+        threshold once blended.
+        """
+        if self.quality is None:
+            return self.top_n, self.score_threshold
+        return engine_cuts(
+            min_quality=self.min_quality,
+            quality_weight=self.quality_weight,
+            top_n=self.top_n,
+            score_threshold=self.score_threshold,
+        )
+
     def engine_kwargs(self, capabilities: Capabilities) -> dict[str, Any]:
         """Keyword arguments for the engine's ``rerank``/``arerank``.
 
-        ``evidence`` is on only when :meth:`generate` says so: with ``use_evidence`` and
-        ``add_contribution`` both off, or on a score-only backend, the call is a pure scoring pass.
+        ``top_n`` and ``score_threshold`` are :meth:`engine_cuts`. ``evidence`` is on only when
+        :meth:`generate` says so: with ``use_evidence`` and ``add_contribution`` both off, or on a
+        score-only backend, the call is a pure scoring pass.
         """
-        return {
-            "top_n": self.top_n,
-            "score_threshold": self.score_threshold,
-            "evidence": self.generate(capabilities),
-        }
+        top_n, score_threshold = self.engine_cuts()
+        return {"top_n": top_n, "score_threshold": score_threshold, "evidence": self.generate(capabilities)}

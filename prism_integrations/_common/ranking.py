@@ -20,6 +20,21 @@ copies of the items without text. The rules, written once for the three adapters
   (copied, none of our keys), and a warning names their positions. ``top_n``, ``score_threshold``
   and ``drop_irrelevant`` apply to the ranked documents only, so nothing the model cannot judge is
   dropped.
+
+With a quality prior (``settings.quality``, see :mod:`prism_core.quality.blend`) the engine is still
+called once, with only the cuts the quality rules allow (:meth:`RerankSettings.engine_cuts`); then:
+
+* Documents that cannot be returned (irrelevant ones when ``drop_irrelevant`` is on) are set aside
+  first: they are never scored for quality and take no ``top_n`` slot.
+* The rules, in order: quality filter (``min_quality``, on the raw 0–5 scale), blend
+  ``(1 − w) · relevance + w · clip(quality / 5, 0, 1)``, ``score_threshold`` on the blended score,
+  ``top_n`` on the blended order (best first; ties keep the relevance order).
+* Quality is computed, in one scorer call on the ORIGINAL texts (never the evidence), only for the
+  documents that can still be returned.
+* Metadata: ``relevance_score`` is the raw relevance; ``quality_score`` (the raw quality) comes last;
+  :attr:`KeptDocument.score` (the framework's score slot) is the blended score. Documents dropped by
+  ``min_quality`` are listed in :attr:`Ranking.dropped_low_quality` and logged (DEBUG) as dropped by
+  the caller's rule. Items without text still pass through unscored at the end.
 """
 
 from __future__ import annotations
@@ -31,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prism_core.protocol import Reranker
+from prism_core.quality.blend import QUALITY_SCORE, QualityOutcome, aapply_quality, apply_quality
 from prism_core.ranking import select
 from prism_core.results import PrismResult
 from prism_core.validation import check_query, check_text
@@ -106,9 +122,11 @@ class KeptDocument:
         content: The new body (evidence passage or original body).
         metadata: The full new metadata: a copy of the caller's, then our keys.
         added_keys: Our keys written into ``metadata``, in order.
-        score: The relevance score.
+        score: The score for the framework's score slot: the relevance score, or with a quality
+            prior the blended score.
         evidence_used: Whether ``content`` is the evidence passage.
         result: The engine's result for this document (its ``index`` is the engine call's position).
+        quality: The raw quality score with a quality prior, else ``None``.
     """
 
     index: int
@@ -118,14 +136,24 @@ class KeptDocument:
     score: float
     evidence_used: bool
     result: PrismResult
+    quality: float | None = None
+
+    @property
+    def relevance(self) -> float:
+        """The reranker's raw relevance score (``metadata["relevance_score"]``)."""
+        return float(self.result.score)
 
 
 @dataclass(frozen=True)
 class Ranking:
-    """What one call returns: the ranked documents (best first), then the positions left unscored."""
+    """What one call returns: the ranked documents (best first), then the positions left unscored.
+
+    ``dropped_low_quality`` lists the caller's positions that ``min_quality`` dropped (input order).
+    """
 
     kept: list[KeptDocument] = field(default_factory=list)
     unscored: list[int] = field(default_factory=list)
+    dropped_low_quality: list[int] = field(default_factory=list)
 
 
 def _check_results(results: Sequence[PrismResult], n_inputs: int, settings: RerankSettings) -> None:
@@ -136,7 +164,7 @@ def _check_results(results: Sequence[PrismResult], n_inputs: int, settings: Rera
                 f"The reranker returned an invalid or repeated index {result.index} for {n_inputs} documents"
             )
         seen.add(result.index)
-    if settings.top_n is None and settings.score_threshold is None and len(seen) != n_inputs:
+    if settings.engine_cuts() == (None, None) and len(seen) != n_inputs:
         logger.warning(
             "The reranker returned %d results for %d documents without top_n or score_threshold; "
             "the missing documents are left out",
@@ -176,30 +204,105 @@ def build_kept_documents(
     for result in select(results, settings.top_n, settings.score_threshold):
         if settings.drop_irrelevant and not result.relevant:
             continue
-        original = texts[result.index]
-        evidence = result.evidence
-        swap = bool(
-            settings.use_evidence and result.relevant and evidence is not None and result.evidence_complete
-        )
-        ours: dict[str, Any] = {
-            RELEVANCE_SCORE: float(result.score),
-            CONTRIBUTION: result.contribution if settings.add_contribution else None,
-            EVIDENCE_USED: swap,
-        }
-        if swap and settings.keep_original:
-            ours[ORIGINAL_CONTENT] = original
-        kept.append(
-            KeptDocument(
-                index=positions[result.index],
-                content=evidence if swap and evidence is not None else original,
-                metadata=merge_metadata(metadatas[result.index], ours),
-                added_keys=tuple(ours),
-                score=float(result.score),
-                evidence_used=swap,
-                result=result,
-            )
-        )
+        i = result.index
+        kept.append(_kept(result, texts[i], metadatas[i], settings, positions[i], score=float(result.score)))
     return kept
+
+
+def _kept(
+    result: PrismResult,
+    original: str,
+    metadata: Mapping[str, Any] | None,
+    settings: RerankSettings,
+    position: int,
+    *,
+    score: float,
+    quality: float | None = None,
+) -> KeptDocument:
+    """One returned document: the body rule, then the metadata (``quality_score`` last, when given)."""
+    evidence = result.evidence
+    swap = bool(
+        settings.use_evidence and result.relevant and evidence is not None and result.evidence_complete
+    )
+    ours: dict[str, Any] = {
+        RELEVANCE_SCORE: float(result.score),
+        CONTRIBUTION: result.contribution if settings.add_contribution else None,
+        EVIDENCE_USED: swap,
+    }
+    if swap and settings.keep_original:
+        ours[ORIGINAL_CONTENT] = original
+    if quality is not None:
+        ours[QUALITY_SCORE] = quality
+    return KeptDocument(
+        index=position,
+        content=evidence if swap and evidence is not None else original,
+        metadata=merge_metadata(metadata, ours),
+        added_keys=tuple(ours),
+        score=score,
+        evidence_used=swap,
+        result=result,
+        quality=quality,
+    )
+
+
+def _quality_inputs(
+    results: Sequence[PrismResult], n_inputs: int, settings: RerankSettings
+) -> tuple[list[tuple[int, float]], set[int] | None]:
+    """Check the engine's results and turn them into the quality rules' input.
+
+    Returns:
+        ``(ranked, returnable)``: ``(engine position, relevance)`` best first (ties keep the engine's
+        order), and the positions that can still be returned (``None``: all of them).
+    """
+    _check_results(results, n_inputs, settings)
+    ranked = [(r.index, float(r.score)) for r in sorted(results, key=lambda r: -r.score)]
+    returnable = {r.index for r in results if r.relevant} if settings.drop_irrelevant else None
+    return ranked, returnable
+
+
+def _finish_quality(
+    results: Sequence[PrismResult],
+    texts: list[str],
+    items: Sequence[Item],
+    scored: list[int],
+    unscored: list[int],
+    settings: RerankSettings,
+    outcome: QualityOutcome,
+    name: str,
+) -> Ranking:
+    by_index = {r.index: r for r in results}
+    kept = [
+        _kept(
+            by_index[d.index],
+            texts[d.index],
+            items[scored[d.index]].metadata,
+            settings,
+            scored[d.index],
+            score=d.score,
+            quality=d.quality,
+        )
+        for d in outcome.kept
+    ]
+    low = [scored[i] for i in sorted(outcome.dropped_low_quality)]
+    if low:
+        shown = ", ".join(f"{name}[{i}]" for i in low[:10]) + (", ..." if len(low) > 10 else "")
+        logger.debug(
+            "dropped %d of %d %s by the caller's rule min_quality=%s (%s)",
+            len(low),
+            len(items),
+            name,
+            settings.min_quality,
+            shown,
+        )
+    logger.debug(
+        "kept %d of %d %s (%d unscored; quality computed for %d)",
+        len(kept),
+        len(items),
+        name,
+        len(unscored),
+        len(outcome.quality),
+    )
+    return Ranking(kept, unscored, low)
 
 
 def _prepare(query: Any, items: Sequence[Item], name: str) -> tuple[str, list[int], list[str], list[int]]:
@@ -251,7 +354,9 @@ def rerank_items(
 ) -> Ranking:
     """Check the query and texts, make the ONE engine call, and say what to return.
 
-    Nothing touches the engine when no item has text (it is not even looked up).
+    Nothing touches the engine when no item has text (it is not even looked up). With a quality
+    prior (``settings.quality``), the quality rules follow (see the module docstring), with at most
+    one scorer call.
 
     Args:
         resolver: The adapter's engine.
@@ -270,7 +375,20 @@ def rerank_items(
         return Ranking([], unscored)
     engine: Reranker = resolver.get()
     results = engine.rerank(query, texts, **resolver.call_kwargs(engine, settings, adapter))
-    return _finish(results, texts, items, scored, unscored, settings)
+    scorer = settings.quality
+    if scorer is None:
+        return _finish(results, texts, items, scored, unscored, settings)
+    ranked, returnable = _quality_inputs(results, len(texts), settings)
+    outcome = apply_quality(
+        ranked,
+        lambda indices: scorer.score([texts[i] for i in indices]),
+        returnable=returnable,
+        min_quality=settings.min_quality,
+        quality_weight=settings.quality_weight,
+        score_threshold=settings.score_threshold,
+        top_n=settings.top_n,
+    )
+    return _finish_quality(results, texts, items, scored, unscored, settings, outcome, name)
 
 
 async def arerank_items(
@@ -282,10 +400,24 @@ async def arerank_items(
     adapter: str,
     name: str = "documents",
 ) -> Ranking:
-    """The same as :func:`rerank_items` through the engine's ``arerank`` (does not block the loop)."""
+    """The same as :func:`rerank_items` through the engine's ``arerank`` and the scorer's ``ascore``
+    (neither blocks the loop)."""
     query, scored, texts, unscored = _prepare(query, items, name)
     if not texts:
         return Ranking([], unscored)
     engine: Reranker = resolver.get() if resolver.ready else await asyncio.to_thread(resolver.get)
     results = await engine.arerank(query, texts, **resolver.call_kwargs(engine, settings, adapter))
-    return _finish(results, texts, items, scored, unscored, settings)
+    scorer = settings.quality
+    if scorer is None:
+        return _finish(results, texts, items, scored, unscored, settings)
+    ranked, returnable = _quality_inputs(results, len(texts), settings)
+    outcome = await aapply_quality(
+        ranked,
+        lambda indices: scorer.ascore([texts[i] for i in indices]),
+        returnable=returnable,
+        min_quality=settings.min_quality,
+        quality_weight=settings.quality_weight,
+        score_threshold=settings.score_threshold,
+        top_n=settings.top_n,
+    )
+    return _finish_quality(results, texts, items, scored, unscored, settings, outcome, name)

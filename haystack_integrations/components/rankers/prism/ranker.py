@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from prism_core.protocol import Reranker
+from prism_core.quality.scorer import QualityScorer
 from prism_core.validation import check_query
 from prism_integrations._common import (
     DEFAULT_ADD_CONTRIBUTION,
     DEFAULT_DROP_IRRELEVANT,
     DEFAULT_KEEP_ORIGINAL,
+    DEFAULT_MIN_QUALITY,
+    DEFAULT_QUALITY_WEIGHT,
     DEFAULT_SCORE_THRESHOLD,
     DEFAULT_TOP_N,
     DEFAULT_USE_EVIDENCE,
@@ -22,11 +27,16 @@ from prism_integrations._common import (
     RerankSettings,
     arerank_items,
     check_items,
+    check_quality_options,
     check_rule_options,
     copy_object,
     missing_framework_error,
     not_serializable_message,
+    quality_from_pickle,
+    quality_options_dict,
+    quality_to_pickle,
     rerank_items,
+    share_quality,
     split_engine_input,
 )
 
@@ -76,8 +86,20 @@ class PrismRanker:
     :meth:`run` override the ones given here. With ``use_evidence`` and ``add_contribution`` both
     off, or on a score-only backend, nothing is generated.
 
+    Quality prior (optional, off by default): ``quality`` (a
+    :class:`prism_core.quality.QualityScorer`), ``min_quality`` (drop documents whose raw quality is
+    below this, on the heads' 0–5 scale) and ``quality_weight`` ``w`` in ``[0, 1]``. With
+    ``quality``, each returned document's ``meta`` ends with ``quality_score`` (the raw quality);
+    ``Document.score`` is the blended score ``(1 − w) · relevance + w · clip(quality / 5, 0, 1)``,
+    on which the documents are ordered, cut by ``score_threshold`` and by ``top_k`` (rules in that
+    order: quality filter, blend, threshold, top-k); ``meta["relevance_score"]`` stays the raw
+    relevance. Quality is computed only for documents that can still be returned, on their
+    original content. ``min_quality`` or ``w > 0`` without ``quality`` is refused. :meth:`warm_up`
+    loads the scorer too.
+
     Serialisation: ``to_dict``/``from_dict`` and ``Pipeline.dumps``/``loads`` keep the engine
-    configuration and the options. The class lives in the ``haystack_integrations`` namespace, so
+    configuration and the options (``quality`` as ``QualityScorer.to_dict()``; without ``quality``
+    the three quality keys are left out). The class lives in the ``haystack_integrations`` namespace, so
     ``Pipeline.loads`` rebuilds it with Haystack's default allowlist (no ``allowed_modules``). A
     ranker built with a ``reranker`` object cannot be serialised (``SerializationError``).
 
@@ -91,6 +113,13 @@ class PrismRanker:
         >>> pipe.add_component("ranker", ranker)
         >>> pipe.connect("retriever.documents", "ranker.documents")  # doctest: +SKIP
         >>> out = pipe.run({"retriever": {"query": q}, "ranker": {"query": q}})  # doctest: +SKIP
+
+        Blended with the quality prior:
+
+        >>> from prism_core.quality import JQL_EDU_HEADS, QualityScorer
+        >>> blended = PrismRanker(
+        ...     quality=QualityScorer(JQL_EDU_HEADS, trust_remote_code=True), quality_weight=0.3, top_k=3
+        ... )
     """
 
     def __init__(
@@ -106,6 +135,9 @@ class PrismRanker:
         add_contribution: bool = DEFAULT_ADD_CONTRIBUTION,
         keep_original: bool = DEFAULT_KEEP_ORIGINAL,
         drop_irrelevant: bool = DEFAULT_DROP_IRRELEVANT,
+        quality: QualityScorer | Mapping[str, Any] | None = None,
+        min_quality: float | None = DEFAULT_MIN_QUALITY,
+        quality_weight: float = DEFAULT_QUALITY_WEIGHT,
         **engine_options: Any,
     ) -> None:
         """Create the ranker; nothing is loaded (see the class docstring for the options).
@@ -137,6 +169,9 @@ class PrismRanker:
             },
             top_n_name="top_k",
         )
+        checked_quality, checked_min_quality, checked_weight = check_quality_options(
+            quality, min_quality, quality_weight
+        )
         self.engine_config: EngineSpec | None = spec
         self.reranker: Reranker | None = checked_reranker
         self.top_k: int | None = options["top_k"]
@@ -145,8 +180,29 @@ class PrismRanker:
         self.add_contribution: bool = options["add_contribution"]
         self.keep_original: bool = options["keep_original"]
         self.drop_irrelevant: bool = options["drop_irrelevant"]
+        self.quality: QualityScorer | None = checked_quality
+        self.min_quality: float | None = checked_min_quality
+        self.quality_weight: float = checked_weight
         self._resolver = EngineResolver(spec, checked_reranker)
         self._engine: Reranker | None = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PrismRanker:
+        """A deep copy that shares the quality scorer (and the engine)."""
+        share_quality(memo, self.quality)
+        cls = type(self)
+        clone = cls.__new__(cls)
+        memo[id(self)] = clone
+        for name, value in self.__dict__.items():
+            setattr(clone, name, copy.deepcopy(value, memo))
+        return clone
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle state: the quality scorer travels as its description (rebuilt on unpickling)."""
+        return quality_to_pickle(self.__dict__)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild from :meth:`__getstate__`."""
+        self.__dict__.update(quality_from_pickle(dict(state)))
 
     @property
     def model(self) -> str | None:
@@ -164,8 +220,11 @@ class PrismRanker:
         return self._resolver.get()
 
     def warm_up(self) -> None:
-        """Look up the engine and load its weights (idempotent; a pipeline calls it before running)."""
+        """Look up the engine and load its weights, and the quality scorer's (idempotent; a pipeline
+        calls it before running)."""
         self._warm_engine()
+        if self.quality is not None:
+            self.quality.load()
 
     def _warm_engine(self) -> Reranker:
         if self._engine is None:
@@ -176,6 +235,8 @@ class PrismRanker:
     async def warm_up_async(self) -> None:
         """:meth:`warm_up` in a worker thread, so loading does not block the event loop."""
         await self._awarm_engine()
+        if self.quality is not None and not self.quality.loaded:
+            await asyncio.to_thread(self.quality.load)
 
     async def _awarm_engine(self) -> Reranker:
         if self._engine is None:
@@ -183,7 +244,8 @@ class PrismRanker:
         return self._engine
 
     def to_dict(self) -> dict[str, Any]:
-        """Serialise the component: ``engine_config`` (model, backend, engine options) and the options.
+        """Serialise the component: ``engine_config`` (model, backend, engine options) and the options
+        (the quality options only when ``quality`` is set).
 
         Raises:
             SerializationError: The ranker was built with a ``reranker`` object, which cannot be
@@ -200,6 +262,7 @@ class PrismRanker:
             add_contribution=self.add_contribution,
             keep_original=self.keep_original,
             drop_irrelevant=self.drop_irrelevant,
+            **quality_options_dict(self.quality, self.min_quality, self.quality_weight),
         )
 
     @classmethod
