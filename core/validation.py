@@ -105,3 +105,21 @@ def check_documents(documents: Any) -> list[str]:
     if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
         raise TypeError(f"documents must be a sequence of str, got {type(documents).__name__}")
     return [check_text(doc, f"documents[{i}]") for i, doc in enumerate(documents)]
+
+
+def check_rerank_args(
+    query: Any, documents: Any, top_n: Any, score_threshold: Any, evidence: Any
+) -> tuple[str, list[str], int | None, float | None, bool]:
+    """Every backend's ``rerank``/``arerank`` arguments, checked in one place, in signature order.
+
+    Example:
+        >>> check_rerank_args("q", ["d"], None, 0.5, True)
+        ('q', ['d'], None, 0.5, True)
+    """
+    return (
+        check_query(query),
+        check_documents(documents),
+        check_top_n(top_n),
+        check_threshold(score_threshold),
+        check_bool(evidence, "evidence"),
+    )

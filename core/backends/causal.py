@@ -25,7 +25,12 @@ from prism_core.runtime.loading import LoadedModel, registry
 from prism_core.runtime.pipeline import CausalExecutor, RerankJob
 from prism_core.runtime.runner import ModelRunner
 from prism_core.runtime.tokenization import EncodedPrompt, PromptTemplate, PromptTokenizer, verdict_ids
-from prism_core.validation import check_bool, check_documents, check_query, check_threshold, check_top_n
+from prism_core.validation import (
+    check_bool,
+    check_documents,
+    check_query,
+    check_rerank_args,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -273,11 +278,9 @@ class CausalLMReranker:
     def _check(
         self, query: Any, documents: Any, top_n: Any, score_threshold: Any, evidence: Any
     ) -> tuple[str, list[str], int | None, float | None, bool]:
-        query = check_query(query)
-        docs = check_documents(documents)
-        top_n = check_top_n(top_n)
-        score_threshold = check_threshold(score_threshold)
-        evidence = check_bool(evidence, "evidence")
+        query, docs, top_n, score_threshold, evidence = check_rerank_args(
+            query, documents, top_n, score_threshold, evidence
+        )
         return query, docs, top_n, score_threshold, evidence and self.capabilities.evidence
 
     def _encode(self, query: str, docs: list[str]) -> list[EncodedPrompt]:

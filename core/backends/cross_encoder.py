@@ -48,7 +48,12 @@ from prism_core.runtime.batching import plan_batches
 from prism_core.runtime.devices import dtype_name, resolve_device, resolve_dtype
 from prism_core.runtime.engine_loop import EngineLoop, Job, Pass
 from prism_core.runtime.loading import LoadedModel, check_local, load_error, registry
-from prism_core.validation import check_bool, check_documents, check_query, check_threshold, check_top_n
+from prism_core.validation import (
+    check_bool,
+    check_documents,
+    check_query,
+    check_rerank_args,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -665,11 +670,10 @@ class CrossEncoderReranker:
     def _check(
         self, query: Any, documents: Any, top_n: Any, score_threshold: Any, evidence: Any
     ) -> tuple[str, list[str], int | None, float | None]:
-        query = check_query(query)
-        docs = check_documents(documents)
-        top_n = check_top_n(top_n)
-        score_threshold = check_threshold(score_threshold)
-        if check_bool(evidence, "evidence"):
+        query, docs, top_n, score_threshold, evidence = check_rerank_args(
+            query, documents, top_n, score_threshold, evidence
+        )
+        if evidence:
             self._say_once(
                 "evidence",
                 "%s: evidence=True is a no-op: a cross-encoder only scores "

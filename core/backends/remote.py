@@ -42,12 +42,10 @@ from prism_core.protocol import SCORE_ONLY, Capabilities
 from prism_core.ranking import select, sigmoid
 from prism_core.results import PrismResult
 from prism_core.validation import (
-    check_bool,
     check_documents,
     check_query,
+    check_rerank_args,
     check_text,
-    check_threshold,
-    check_top_n,
 )
 
 logger = logging.getLogger(__name__)
@@ -299,7 +297,7 @@ class RemoteReranker:
             RemoteResponseError: The server answered an invalid or incomplete result list.
             RemoteUnavailableError: The server could not be reached through every retry.
         """
-        query, docs, top_n, score_threshold, evidence = _check(
+        query, docs, top_n, score_threshold, evidence = check_rerank_args(
             query, documents, top_n, score_threshold, evidence
         )
         if not docs:
@@ -316,7 +314,7 @@ class RemoteReranker:
         evidence: bool = True,
     ) -> list[PrismResult]:
         """:meth:`rerank` without blocking the event loop (with ``httpx.AsyncClient``)."""
-        query, docs, top_n, score_threshold, evidence = _check(
+        query, docs, top_n, score_threshold, evidence = check_rerank_args(
             query, documents, top_n, score_threshold, evidence
         )
         if not docs:
@@ -665,15 +663,3 @@ def _in_input_order(results: list[PrismResult], n: int) -> list[float]:
     for r in results:
         scores[r.index] = r.score
     return scores
-
-
-def _check(
-    query: Any, documents: Any, top_n: Any, score_threshold: Any, evidence: Any
-) -> tuple[str, list[str], int | None, float | None, bool]:
-    return (
-        check_query(query),
-        check_documents(documents),
-        check_top_n(top_n),
-        check_threshold(score_threshold),
-        check_bool(evidence, "evidence"),
-    )
