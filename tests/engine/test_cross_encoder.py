@@ -4,6 +4,7 @@ ranking, truncation flags, serving many callers, cancellation, loading and its e
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -165,7 +166,12 @@ def test_evidence_is_a_no_op_said_once_per_instance(
     with_evidence = engine.rerank(QUERY, DOCS)
     engine.rerank(QUERY, DOCS, evidence=True)
     asyncio.run(engine.arerank(QUERY, DOCS))
-    assert with_evidence == engine.rerank(QUERY, DOCS, evidence=False)
+    without = engine.rerank(QUERY, DOCS, evidence=False)
+    # Batch sizes follow measured pass cost, so two calls may batch differently: float noise only.
+    assert [dataclasses.replace(r, score=0.0, logit=0.0) for r in with_evidence] == [
+        dataclasses.replace(r, score=0.0, logit=0.0) for r in without
+    ]
+    assert [r.score for r in with_evidence] == pytest.approx([r.score for r in without], abs=1e-5)
     said = [r for r in caplog.records if "evidence=True is a no-op" in r.getMessage()]
     assert len(said) == 1 and said[0].levelno == logging.INFO
 
