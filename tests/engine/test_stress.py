@@ -128,17 +128,22 @@ def test_cancelled_requests_stop_costing_work(engine: PrismReranker) -> None:
 
         # Cancelled while their prompts are encoded: never submitted.
         await asyncio.gather(*(abandoned(0.01) for _ in range(4)))
-        # Cancelled once the engine holds them.
-        tasks = [asyncio.create_task(engine.arerank(QUERY, big)) for _ in range(4)]
-        deadline = time.monotonic() + 30
-        while loop.queue_depth < 4 and time.monotonic() < deadline:
-            await asyncio.sleep(0.005)
-        assert loop.queue_depth >= 4
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with pytest.raises(asyncio.CancelledError):
-                await task
+        # Cancelled once the engine holds them. Passes are slowed while they are queued so that none
+        # can finish before all four are held, however fast the machine.
+        hook = engine.runner.model.register_forward_pre_hook(lambda *_: time.sleep(0.05))
+        try:
+            tasks = [asyncio.create_task(engine.arerank(QUERY, big)) for _ in range(4)]
+            deadline = time.monotonic() + 30
+            while loop.queue_depth < 4 and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            assert loop.queue_depth >= 4
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+        finally:
+            hook.remove()
         t1 = time.perf_counter()
         await engine.arerank(QUERY, small)
         return time.perf_counter() - t1

@@ -121,17 +121,24 @@ def test_request_timeout_is_504_and_cancels_the_engine_work(tiny_engine: Any) ->
         "documents": [f"Rust fact number {i}: " + "ownership " * 40 for i in range(48)],
         "evidence": True,
     }
-    with ServerThread(create_app(tiny_engine, settings=settings)) as server:
-        server.wait_ready()
-        cancelled = stats.jobs_cancelled
-        started = time.monotonic()
-        response = httpx.post(f"{server.url}/v2/rerank", json=heavy, timeout=30)
-        assert response.status_code == 504, response.text
-        assert "timeout of 0.3 s" in response.json()["detail"] and time.monotonic() - started < 5
-        wait_until(lambda: stats.jobs_cancelled > cancelled, 10, "the engine to drop the cancelled job")
-        wait_until(lambda: tiny_engine.engine_loop.queue_depth == 0, 10, "an empty engine queue")
-        small = httpx.post(f"{server.url}/v2/rerank", json={"query": "q", "documents": ["a"]}, timeout=30)
-        assert small.status_code == 200
+    # Every forward pass takes at least 0.5 s, so the request cannot finish inside its 0.3 s timeout
+    # however fast the machine is (the tiny model alone may answer 48 documents in under 0.3 s).
+    hook = tiny_engine.runner.model.register_forward_pre_hook(lambda *_: time.sleep(0.5))
+    try:
+        with ServerThread(create_app(tiny_engine, settings=settings)) as server:
+            server.wait_ready()
+            cancelled = stats.jobs_cancelled
+            started = time.monotonic()
+            response = httpx.post(f"{server.url}/v2/rerank", json=heavy, timeout=30)
+            assert response.status_code == 504, response.text
+            assert "timeout of 0.3 s" in response.json()["detail"] and time.monotonic() - started < 5
+            wait_until(lambda: stats.jobs_cancelled > cancelled, 10, "the engine to drop the cancelled job")
+            wait_until(lambda: tiny_engine.engine_loop.queue_depth == 0, 10, "an empty engine queue")
+            hook.remove()
+            small = httpx.post(f"{server.url}/v2/rerank", json={"query": "q", "documents": ["a"]}, timeout=30)
+            assert small.status_code == 200
+    finally:
+        hook.remove()
 
 
 def test_client_disconnect_cancels_the_work() -> None:
