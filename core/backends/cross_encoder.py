@@ -35,7 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import torch
 
@@ -63,7 +63,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_BATCH_TOKENS = {"cuda": 32768, "mps": 8192, "cpu": 4096}
 
 #: Pairs tokenised per ``preprocess`` call (each chunk is padded to its own longest pair).
-TOKENIZE_CHUNK = 256
+TOKENIZE_CHUNK = 64
 
 #: Until :class:`PassCost` has measured the model, one more pass is reckoned to cost
 #: ``batch_tokens // PASS_COST_DIVISOR`` padded tokens when a batch is cut to save padding.
@@ -74,6 +74,10 @@ PASS_COST_DIVISOR = 16
 #: mostly fixed cost (a toy model on CPU, a small one on GPU) runs fewer, larger passes.
 BUDGET_PER_PASS_COST = 16
 MAX_BUDGET_GROWTH = 4
+
+#: Rows per batch of ``CrossEncoder.predict`` (its default ``batch_size``): with the default
+#: ``batch_tokens``, a batch may hold this many of a request's longest rows (up to the growth cap).
+PREDICT_BATCH_SIZE = 32
 
 #: A batch is cut to save padding only when the saving is at least this share of its padded tokens.
 MIN_SAVING = 0.1
@@ -176,22 +180,26 @@ def encode_pairs(
     """
     prompt = default_prompt(cross_encoder)
     left = getattr(cross_encoder.tokenizer, "padding_side", "right") == "left"
-    rows: list[Row] = []
-    lengths: list[int] = []
-    for start in range(0, len(pairs), chunk):
+    rows: list[Row | None] = [None] * len(pairs)
+    lengths = [0] * len(pairs)
+    # Chunks of pairs of similar length (by characters, as ``predict`` sorts): ``preprocess`` pads
+    # each chunk to its longest pair before making tensors, and that padding is most of its cost.
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+    for start in range(0, len(order), chunk):
+        positions = order[start : start + chunk]
         features = cross_encoder.preprocess(
-            list(pairs[start : start + chunk]),
+            [pairs[i] for i in positions],
             prompt=prompt,
             processing_kwargs={"text": {"max_length": max_length}},
         )
         counts = features["attention_mask"].sum(dim=1).tolist()
         tensors = {k: v for k, v in features.items() if isinstance(v, torch.Tensor)}
         extras = {k: v for k, v in features.items() if not isinstance(v, torch.Tensor)}
-        for i, n in enumerate(counts):
+        for j, (i, n) in enumerate(zip(positions, counts, strict=True)):
             cut = slice(-n, None) if left else slice(0, n)
-            rows.append({**{k: v[i, cut] for k, v in tensors.items()}, **extras})
-        lengths.extend(int(n) for n in counts)
-    return rows, lengths
+            rows[i] = {**{k: v[j, cut] for k, v in tensors.items()}, **extras}
+            lengths[i] = int(n)
+    return cast("list[Row]", rows), lengths
 
 
 def untruncated_lengths(cross_encoder: Any, pairs: Sequence[Pair]) -> list[int]:
@@ -706,8 +714,11 @@ class CrossEncoderReranker:
         assert isinstance(executor, CrossEncoderExecutor)
         pass_tokens = executor.pass_cost.tokens(max(1, self.batch_tokens // PASS_COST_DIVISOR))
         budget = self.batch_tokens
-        if self.engine_config.batch_tokens is None:  # the default grows while passes are overhead-bound
-            budget = min(MAX_BUDGET_GROWTH * budget, max(budget, BUDGET_PER_PASS_COST * pass_tokens))
+        if self.engine_config.batch_tokens is None and lengths:
+            # The default grows while passes are overhead-bound, and always holds the rows one
+            # ``predict`` batch holds (never more passes than the library), up to a cap.
+            wanted = max(BUDGET_PER_PASS_COST * pass_tokens, PREDICT_BATCH_SIZE * max(lengths))
+            budget = min(MAX_BUDGET_GROWTH * budget, max(budget, wanted))
         job = CrossEncoderJob(rows, lengths, batch_tokens=budget, pass_tokens=pass_tokens)
         return job, truncated
 

@@ -368,6 +368,24 @@ def test_batches_respect_the_budget_and_cut_costly_padding() -> None:
     assert len(plan_pair_batches([100, 95, 92, 90] * 5, batch_tokens=4096, pass_tokens=1)) == 1
 
 
+def test_default_budget_never_runs_more_passes_than_predict(
+    tiny_cross_encoder_path: str, slow_passes: list[int]
+) -> None:
+    """With the default ``batch_tokens``, a batch holds at least one ``predict`` batch (32 rows) of a
+    request's longest pairs; an explicit ``batch_tokens`` stays a hard cap."""
+    docs = [" ".join(["memory ownership borrow"] * 90) + f" {i}" for i in range(40)]
+    default = CrossEncoderReranker(tiny_cross_encoder_path, device="cpu")
+    width = max(ce_module.untruncated_lengths(default.cross_encoder, [(QUERY, d) for d in docs]))
+    assert 32 * width > 4096  # the old default (4,096 padded tokens) ran 3 passes of 14
+    expected = default.score(QUERY, docs)
+    # predict: ceil(40 / 32) = 2 passes (one, when the measured pass cost has grown the budget)
+    assert len(slow_passes) <= 2 and max(slow_passes) >= 32 and sum(slow_passes) == 40
+    slow_passes.clear()
+    capped = CrossEncoderReranker(tiny_cross_encoder_path, device="cpu", batch_tokens=4096)
+    assert capped.score(QUERY, docs) == pytest.approx(expected, abs=1e-5)
+    assert len(slow_passes) == math.ceil(40 / (4096 // width)) and max(slow_passes) * width <= 4096
+
+
 def test_pass_cost_is_measured_from_passes_of_different_sizes() -> None:
     from prism_core.backends.cross_encoder import PassCost
 
