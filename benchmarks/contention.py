@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import platform
@@ -39,10 +40,32 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 SECTION = "## Contention (CPU)"
 QUERY = "how does rust manage memory?"
-WORDS = (
-    "memory safety ownership borrow checker lifetimes compiler systems language garbage collection "
-    "tower paris iron photosynthesis light energy glucose plants tokyo capital city relevance evidence"
-).split()
+WORDS = [
+    "memory",
+    "safety",
+    "ownership",
+    "borrow",
+    "checker",
+    "lifetimes",
+    "compiler",
+    "systems",
+    "language",
+    "garbage",
+    "collection",
+    "tower",
+    "paris",
+    "iron",
+    "photosynthesis",
+    "light",
+    "energy",
+    "glucose",
+    "plants",
+    "tokyo",
+    "capital",
+    "city",
+    "relevance",
+    "evidence",
+]
 
 logger = logging.getLogger("prism-bench.contention")
 
@@ -112,10 +135,8 @@ def abandoned(engine: Any) -> dict[str, Any]:
 
     async def scenario() -> float:
         async def cancelled_after(seconds: float) -> None:
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(engine.arerank(QUERY, big), timeout=seconds)
-            except asyncio.TimeoutError:
-                pass
 
         await asyncio.gather(*(cancelled_after(0.01) for _ in range(4)))  # while encoding
         tasks = [asyncio.create_task(engine.arerank(QUERY, big)) for _ in range(4)]
@@ -153,8 +174,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
         SECTION,
         "",
         f"Command: `{command}` · {result['when']} · tiny random-weight Qwen3.5 Prism checkpoint, CPU "
-        f"({result['cpu']}), torch {result['torch']}, {result['threads']} torch threads. The scenarios of the "
-        "shared-core reliability issue, on the engine loop (method in the script's docstring).",
+        f"({result['cpu']}), torch {result['torch']}, {result['threads']} torch threads. The scenarios "
+        "of the shared-core reliability issue, on the engine loop (method in the script's docstring).",
         "",
         f"**Fairness**: {f['threads']} threads call one engine in a loop for {f['seconds']:.0f} s, "
         f"each call {f['docs']} documents with evidence, `top_n=4`. The same call alone: "
@@ -178,8 +199,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "4 while encoding, 4 once queued in the engine), then a 2-document call. Before the engine "
         "loop: ~6 s instead of ~0.04 s, and ~7 s to close the event loop.",
         "",
-        "| 2-document call alone | after the cancellations | closing the event loop | jobs dropped by the engine "
-        "| forward passes meanwhile |",
+        "| 2-document call alone | after the cancellations | closing the event loop "
+        "| jobs dropped by the engine | forward passes meanwhile |",
         "| ---: | ---: | ---: | ---: | ---: |",
         f"| {1000 * a['small_alone_s']:.0f} ms | {1000 * a['small_after_cancel_s']:.0f} ms | "
         f"{1000 * a['close_s']:.0f} ms | {a['jobs_dropped']} | {a['passes_during']} |",
@@ -203,7 +224,9 @@ def write_section(text: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=6, help="callers in the fairness scenario")
     parser.add_argument("--docs", type=int, default=8, help="documents per call in the fairness scenario")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the fairness scenario")

@@ -137,8 +137,10 @@ class RerankJob(Job):
             return Pass(("prefix", self), [prefix], len(prefix), self.batch_tokens, shareable=False)
         if not self.batches:
             return None
-        if self.streams and (self.waiting or (self.keep is not None and self.keep.full())):
-            return None  # enough kept caches: decode them before scoring more (bounds memory)
+        if self.streams and (self.waiting or (self.keep is not None and self.keep.pending_rows)):
+            # While a group decodes, score on only until one batch has kept rows: at most the
+            # decoding group and one batch's kept caches are alive, whatever the number of documents.
+            return None
         batch = self.batches[0]
         if self.prefix is not None:
             rows = [self.prompts[i][self.prefix_len :] for i in batch]

@@ -36,15 +36,15 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from prism_core.cli.lines import is_blank_bytes, parse_bytes, split_lines
 from prism_core.config import EngineConfig
 from prism_core.serving._deps import require
 
 logger = logging.getLogger(__name__)
-
-BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -65,60 +65,15 @@ class BatchSummary:
 
 
 # ------------------------------------------------------------------------------- line handling
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 def parse_request(raw: bytes) -> tuple[str, list[str]]:
-    """One input line (bytes, without its ``\\n``) → ``(query, documents)``, or ``ValueError`` saying why.
-
-    A leading UTF-8 BOM and a trailing ``\\r`` are dropped; any other byte is content.
+    """One input line (bytes, without its line ending) → ``(query, documents)``, or ``ValueError``
+    (a :class:`~prism_core.cli.lines.LineError`) saying why: the main command's line rules.
 
     Example:
-        >>> parse_request(b'{"query": "q", "documents": ["a"]}')
+        >>> parse_request(b'\\xef\\xbb\\xbf{"query": "q", "documents": ["a"]}')
         ('q', ['a'])
     """
-    if raw.startswith(BOM):
-        raw = raw[len(BOM) :]
-    if raw.endswith(b"\r"):
-        raw = raw[:-1]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"not valid UTF-8: byte {raw[exc.start]:#04x} at offset {exc.start}") from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise ValueError(
-            f'expected a JSON object {{"query": ..., "documents": [...]}}, got {_json_type(obj)}'
-        )
-    if "query" not in obj:
-        raise ValueError('missing "query"')
-    if not isinstance(obj["query"], str):
-        raise ValueError(f'"query" must be a string, got {_json_type(obj["query"])}')
-    if "documents" not in obj:
-        raise ValueError('missing "documents"')
-    documents = obj["documents"]
-    if not isinstance(documents, list):
-        raise ValueError(f'"documents" must be a list of strings, got {_json_type(documents)}')
-    for i, doc in enumerate(documents):
-        if not isinstance(doc, str):
-            raise ValueError(f'"documents"[{i}] must be a string, got {_json_type(doc)}')
-    return obj["query"], documents
+    return parse_bytes(raw)
 
 
 def _dump(record: Mapping[str, Any]) -> str:
@@ -210,9 +165,8 @@ def read_rows(path: str | os.PathLike[str], fmt: str) -> Iterator[dict[str, Any]
     """The input's rows ``{"line", "raw", "error"}``: raw request bytes, or an error found reading it."""
     if fmt == "jsonl":
         with open(path, "rb") as f:
-            for n, raw in enumerate(f, 1):
-                raw = raw[:-1] if raw.endswith(b"\n") else raw
-                if raw.strip(b" \t\r\n\f\v") and raw != BOM:
+            for n, _, raw in split_lines(iter(partial(f.read, 1 << 16), b"")):
+                if not is_blank_bytes(raw):
                     yield {"line": n, "raw": raw, "error": ""}
         return
     require("pyarrow", "ray")

@@ -16,8 +16,13 @@ from prism_core.serving.ray_batch import RerankActor, parse_request, read_done, 
 # ------------------------------------------------------------------------------- batch lines
 def test_parse_request_accepts_bom_and_crlf_and_names_problems() -> None:
     assert parse_request(b'\xef\xbb\xbf{"query": "q", "documents": ["a"]}\r') == ("q", ["a"])
+    assert parse_request(b'{"query": "a\rb", "documents": ["c"]}') == ("a\rb", ["c"])  # as the CLI reads it
     for raw, words in [
-        (b'{"query": "q", "documents": ["\xff"]}', "not valid UTF-8: byte 0xff at offset 30"),
+        (
+            b'{"query": "q", "documents": ["\xff"]}',
+            "not valid UTF-8: byte 0xff at byte offset 30 of the line",
+        ),
+        (b'{"query": "q", "documents": ["\\ud800"]}', '"documents"[0]'),
         (b"[1]", "expected a JSON object"),
         (b'{"documents": []}', 'missing "query"'),
         (b'{"query": null, "documents": []}', '"query" must be a string, got null'),
@@ -35,7 +40,7 @@ def test_read_rows_jsonl_numbers_lines_and_skips_blank_ones(tmp_path: Path) -> N
     rows = list(read_rows(path, "jsonl"))
     assert [(r["line"], r["raw"]) for r in rows] == [
         (1, b'{"a": 1}'),
-        (4, b'{"b": "x\ry"}\r'),
+        (4, b'{"b": "x\ry"}'),
         (6, b'{"c": 3}'),
     ]
 
@@ -97,7 +102,7 @@ def test_batch_actor_accounts_for_every_line(tiny_config: EngineConfig, tiny_eng
     assert "query" in records[1]["error"] and "UTF-8" in records[1]["error"]
     assert records[2] == {"line": 3, "error": "row cannot be read: boom"}
     assert records[3] == {"line": 4, "query": "q", "results": []}
-    assert "documents[1]" in records[4]["error"]
+    assert '"documents"[1]' in records[4]["error"]  # named as the main command names it
 
 
 def test_batch_refuses_to_overwrite_its_input(tmp_path: Path, tiny_config: EngineConfig) -> None:
