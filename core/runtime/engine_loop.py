@@ -110,8 +110,10 @@ class Job:
         """Whether the job has rows to decode now."""
         return False
 
-    def decode_step(self) -> None:
-        """Run one decode step for this job's rows (safe to call again after it raised)."""
+    def decode_step(self) -> int:
+        """Run one decode step for this job's rows (safe to call again after it raised); return the
+        number of tokens it emitted."""
+        return 0
 
     def split_decode(self) -> bool:
         """A decode step ran out of memory: split the rows into smaller groups and return ``True``,
@@ -138,6 +140,7 @@ class LoopStats:
     coalesced_passes: int = 0
     rows: int = 0
     decode_steps: int = 0
+    tokens_generated: int = 0
     jobs_done: int = 0
     jobs_failed: int = 0
     jobs_cancelled: int = 0
@@ -266,7 +269,7 @@ class EngineLoop:
 
     def _decode(self, job: Job) -> None:
         try:
-            job.decode_step()
+            emitted = job.decode_step()
         except torch.OutOfMemoryError as exc:
             _free_memory(exc)
             if not job.split_decode():
@@ -274,6 +277,7 @@ class EngineLoop:
             logger.warning("out of memory in a decode step; the request decodes in smaller groups")
             return
         self.stats.decode_steps += 1
+        self.stats.tokens_generated += emitted
 
     def _run_one_pass(self) -> None:
         """Build and run one coalesced pass from the jobs' offers, leader chosen round robin."""

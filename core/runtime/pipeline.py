@@ -202,16 +202,20 @@ class RerankJob(Job):
     def decoding(self) -> bool:
         return bool(self.streams or self.waiting)
 
-    def decode_step(self) -> None:
+    def decode_step(self) -> int:
         if not self.streams and self.waiting:
             state, docs = self.waiting.popleft()
             stream = self.runner.start_decode(state, self.max_new_tokens, self.stop_strings)
             self.streams.append((stream, docs))
+        emitted = 0
         for stream, docs in list(self.streams):
+            before = sum(map(len, stream.outputs))
             self.runner.decode_step(stream)
+            emitted += sum(map(len, stream.outputs)) - before
             if stream.finished:
                 self.generated.update(zip(docs, stream.outputs, strict=True))
                 self.streams.remove((stream, docs))
+        return emitted
 
     def split_decode(self) -> bool:
         for n, (stream, docs) in enumerate(self.streams):

@@ -431,9 +431,9 @@ def create_app(
             logger.exception("rerank failed")
             return _error(500, f"the engine failed: {type(exc).__name__}: {exc}")
         metrics.documents.inc(len(body.documents))
+        # The answer's meta: this request's generated text re-tokenized (the end-of-turn token, skipped
+        # when decoding, is not counted); /metrics counts the engine's tokens exactly.
         generated = sum(state.count_tokens(r.raw_output) for r in results if r.raw_output)
-        if generated:
-            metrics.tokens.inc(generated)
         return JSONResponse(
             {
                 "id": str(uuid.uuid4()),

@@ -130,8 +130,16 @@ def test_cancelled_requests_stop_costing_work(engine: PrismReranker) -> None:
         await asyncio.gather(*(abandoned(0.01) for _ in range(4)))
         # Cancelled once the engine holds them. Passes are slowed while they are queued so that none
         # can finish before all four are held, however fast the machine.
-        hook = engine.runner.model.register_forward_pre_hook(lambda *_: time.sleep(0.05))
+        slowed: list[int] = []
+
+        def slow(*_: Any) -> None:
+            slowed.append(1)
+            time.sleep(0.2)
+
+        hook = engine.runner.body.register_forward_pre_hook(slow)
         try:
+            await engine.ascore(QUERY, small)
+            assert slowed, "the model's forward passes do not run under the slowing hook"
             tasks = [asyncio.create_task(engine.arerank(QUERY, big)) for _ in range(4)]
             deadline = time.monotonic() + 30
             while loop.queue_depth < 4 and time.monotonic() < deadline:
@@ -305,3 +313,25 @@ def test_numpy_scalars_are_accepted_as_options(engine: PrismReranker, value: Any
     top_n = np.int64(2) if value == "np.int64" else value
     results = engine.rerank(QUERY, docs(4, 3), top_n=top_n, score_threshold=np.float32(0.0))
     assert len(results) == min(2 if value == "np.int64" else 3, 4)
+
+
+def test_tokens_generated_counts_every_generated_id(engine: PrismReranker, monkeypatch: Any) -> None:
+    """``engine_loop.stats.tokens_generated`` (the server's ``prism_tokens_generated_total``) is exact."""
+    loop = engine.engine_loop
+    captured: list[Any] = []
+    original = loop.run
+
+    def run(job: Any) -> Any:
+        out = original(job)
+        captured.append(out)
+        return out
+
+    monkeypatch.setattr(loop, "run", run)
+    before = loop.stats.tokens_generated
+    results = engine.rerank(QUERY, docs(24, 3))
+    _, generated = captured[-1]
+    assert generated and len(generated) == sum(r.raw_output is not None for r in results)
+    assert loop.stats.tokens_generated - before == sum(len(ids) for ids in generated.values())
+    before = loop.stats.tokens_generated
+    engine.rerank(QUERY, docs(24, 3), evidence=False)
+    assert loop.stats.tokens_generated == before  # a scoring pass generates nothing

@@ -108,6 +108,7 @@ def test_metrics_count_statuses(live_server: ServerThread) -> None:
     text = httpx.get(f"{live_server.url}/metrics").text
     assert 'prism_requests_total{endpoint="/v2/rerank",status="422"}' in text
     assert "prism_request_latency_seconds_bucket" in text and "prism_queue_depth" in text
+    assert "prism_tokens_generated_total" in text and "prism_engine_decode_steps_total" in text
 
 
 # ------------------------------------------------------------------------------- timeouts
@@ -123,7 +124,13 @@ def test_request_timeout_is_504_and_cancels_the_engine_work(tiny_engine: Any) ->
     }
     # Every forward pass takes at least 0.5 s, so the request cannot finish inside its 0.3 s timeout
     # however fast the machine is (the tiny model alone may answer 48 documents in under 0.3 s).
-    hook = tiny_engine.runner.model.register_forward_pre_hook(lambda *_: time.sleep(0.5))
+    slowed: list[int] = []
+
+    def slow(*_: Any) -> None:
+        slowed.append(1)
+        time.sleep(0.5)
+
+    hook = tiny_engine.runner.body.register_forward_pre_hook(slow)
     try:
         with ServerThread(create_app(tiny_engine, settings=settings)) as server:
             server.wait_ready()
@@ -132,6 +139,7 @@ def test_request_timeout_is_504_and_cancels_the_engine_work(tiny_engine: Any) ->
             response = httpx.post(f"{server.url}/v2/rerank", json=heavy, timeout=30)
             assert response.status_code == 504, response.text
             assert "timeout of 0.3 s" in response.json()["detail"] and time.monotonic() - started < 5
+            assert slowed, "the model's forward passes did not run under the slowing hook"
             wait_until(lambda: stats.jobs_cancelled > cancelled, 10, "the engine to drop the cancelled job")
             wait_until(lambda: tiny_engine.engine_loop.queue_depth == 0, 10, "an empty engine queue")
             hook.remove()
