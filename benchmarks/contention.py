@@ -38,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from sections import replace_section  # noqa: E402  (a sibling module of this script)
+
 SECTION = "## Contention (CPU)"
 QUERY = "how does rust manage memory?"
 WORDS = [
@@ -212,15 +215,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
 
 
 def write_section(text: str) -> None:
-    path = HERE / "RESULTS.md"
-    current = path.read_text(encoding="utf-8")
-    start = current.find(SECTION)
-    if start < 0:
-        path.write_text(current.rstrip("\n") + "\n\n" + text, encoding="utf-8")
-        return
-    following = current.find("\n## ", start + len(SECTION))
-    rest = "" if following < 0 else current[following + 1 :]
-    path.write_text(current[:start] + text + ("\n" + rest if rest else ""), encoding="utf-8")
+    """Replace this benchmark's section of RESULTS.md (or append it)."""
+    replace_section(HERE / "RESULTS.md", SECTION, text)
 
 
 def main() -> int:

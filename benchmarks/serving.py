@@ -49,6 +49,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from sections import replace_section  # noqa: E402  (a sibling module of this script)
+
 REPO = HERE.parent
 SECTION = "## Serving (CPU)"
 _TEXT = """
@@ -333,21 +336,8 @@ def markdown(rows: list[dict[str, Any]], ray_rows: list[dict[str, Any]], args: a
 
 
 def write_section(text: str) -> None:
-    """Replace the generated part of ``## Serving (CPU)`` in RESULTS.md (or append the section).
-
-    The generated part runs from the heading to a ``### Reading`` line, which is kept (written by hand).
-    """
-    path = HERE / "RESULTS.md"
-    current = path.read_text(encoding="utf-8")
-    start = current.find(SECTION)
-    if start < 0:
-        path.write_text(current.rstrip("\n") + "\n\n" + text, encoding="utf-8")
-        return
-    reading = current.find("\n### Reading", start)
-    following = current.find("\n## ", start + len(SECTION))
-    end = reading if reading >= 0 and (following < 0 or reading < following) else following
-    rest = current[end + 1 :] if end >= 0 else ""
-    path.write_text(current[:start] + text + ("\n" + rest if rest else ""), encoding="utf-8")
+    """Replace this benchmark's section of RESULTS.md (or append it)."""
+    replace_section(HERE / "RESULTS.md", SECTION, text)
 
 
 def main() -> int:

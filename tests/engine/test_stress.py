@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import torch
+from _slow import slowed_passes
 
 from prism_core import NonFiniteScoreError, PrismReranker
 from prism_core.runtime.cache import PrefillState
@@ -130,14 +131,7 @@ def test_cancelled_requests_stop_costing_work(engine: PrismReranker) -> None:
         await asyncio.gather(*(abandoned(0.01) for _ in range(4)))
         # Cancelled once the engine holds them. Passes are slowed while they are queued so that none
         # can finish before all four are held, however fast the machine.
-        slowed: list[int] = []
-
-        def slow(*_: Any) -> None:
-            slowed.append(1)
-            time.sleep(0.2)
-
-        hook = engine.runner.body.register_forward_pre_hook(slow)
-        try:
+        with slowed_passes(engine, 0.2) as slowed:
             await engine.ascore(QUERY, small)
             assert slowed, "the model's forward passes do not run under the slowing hook"
             tasks = [asyncio.create_task(engine.arerank(QUERY, big)) for _ in range(4)]
@@ -150,8 +144,6 @@ def test_cancelled_requests_stop_costing_work(engine: PrismReranker) -> None:
             for task in tasks:
                 with pytest.raises(asyncio.CancelledError):
                     await task
-        finally:
-            hook.remove()
         t1 = time.perf_counter()
         await engine.arerank(QUERY, small)
         return time.perf_counter() - t1

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _slow import slowed_passes
 from serving_helpers import API_KEY, GatedEngine, ServerThread, wait_until
 
 from prism_core.backends.remote import (
@@ -124,16 +125,9 @@ def test_request_timeout_is_504_and_cancels_the_engine_work(tiny_engine: Any) ->
     }
     # Every forward pass takes at least 0.5 s, so the request cannot finish inside its 0.3 s timeout
     # however fast the machine is (the tiny model alone may answer 48 documents in under 0.3 s).
-    slowed: list[int] = []
-
-    def slow(*_: Any) -> None:
-        slowed.append(1)
-        time.sleep(0.5)
-
-    hook = tiny_engine.runner.body.register_forward_pre_hook(slow)
-    try:
-        with ServerThread(create_app(tiny_engine, settings=settings)) as server:
-            server.wait_ready()
+    with ServerThread(create_app(tiny_engine, settings=settings)) as server:
+        server.wait_ready()
+        with slowed_passes(tiny_engine, 0.5) as slowed:
             cancelled = stats.jobs_cancelled
             started = time.monotonic()
             response = httpx.post(f"{server.url}/v2/rerank", json=heavy, timeout=30)
@@ -142,11 +136,8 @@ def test_request_timeout_is_504_and_cancels_the_engine_work(tiny_engine: Any) ->
             assert slowed, "the model's forward passes did not run under the slowing hook"
             wait_until(lambda: stats.jobs_cancelled > cancelled, 10, "the engine to drop the cancelled job")
             wait_until(lambda: tiny_engine.engine_loop.queue_depth == 0, 10, "an empty engine queue")
-            hook.remove()
-            small = httpx.post(f"{server.url}/v2/rerank", json={"query": "q", "documents": ["a"]}, timeout=30)
-            assert small.status_code == 200
-    finally:
-        hook.remove()
+        small = httpx.post(f"{server.url}/v2/rerank", json={"query": "q", "documents": ["a"]}, timeout=30)
+        assert small.status_code == 200
 
 
 def test_client_disconnect_cancels_the_work() -> None:
