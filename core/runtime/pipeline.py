@@ -209,9 +209,7 @@ class RerankJob(Job):
             self.streams.append((stream, docs))
         emitted = 0
         for stream, docs in list(self.streams):
-            before = sum(map(len, stream.outputs))
-            self.runner.decode_step(stream)
-            emitted += sum(map(len, stream.outputs)) - before
+            emitted += self.runner.decode_step(stream)
             if stream.finished:
                 self.generated.update(zip(docs, stream.outputs, strict=True))
                 self.streams.remove((stream, docs))

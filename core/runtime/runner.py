@@ -243,19 +243,24 @@ class ModelRunner:
         return stream
 
     @torch.inference_mode()
-    def decode_step(self, stream: DecodeStream) -> None:
+    def decode_step(self, stream: DecodeStream) -> int:
         """Emit each live row's current token, drop finished rows, and run one forward step.
 
         Safe to call again after an exception in the forward step (out of memory): the emitted
         tokens are not emitted twice.
+
+        Returns:
+            The number of tokens emitted by this call (one per live row; 0 on a retry).
         """
         if stream.finished:
-            return
+            return 0
+        emitted = 0
         if not stream.emitted:
+            emitted = len(stream.active)
             self._emit(stream)
             stream.emitted = True
             if stream.finished:
-                return
+                return emitted
         assert stream.token is not None
         mask = torch.cat([stream.mask, stream.mask.new_ones((stream.mask.shape[0], 1))], dim=-1)
         out = self.body(
@@ -269,6 +274,7 @@ class ModelRunner:
         stream.positions = stream.positions + 1
         stream.token = self._greedy(out.last_hidden_state[:, -1])
         stream.emitted = False
+        return emitted
 
     def _emit(self, stream: DecodeStream) -> None:
         token = stream.token

@@ -36,7 +36,6 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +164,7 @@ def read_rows(path: str | os.PathLike[str], fmt: str) -> Iterator[dict[str, Any]
     """The input's rows ``{"line", "raw", "error"}``: raw request bytes, or an error found reading it."""
     if fmt == "jsonl":
         with open(path, "rb") as f:
-            for n, _, raw in split_lines(iter(partial(f.read, 1 << 16), b"")):
+            for n, _, raw in split_lines(f):  # a binary file iterates by lines
                 if not is_blank_bytes(raw):
                     yield {"line": n, "raw": raw, "error": ""}
         return
