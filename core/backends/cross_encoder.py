@@ -14,11 +14,16 @@ are. What this module adds is the core's serving runtime around them:
   (the model's tokenizer, its truncation, its prompt, exactly what ``predict`` feeds the model) in the
   calling thread, so the engine loop only runs forward passes (``CrossEncoder.forward`` on
   re-padded rows), and the token counts come for free.
-- **Token-budget batches.** Rows are sorted by length and cut into batches of at most
-  ``batch_tokens`` padded tokens, and a batch is cut again where padding short pairs to a long one
-  would cost more than another pass (:func:`plan_pair_batches`; what a pass costs is measured on the
-  model as it runs, :class:`PassCost`). ``CrossEncoder.predict`` sorts by characters and pads fixed
-  ``batch_size`` groups: on a few dozen mixed-length documents most of its work is padding.
+- **Token-budget batches of one width.** Each pair runs padded to a width set by its own length
+  (:func:`~prism_core.runtime.batching.bucket_width`: at most 12.5 % padding), and pairs of one width
+  are cut into batches of at most ``batch_tokens`` padded tokens. ``CrossEncoder.predict`` sorts by
+  characters and pads fixed ``batch_size`` groups: on a few dozen mixed-length documents most of its
+  work is padding.
+- **A score does not depend on the batch.** Plans depend only on the request's token lengths and
+  the configuration, never on timings or the machine's load; and since a row's padded width is a
+  function of its own length and only rows of one width share a pass (other callers' included), what
+  else is in the pass changes only the number of rows, which moves float32 scores by at most a few
+  1e-7 (tested: ≤ 1e-6).
 
 Scores are ``sigmoid(logit)`` in ``[0, 1]``, as these models' cards compute them (``CrossEncoder``'s
 default activation for one-label models); ``relevant`` is ``logit > 0`` (``score > 0.5``).
@@ -32,7 +37,6 @@ import math
 import os
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, ClassVar, TypeVar, cast
@@ -44,7 +48,7 @@ from prism_core.errors import ModelLoadError, NonFiniteScoreError
 from prism_core.protocol import SCORE_ONLY
 from prism_core.ranking import select, sigmoid
 from prism_core.results import PrismResult
-from prism_core.runtime.batching import plan_batches
+from prism_core.runtime.batching import bucket_width, plan_bucketed_batches
 from prism_core.runtime.devices import dtype_name, resolve_device, resolve_dtype
 from prism_core.runtime.engine_loop import EngineLoop, Job, Pass
 from prism_core.runtime.loading import LoadedModel, check_local, load_error, registry
@@ -65,22 +69,13 @@ DEFAULT_BATCH_TOKENS = {"cuda": 32768, "mps": 8192, "cpu": 4096}
 #: Pairs tokenised per ``preprocess`` call (each chunk is padded to its own longest pair).
 TOKENIZE_CHUNK = 64
 
-#: Until :class:`PassCost` has measured the model, one more pass is reckoned to cost
-#: ``batch_tokens // PASS_COST_DIVISOR`` padded tokens when a batch is cut to save padding.
-PASS_COST_DIVISOR = 16
-
-#: With the default ``batch_tokens``, a batch may hold up to this many passes' worth of fixed cost
-#: (:class:`PassCost`), up to ``MAX_BUDGET_GROWTH`` times the default: a model whose passes are
-#: mostly fixed cost (a toy model on CPU, a small one on GPU) runs fewer, larger passes.
-BUDGET_PER_PASS_COST = 16
+#: With the default ``batch_tokens``, the budget grows to hold one ``predict`` batch of a request's
+#: longest rows, up to ``MAX_BUDGET_GROWTH`` times the default (a function of the input alone).
 MAX_BUDGET_GROWTH = 4
 
 #: Rows per batch of ``CrossEncoder.predict`` (its default ``batch_size``): with the default
 #: ``batch_tokens``, a batch may hold this many of a request's longest rows (up to the growth cap).
 PREDICT_BATCH_SIZE = 32
-
-#: A batch is cut to save padding only when the saving is at least this share of its padded tokens.
-MIN_SAVING = 0.1
 
 #: The smallest ``max_length`` accepted at construction: ``[CLS] q [SEP] d [SEP]`` with one token
 #: of query and one of document (BERT-style pair encoding). The exact minimum for the model's
@@ -229,85 +224,16 @@ def _to_device(features: dict[str, Any], device: torch.device) -> dict[str, Any]
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
 
 
-def plan_pair_batches(
-    lengths: Sequence[int], batch_tokens: int, pass_tokens: int, min_saving: float = MIN_SAVING
-) -> list[list[int]]:
-    """Token-budget batches (:func:`~prism_core.runtime.batching.plan_batches`), cut again where
-    padding would cost more than a pass.
-
-    ``plan_batches`` sorts by length (longest first) and fills each batch up to ``batch_tokens``
-    padded tokens. With widely varying lengths, a full batch pads short pairs to a long one; a
-    batch is therefore cut before the first row where the padding saved on the rows that follow,
-    ``rows × (width - length)``, exceeds both ``pass_tokens`` (what one more pass costs) and
-    ``min_saving`` of the batch's padded tokens (smaller batches run less efficiently than a linear
-    cost model says, so near-uniform lengths stay in one batch).
-
-    Example:
-        >>> plan_pair_batches([400, 30, 390, 20], batch_tokens=4096, pass_tokens=256)
-        [[0, 2], [1, 3]]
-    """
-    out: list[list[int]] = []
-    for batch in plan_batches(lengths, batch_tokens):
-        start = 0
-        for k in range(1, len(batch)):
-            width, length = lengths[batch[start]], lengths[batch[k]]
-            saving = (len(batch) - k) * (width - length)
-            if saving > pass_tokens and saving > min_saving * (len(batch) - start) * width:
-                out.append(batch[start:k])
-                start = k
-        out.append(batch[start:])
-    return out
-
-
 # ----------------------------------------------------------------------------- the engine's part
-class PassCost:
-    """What one more forward pass costs, in padded tokens, measured on the passes run so far.
-
-    Fits ``seconds = fixed + per_token × padded_tokens`` by exponentially weighted least squares
-    (recent passes count most) and reports ``fixed / per_token``: the padding worth saving by an
-    extra pass. It ranges from tens of tokens (a MiniLM-sized model on CPU, where compute dominates)
-    to thousands (a toy model, or a GPU, where a pass's fixed cost dominates), which no constant fits.
-    Until the fit is trustworthy (enough passes of different sizes, positive slope) callers get their
-    default. Written by the engine loop's thread only; read from any (plain floats).
-    """
-
-    def __init__(self, decay: float = 0.95, min_passes: float = 6.0) -> None:
-        self.decay = decay
-        self.min_passes = min_passes
-        self._n = self._x = self._y = self._xx = self._xy = 0.0
-        self._tokens: float | None = None
-
-    def add(self, padded_tokens: int, seconds: float) -> None:
-        """Record one pass."""
-        d, x = self.decay, float(padded_tokens)
-        self._n = d * self._n + 1.0
-        self._x = d * self._x + x
-        self._y = d * self._y + seconds
-        self._xx = d * self._xx + x * x
-        self._xy = d * self._xy + x * seconds
-        mx, my = self._x / self._n, self._y / self._n
-        var = self._xx / self._n - mx * mx
-        slope = (self._xy / self._n - mx * my) / var if var > (0.1 * mx) ** 2 else 0.0
-        fixed = my - slope * mx
-        ok = self._n >= self.min_passes and slope > 0 and fixed > 0
-        self._tokens = fixed / slope if ok else None
-
-    def tokens(self, default: int) -> int:
-        """The measured cost of a pass in padded tokens, or ``default`` while unknown."""
-        value = self._tokens
-        return default if value is None else max(1, round(value))
-
-
 class CrossEncoderExecutor:
-    """Runs the engine loop's passes: rows (:data:`Row`) re-padded into one batch, one forward.
+    """Runs the engine loop's passes: rows (:data:`Row`) padded to one width, one forward.
 
-    Key: ``("cross-encoder",)``: rows are already tokenised and truncated, so any requests on these
-    weights coalesce. The output is the raw logits, one float per row, in row order.
+    Key: ``("cross-encoder", width)``: rows are already tokenised and truncated, so any requests'
+    rows of one bucket width coalesce. The output is the raw logits, one float per row, in row order.
     """
 
     def __init__(self, cross_encoder: Any) -> None:
         self.cross_encoder = cross_encoder
-        self.pass_cost = PassCost()
         tokenizer = cross_encoder.tokenizer
         self.padding_side = getattr(tokenizer, "padding_side", "right")
         pad_id = tokenizer.pad_token_id
@@ -317,26 +243,25 @@ class CrossEncoderExecutor:
         }  # attention_mask and anything else pad with 0
 
     def run(self, key: Hashable, rows: Sequence[Any]) -> list[float]:
-        """One forward pass over all ``rows`` (``CrossEncoder.forward``), raw logits."""
-        from torch.nn.utils.rnn import pad_sequence
-
-        start = time.perf_counter()
+        """One forward pass over all ``rows`` (``CrossEncoder.forward``) padded to the key's width."""
+        assert isinstance(key, tuple)
+        width = int(key[1])
         features: dict[str, Any] = {}
         for name, value in rows[0].items():
             if isinstance(value, torch.Tensor):
-                features[name] = pad_sequence(
-                    [row[name] for row in rows],
-                    batch_first=True,
-                    padding_value=self.pad_values.get(name, 0),
-                    padding_side=self.padding_side,
-                )
+                padded = value.new_full((len(rows), width), self.pad_values.get(name, 0))
+                for r, row in enumerate(rows):
+                    n = len(row[name])
+                    if self.padding_side == "left":
+                        padded[r, width - n :] = row[name]
+                    else:
+                        padded[r, :n] = row[name]
+                features[name] = padded
             else:
                 features[name] = value
         with torch.inference_mode():
             scores = self.cross_encoder(_to_device(features, self.cross_encoder.device))["scores"]
         logits: list[float] = scores.float().reshape(len(rows)).tolist()
-        width = max(len(row["attention_mask"]) for row in rows)
-        self.pass_cost.add(len(rows) * width, time.perf_counter() - start)
         return logits
 
     def split(self, key: Hashable, output: Any, sizes: Sequence[int]) -> list[Any]:
@@ -353,20 +278,16 @@ class CrossEncoderJob(Job):
 
     Args:
         rows: One tokenised pair per document, in input order (:func:`encode_pairs`).
-        lengths: Tokens per row.
-        batch_tokens: Cap on ``rows × longest row`` per pass.
-        pass_tokens: What one more pass costs in padded tokens (:class:`PassCost`).
+        widths: The padded width of each row (:func:`~prism_core.runtime.batching.bucket_width`).
+        batch_tokens: Cap on ``rows × width`` per pass.
     """
 
-    def __init__(
-        self, rows: Sequence[Row], lengths: Sequence[int], *, batch_tokens: int, pass_tokens: int
-    ) -> None:
+    def __init__(self, rows: Sequence[Row], widths: Sequence[int], *, batch_tokens: int) -> None:
         super().__init__()
         self.rows = rows
-        self.lengths = lengths
-        self.key = ("cross-encoder",)
+        self.widths = widths
         self.batch_tokens = batch_tokens
-        self.batches: deque[list[int]] = deque(plan_pair_batches(lengths, batch_tokens, pass_tokens))
+        self.batches: deque[list[int]] = deque(plan_bucketed_batches(widths, batch_tokens))
         self.logits: list[float] = [math.nan] * len(rows)
         self.progress: Callable[[int], Any] | None = None  # called with each scored batch's size
 
@@ -374,9 +295,8 @@ class CrossEncoderJob(Job):
         if not self.batches:
             return None
         batch = self.batches[0]
-        return Pass(
-            self.key, [self.rows[i] for i in batch], max(self.lengths[i] for i in batch), self.batch_tokens
-        )
+        width = self.widths[batch[0]]
+        return Pass(("cross-encoder", width), [self.rows[i] for i in batch], width, self.batch_tokens)
 
     def on_pass(self, p: Pass, output: Any) -> None:
         batch = self.batches.popleft()
@@ -434,8 +354,8 @@ class CrossEncoderReranker:
             (``longest_first``) and flagged ``truncated``.
         max_new_tokens: Accepted for a uniform surface and ignored (nothing is generated).
         batch_tokens: Padded tokens per forward pass, a hard cap when given. Default by device type
-            (CPU 4096, CUDA 32768, MPS 8192), grown up to 4× while the model's passes are measured
-            to be mostly fixed cost (:class:`PassCost`).
+            (CPU 4096, CUDA 32768, MPS 8192), grown (up to 4×) to hold one ``predict`` batch of 32
+            of the request's longest pairs. Plans depend on the input alone, never on timings.
         show_progress: Progress bar on stderr: ``True``, ``False`` or ``None`` (only for long jobs
             when stderr is a terminal).
 
@@ -709,17 +629,13 @@ class CrossEncoderReranker:
                     full, untruncated_lengths(loaded.model, [pairs[i] for i in full]), strict=True
                 ):
                     truncated[i] = n > max_length
-        assert self._loop is not None
-        executor = self._loop.executor
-        assert isinstance(executor, CrossEncoderExecutor)
-        pass_tokens = executor.pass_cost.tokens(max(1, self.batch_tokens // PASS_COST_DIVISOR))
+        widths = [bucket_width(n, cap=max_length) for n in lengths]
         budget = self.batch_tokens
-        if self.engine_config.batch_tokens is None and lengths:
-            # The default grows while passes are overhead-bound, and always holds the rows one
-            # ``predict`` batch holds (never more passes than the library), up to a cap.
-            wanted = max(BUDGET_PER_PASS_COST * pass_tokens, PREDICT_BATCH_SIZE * max(lengths))
-            budget = min(MAX_BUDGET_GROWTH * budget, max(budget, wanted))
-        job = CrossEncoderJob(rows, lengths, batch_tokens=budget, pass_tokens=pass_tokens)
+        if self.engine_config.batch_tokens is None and widths:
+            # The default holds the rows one ``predict`` batch holds (never more passes than the
+            # library), up to a cap: a function of the request's lengths alone.
+            budget = min(MAX_BUDGET_GROWTH * budget, max(budget, PREDICT_BATCH_SIZE * max(widths)))
+        job = CrossEncoderJob(rows, widths, batch_tokens=budget)
         return job, truncated
 
     def _run_sync(self, job: CrossEncoderJob) -> list[float]:
