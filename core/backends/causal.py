@@ -295,7 +295,6 @@ class CausalLMReranker:
         self, prompts: list[EncodedPrompt], generate: bool, top_n: int | None, threshold: float | None
     ) -> RerankJob:
         return RerankJob(
-            self.runner,
             [p.ids for p in prompts],
             generate=generate,
             top_n=top_n,

@@ -291,10 +291,15 @@ class CrossEncoderJob(Job):
         self.logits: list[float] = [math.nan] * len(rows)
         self.progress: Callable[[int], Any] | None = None  # called with each scored batch's size
 
-    def next_pass(self) -> Pass | None:
+    def next_pass(self, max_tokens: int | None = None) -> Pass | None:
         if not self.batches:
             return None
         batch = self.batches[0]
+        if max_tokens is not None and len(batch) * self.widths[batch[0]] > max_tokens:
+            rows = max(1, max_tokens // self.widths[batch[0]])
+            self.batches[0] = batch[rows:]
+            self.batches.appendleft(batch[:rows])
+            batch = self.batches[0]
         width = self.widths[batch[0]]
         return Pass(("cross-encoder", width), [self.rows[i] for i in batch], width, self.batch_tokens)
 

@@ -7,21 +7,33 @@ Callers (threads, asyncio tasks, HTTP handlers) never touch the model. Each buil
 1. **Admit** new jobs (first come, first admitted) and **drop** cancelled ones: a request whose
    future was cancelled (``asyncio.wait_for`` timing out, a client gone) stops costing work at the
    next step boundary, and its caches are freed.
-2. **One coalesced forward pass.** Each job offers at most its next pass (:class:`Pass`); passes
+2. **One coalesced prefill pass.** Each job offers at most its next pass (:class:`Pass`); passes
    with the same ``key`` are joined while ``rows × longest row`` stays within the first job's
    budget. The job offering first rotates (round robin), so a large request cannot hold the model:
    while ``n`` jobs are active each gets a pass at least every ``n`` steps, and usually every step,
-   sharing it with the others.
-3. **One decode step** for every job that is generating.
-4. **Finish** jobs with nothing left to do: their future gets the result.
+   sharing it with the others. While rows are decoding, the pass is capped at ``step_tokens``
+   padded tokens (a job cuts its next batch to fit), so a decoding request waits at most one
+   bounded pass per token, never another request's bulk batch.
+3. **Rows join the decode batch** as soon as their prefill has run: each job hands over its kept
+   rows as plain :class:`DecodeGroup` data (round robin, up to ``decode_rows`` rows in all), and the
+   executor copies them into free slots of its persistent decode batch.
+4. **One decode pass** over the generating rows of *every* request (continuous batching): rows of
+   different requests and prompt lengths advance together, and leave at end of turn, a stop string
+   or their budget, each job getting its rows' ids.
+5. **Finish** jobs with nothing left to do: their future gets the result.
+
+The prefill pass and the decode pass run in the same step, one after the other: a new request's
+prefill never waits for others' generation to end, and generation never stops for a prefill.
 
 Failure isolation: when a coalesced pass raises, each job's part is run again alone, so only the job
 whose input fails sees the error; a job's part that runs out of memory alone is split by the job
-(down to a single row) before the job fails. An exception inside one job's step fails that job
-only. The loop keeps serving afterwards.
+(down to a single row) before the job fails. When the shared decode pass raises, the decode state is
+as it was, and each job's rows run the pass alone (out of memory: in halves, down to one row): only
+the job whose rows fail sees the error. An exception inside one job's callback fails that job only.
+Cancelled and failed jobs leave the decode batch at the next step. The loop keeps serving afterwards.
 
-A caller's latency is therefore bounded by its own work plus, per step, one share of a coalesced
-pass and one decode step of each other active job.
+A caller's latency is therefore bounded by its own work plus, per step, one bounded share of a
+coalesced prefill pass and its rows' share of one decode pass.
 """
 
 from __future__ import annotations
@@ -46,6 +58,29 @@ logger = logging.getLogger(__name__)
 
 #: Every engine loop with a running thread, closed at interpreter exit (see :func:`_close_all`).
 _LIVE: weakref.WeakSet[EngineLoop] = weakref.WeakSet()
+
+#: Rows in the shared decode batch at most (more wait in their jobs, admitted round robin).
+DECODE_ROW_CAP = 256
+
+#: Padded prefill tokens per step while rows are decoding (bounds a decoding row's per-token wait).
+STEP_TOKENS = 4096
+
+
+@dataclass
+class DecodeGroup:
+    """Kept rows of one job, ready to decode: plain data handed from the job to the loop.
+
+    Attributes:
+        state: The rows' prefill state (verdict logits, last hidden states, mask, cache).
+        docs: The input index of each row.
+        max_new_tokens: Generation budget per row.
+        stop_strings: Generated text that ends a row (besides end-of-turn tokens).
+    """
+
+    state: Any
+    docs: list[int]
+    max_new_tokens: int
+    stop_strings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -90,11 +125,12 @@ class Job:
         self.future: Future[Any] = Future()
         self.submitted_at = 0.0
 
-    def next_pass(self) -> Pass | None:
+    def next_pass(self, max_tokens: int | None = None) -> Pass | None:
         """The next forward pass this job needs now, or ``None``.
 
         Asking does not consume it: the loop may ask again (and get the same pass) when the pass
-        did not fit into this step's group. :meth:`on_pass` is the job's cue to move on.
+        did not fit into this step's group. :meth:`on_pass` is the job's cue to move on. With
+        ``max_tokens``, the job cuts its next batch so that ``rows × width`` fits (one row always fits).
         """
         return None
 
@@ -106,19 +142,16 @@ class Job:
         or return ``False`` when it cannot be split (the job then fails)."""
         return False
 
-    def decoding(self) -> bool:
-        """Whether the job has rows to decode now."""
-        return False
+    def peek_decode(self) -> DecodeGroup | None:
+        """The next group of kept rows ready to decode, or ``None`` (asking does not consume it)."""
+        return None
 
-    def decode_step(self) -> int:
-        """Run one decode step for this job's rows (safe to call again after it raised); return the
-        number of tokens it emitted."""
-        return 0
+    def pop_decode(self) -> DecodeGroup:
+        """Hand the group :meth:`peek_decode` showed over to the loop's decode batch."""
+        raise NotImplementedError
 
-    def split_decode(self) -> bool:
-        """A decode step ran out of memory: split the rows into smaller groups and return ``True``,
-        or return ``False`` when they cannot be split (the job then fails)."""
-        return False
+    def on_generated(self, doc: int, ids: list[int]) -> None:
+        """One of the job's rows finished decoding with ``ids`` (stop token included)."""
 
     def finished(self) -> bool:
         """Whether the job has nothing left to do."""
@@ -139,7 +172,9 @@ class LoopStats:
     passes: int = 0
     coalesced_passes: int = 0
     rows: int = 0
-    decode_steps: int = 0
+    decode_steps: int = 0  # decode forward passes (one per step, shared by every request)
+    decode_rows: int = 0  # rows advanced, summed over decode passes
+    decode_retries: int = 0  # shared decode passes that failed and ran per request
     tokens_generated: int = 0
     jobs_done: int = 0
     jobs_failed: int = 0
@@ -161,9 +196,18 @@ class EngineLoop:
         >>> logits, generated = future.result()  # doctest: +SKIP
     """
 
-    def __init__(self, executor: Executor, *, name: str = "prism-engine") -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        *,
+        name: str = "prism-engine",
+        decode_rows: int = DECODE_ROW_CAP,
+        step_tokens: int = STEP_TOKENS,
+    ) -> None:
         self.executor = executor
         self.name = name
+        self.decode_rows = decode_rows
+        self.step_tokens = step_tokens
         self.stats = LoopStats()
         self._inbox: deque[Job] = deque()
         self._active: list[Job] = []
@@ -188,12 +232,15 @@ class EngineLoop:
         return job.future
 
     def run(self, job: Job) -> Any:
-        """Submit ``job`` and wait for it; interrupting the wait (Ctrl-C) cancels the job."""
-        future = self.submit(job)
+        """Submit ``job`` and wait for it; interrupting the wait (Ctrl-C) cancels the job.
+
+        The job is cancelled whenever this call does not return its result, a ``KeyboardInterrupt``
+        landing between the submission and the wait included.
+        """
         try:
-            return future.result()
+            return self.submit(job).result()
         except BaseException:
-            future.cancel()
+            job.future.cancel()
             raise
 
     @property
@@ -237,15 +284,22 @@ class EngineLoop:
         for job in pending:
             self._fail(job, EngineClosedError(f"engine loop {self.name!r} was closed"))
 
+    @property
+    def _decoder(self) -> Any:
+        return getattr(self.executor, "decoder", None)
+
     def _step(self) -> bool:
         """One step; returns whether anything ran (a pass, a decode step or a finished job)."""
         before = (self.stats.passes, self.stats.decode_steps, self.stats.jobs_done, self.stats.jobs_failed)
         self._drop_cancelled()
-        self._run_one_pass()
+        decoder = self._decoder
+        decoding = decoder is not None and decoder.n > 0
+        self._run_one_pass(self.step_tokens if decoding else None)
         self._drop_cancelled()
-        for job in self._rotation():
-            if self._guard(job, job.decoding):
-                self._guard(job, partial(self._decode, job))
+        if decoder is not None:
+            self._admit(decoder)
+            if decoder.n:
+                self._decode(decoder)
         for job in list(self._active):
             if self._guard(job, job.finished):
                 self._finish(job)
@@ -262,48 +316,99 @@ class EngineLoop:
     def _drop_cancelled(self) -> None:
         for job in list(self._active):
             if job.future.cancelled():
-                self._active.remove(job)
+                self._remove(job)
                 self.stats.jobs_cancelled += 1
-                job.release()
                 logger.debug("engine loop %s: dropped a cancelled job", self.name)
 
-    def _decode(self, job: Job) -> None:
-        try:
-            emitted = job.decode_step()
-        except torch.OutOfMemoryError as exc:
-            _free_memory(exc)
-            if not job.split_decode():
-                raise
-            logger.warning("out of memory in a decode step; the request decodes in smaller groups")
-            return
-        self.stats.decode_steps += 1
-        self.stats.tokens_generated += emitted
+    # ------------------------------------------------------------------ decoding
+    def _admit(self, decoder: Any) -> None:
+        """Rows whose prefill has run join the decode batch, round robin over jobs, up to the cap."""
+        progress = True
+        while progress:
+            progress = False
+            for job in self._rotation():
+                group = self._guard(job, job.peek_decode)
+                if not isinstance(group, DecodeGroup):
+                    continue
+                if decoder.n and decoder.n + len(group.docs) > self.decode_rows:
+                    return
+                group = self._guard(job, job.pop_decode)
+                if not isinstance(group, DecodeGroup):
+                    continue
+                done = self._guard(
+                    job,
+                    partial(
+                        decoder.join, job, group.state, group.docs, group.max_new_tokens, group.stop_strings
+                    ),
+                )
+                group.state = None  # the decode batch holds the rows now
+                for fin in done or ():
+                    self._guard(job, partial(job.on_generated, fin.doc, fin.ids))
+                progress = True
 
-    def _run_one_pass(self) -> None:
+    def _decode(self, decoder: Any) -> None:
+        """One decode pass over every generating row; finished rows go back to their jobs."""
+        emitted, finished = decoder.emit()
+        self.stats.tokens_generated += emitted
+        self._route(finished)
+        rows = decoder.n
+        if not rows:
+            return
+        try:
+            decoder.forward()
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            _free_memory(exc)
+            self.stats.decode_retries += 1
+            owners = decoder.owners()
+            logger.warning(
+                "a decode pass shared by %d request(s) failed (%s: %s); running each request's rows alone",
+                len(owners), type(exc).__name__, exc,
+            )  # fmt: skip
+            groups = [[s for s, r in enumerate(decoder.rows) if r.owner is owner] for owner in owners]
+            failed = decoder.forward_apart(groups, _is_oom)
+            for slots, error in failed:
+                owner = decoder.rows[slots[0]].owner
+                decoder.drop(owner)
+                if isinstance(owner, Job):
+                    self._fail(owner, error)
+        self.stats.decode_steps += 1
+        self.stats.decode_rows += rows
+
+    def _route(self, finished: Sequence[Any]) -> None:
+        for fin in finished:
+            job = fin.owner
+            if isinstance(job, Job):
+                self._guard(job, partial(job.on_generated, fin.doc, fin.ids))
+
+    # ------------------------------------------------------------------ prefill
+    def _run_one_pass(self, max_tokens: int | None = None) -> None:
         """Build and run one coalesced pass from the jobs' offers, leader chosen round robin."""
         order = self._rotation()
         for n, job in enumerate(order):
-            lead = self._offer(job)
+            lead = self._offer(job, max_tokens)
             if lead is None:
                 continue
             self._rr = (self._active.index(job) + 1) % len(self._active)
             group = [(job, lead)]
+            budget = lead.budget if max_tokens is None else min(lead.budget, max_tokens)
             if lead.shareable:
                 width, rows = lead.width, len(lead.rows)
                 for other in order[n + 1 :]:
-                    more = self._offer(other)
+                    more = self._offer(other, max_tokens)
                     if more is None or not more.shareable or more.key != lead.key:
                         continue
                     new_width = max(width, more.width)
-                    if (rows + len(more.rows)) * new_width > lead.budget:
+                    if (rows + len(more.rows)) * new_width > budget:
                         continue
                     group.append((other, more))
                     width, rows = new_width, rows + len(more.rows)
             self._run_group(group)
             return
 
-    def _offer(self, job: Job) -> Pass | None:
-        offer = self._guard(job, job.next_pass)
+    def _offer(self, job: Job, max_tokens: int | None = None) -> Pass | None:
+        offer = self._guard(job, partial(job.next_pass, max_tokens))
         return offer if isinstance(offer, Pass) else None
 
     def _run_group(self, group: list[tuple[Job, Pass]]) -> None:
@@ -382,6 +487,9 @@ class EngineLoop:
         if job in self._active:
             self._active.remove(job)
         try:
+            decoder = self._decoder
+            if decoder is not None and decoder.n:
+                decoder.drop(job)  # its rows leave the decode batch now
             job.release()
         except Exception:  # pragma: no cover - releasing must never take the loop down
             logger.exception("engine loop %s: releasing a job failed", self.name)

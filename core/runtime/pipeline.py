@@ -1,11 +1,13 @@
 """The score → select → decode pipeline of one request on a causal-LM reranker, as an engine-loop job.
 
 :class:`RerankJob` plans its prompts into token-budget batches, offers them to the engine loop one
-pass at a time, checks every verdict logit, hands relevant survivors to :class:`KeepSet` and decodes
-them in :class:`~prism_core.runtime.runner.DecodeStream` groups. :class:`CausalExecutor` runs the
-passes the loop builds (several jobs' batches coalesced into one). The result is plain data, the
-verdict logits and generated ids; turning them into results (detokenising, parsing) is the
-backend's output processing.
+pass at a time, checks every verdict logit, and hands relevant survivors to :class:`KeepSet`; kept
+rows go to the engine loop as plain :class:`DecodeGroup` data, and the loop decodes them in the one
+shared :class:`~prism_core.runtime.decode_state.DecodeBatch` with every other request's rows. The job
+never touches the model. :class:`CausalExecutor` runs the passes the loop builds (several jobs'
+batches coalesced into one) and owns the decode batch. The result is plain data, the verdict logits
+and generated ids; turning them into results (detokenising, parsing) is the backend's output
+processing.
 """
 
 from __future__ import annotations
@@ -13,20 +15,40 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from prism_core.errors import NonFiniteScoreError
 from prism_core.runtime.batching import plan_batches
 from prism_core.runtime.cache import PrefillState, merge_states, split_state
-from prism_core.runtime.engine_loop import Job, Pass
-from prism_core.runtime.runner import DecodeStream, ModelRunner
+from prism_core.runtime.decode_state import DecodeBatch
+from prism_core.runtime.engine_loop import DecodeGroup, Job, Pass
+from prism_core.runtime.runner import ModelRunner
 from prism_core.runtime.selection import KeepSet
 
-#: Rows decoded together at most (kept scoring caches of several batches are merged up to this).
+#: Kept rows handed to decoding together at most (kept scoring caches of several batches merged).
 DECODE_ROWS = 64
 
 #: Below this many shared tokens, running the prefix separately does not pay.
 MIN_SHARED_PREFIX = 32
+
+
+@dataclass(frozen=True)
+class ScoreKind:
+    """Full prompts, coalescable across requests; ``keep_cache`` when rows go on to decode."""
+
+    keep_cache: bool
+
+
+class PrefixKind:
+    """One request's shared prompt prefix (private to it: equal only to itself)."""
+
+
+@dataclass(frozen=True, eq=False)
+class AfterPrefixKind:
+    """Continuations after one request's prefix (private to it)."""
+
+    handle: PrefixHandle
 
 
 class PrefixHandle:
@@ -38,27 +60,33 @@ class PrefixHandle:
 
 
 class CausalExecutor:
-    """Runs the engine loop's passes on a :class:`ModelRunner`.
+    """Runs the engine loop's passes on a :class:`ModelRunner`, and owns the shared decode batch.
 
-    Keys: ``("score", keep_cache)`` (coalescable prompt batches), ``("prefix", job)`` (one shared
-    prefix), ``("after_prefix", handle)`` (continuations after a job's prefix).
+    Pass kinds: :class:`ScoreKind` (coalescable prompt batches), :class:`PrefixKind` (one shared
+    prefix), :class:`AfterPrefixKind` (continuations after a job's prefix).
     """
 
     def __init__(self, runner: ModelRunner) -> None:
         self.runner = runner
+        self._decoder: DecodeBatch | None = None
+
+    @property
+    def decoder(self) -> DecodeBatch:
+        """The persistent batch every request's generating rows decode in (created on first use)."""
+        if self._decoder is None:
+            self._decoder = self.runner.new_decode_batch()
+        return self._decoder
 
     def run(self, key: Hashable, rows: Sequence[Any]) -> Any:
         """Run one pass."""
-        assert isinstance(key, tuple)
-        kind = key[0]
-        if kind == "score":
-            return self.runner.prefill(rows, keep_cache=bool(key[1]))
-        if kind == "prefix":
+        if isinstance(key, ScoreKind):
+            return self.runner.prefill(rows, keep_cache=key.keep_cache)
+        if isinstance(key, PrefixKind):
             return self.runner.prefix_cache(rows[0])
-        if kind == "after_prefix":
-            handle: PrefixHandle = key[1]
+        if isinstance(key, AfterPrefixKind):
+            handle = key.handle
             return self.runner.score_after_prefix(handle.cache, handle.length, rows)
-        raise ValueError(f"unknown pass kind {kind!r}")
+        raise ValueError(f"unknown pass kind {key!r}")
 
     def split(self, key: Hashable, output: Any, sizes: Sequence[int]) -> list[Any]:
         """Each job's rows of a coalesced pass (only ``score`` passes are ever coalesced)."""
@@ -90,7 +118,6 @@ class RerankJob(Job):
     """One request's prompts: score all, generate for the relevant survivors of threshold and top-n.
 
     Args:
-        runner: The model runner (for decoding; passes go through the loop's executor).
         prompts: Prompt ids per document, in input order.
         generate: Generate for relevant survivors (``False``: a pure scoring pass).
         top_n: Only the best ``top_n`` can be returned: generate for no other.
@@ -102,7 +129,6 @@ class RerankJob(Job):
 
     def __init__(
         self,
-        runner: ModelRunner,
         prompts: Sequence[Sequence[int]],
         *,
         generate: bool,
@@ -113,7 +139,6 @@ class RerankJob(Job):
         stop_strings: Sequence[str] = (),
     ) -> None:
         super().__init__()
-        self.runner = runner
         self.prompts = prompts
         self.generate = generate
         self.max_new_tokens = max_new_tokens
@@ -123,34 +148,45 @@ class RerankJob(Job):
         self.generated: dict[int, list[int]] = {}
         self.prefix_len = 0 if generate or len(prompts) < 2 else shared_prefix_len(prompts)
         self.prefix: PrefixHandle | None = None
+        self._prefix_kind = PrefixKind()
         lengths = [len(p) - self.prefix_len for p in prompts]
         self.batches: deque[list[int]] = deque(plan_batches(lengths, batch_tokens))
         self.keep = KeepSet(top_n, threshold, DECODE_ROWS, batch_tokens) if generate else None
-        self.waiting: deque[tuple[PrefillState, list[int]]] = deque()  # merged groups to decode
-        self.streams: list[tuple[DecodeStream, list[int]]] = []
+        self.waiting: deque[DecodeGroup] = deque()  # kept rows, ready to join the decode batch
+        self.in_flight = 0  # rows handed to the decode batch and not finished yet
         self.progress: Callable[[int], Any] | None = None  # called with each scored batch's size
 
     # ------------------------------------------------------------------ passes
-    def next_pass(self) -> Pass | None:
+    def next_pass(self, max_tokens: int | None = None) -> Pass | None:
         if self.prefix_len and self.prefix is None:
             prefix = self.prompts[0][: self.prefix_len]
-            return Pass(("prefix", self), [prefix], len(prefix), self.batch_tokens, shareable=False)
+            return Pass(self._prefix_kind, [prefix], len(prefix), self.batch_tokens, shareable=False)
         if not self.batches:
             return None
-        if self.streams and (self.waiting or (self.keep is not None and self.keep.pending_rows)):
-            # While a group decodes, score on only until one batch has kept rows: at most the
-            # decoding group and one batch's kept caches are alive, whatever the number of documents.
+        if self.in_flight and (self.waiting or (self.keep is not None and self.keep.pending_rows)):
+            # While rows decode, score on only until one batch has kept rows: at most the decoding
+            # rows and one batch's kept caches are alive, whatever the number of documents.
             return None
+        if max_tokens is not None:
+            self._fit_head(max_tokens)
         batch = self.batches[0]
         if self.prefix is not None:
             rows = [self.prompts[i][self.prefix_len :] for i in batch]
-            return Pass(("after_prefix", self.prefix), rows, max(map(len, rows)), self.batch_tokens, False)
+            return Pass(AfterPrefixKind(self.prefix), rows, max(map(len, rows)), self.batch_tokens, False)
         rows = [self.prompts[i] for i in batch]
-        return Pass(("score", self.generate), rows, max(map(len, rows)), self.batch_tokens)
+        return Pass(ScoreKind(self.generate), rows, max(map(len, rows)), self.batch_tokens)
+
+    def _fit_head(self, max_tokens: int) -> None:
+        """Cut the next batch so that it fits a step's token budget (a single row always fits)."""
+        batch = self.batches[0]
+        width = max(len(self.prompts[i]) - self.prefix_len for i in batch)
+        rows = max(1, max_tokens // max(1, width))
+        if rows < len(batch):
+            self.batches[0] = batch[rows:]
+            self.batches.appendleft(batch[:rows])
 
     def on_pass(self, p: Pass, output: Any) -> None:
-        assert isinstance(p.key, tuple)
-        if p.key[0] == "prefix":
+        if isinstance(p.key, PrefixKind):
             self.prefix = PrefixHandle(output, self.prefix_len)
             return
         batch = self.batches.popleft()
@@ -174,8 +210,7 @@ class RerankJob(Job):
             self.prefix = None  # free the prefix cache once the last batch is scored
 
     def retry_smaller(self, p: Pass) -> bool:
-        assert isinstance(p.key, tuple)
-        if p.key[0] == "prefix" or len(self.batches[0]) < 2:
+        if isinstance(p.key, PrefixKind) or len(self.batches[0]) < 2:
             return False
         batch = self.batches.popleft()
         half = len(batch) // 2
@@ -183,7 +218,7 @@ class RerankJob(Job):
         self.batches.appendleft(batch[:half])
         return True
 
-    # ------------------------------------------------------------------ decoding
+    # ------------------------------------------------------------------ decoding (plain data out)
     def _queue_groups(self, groups: list[tuple[PrefillState, list[int]]]) -> None:
         """Merge kept groups into decode groups of up to ``DECODE_ROWS`` rows."""
         chunk: list[PrefillState] = []
@@ -196,39 +231,27 @@ class RerankJob(Job):
                 if len(chunk) > 1:  # the merged copy holds the rows now: free the originals
                     for part in chunk:
                         part.cache = None
-                self.waiting.append((merged, docs))
+                self.waiting.append(DecodeGroup(merged, docs, self.max_new_tokens, self.stop_strings))
                 chunk, docs = [], []
 
-    def decoding(self) -> bool:
-        return bool(self.streams or self.waiting)
+    def peek_decode(self) -> DecodeGroup | None:
+        return self.waiting[0] if self.waiting else None
 
-    def decode_step(self) -> int:
-        if not self.streams and self.waiting:
-            state, docs = self.waiting.popleft()
-            stream = self.runner.start_decode(state, self.max_new_tokens, self.stop_strings)
-            self.streams.append((stream, docs))
-        emitted = 0
-        for stream, docs in list(self.streams):
-            emitted += self.runner.decode_step(stream)
-            if stream.finished:
-                self.generated.update(zip(docs, stream.outputs, strict=True))
-                self.streams.remove((stream, docs))
-        return emitted
+    def pop_decode(self) -> DecodeGroup:
+        group = self.waiting.popleft()
+        self.in_flight += len(group.docs)
+        return group
 
-    def split_decode(self) -> bool:
-        for n, (stream, docs) in enumerate(self.streams):
-            if len(stream.active) > 1:
-                parts = self.runner.split_stream(stream)
-                self.streams[n : n + 1] = [(part, docs) for part in parts]
-                return True
-        return False
+    def on_generated(self, doc: int, ids: list[int]) -> None:
+        self.generated[doc] = ids
+        self.in_flight -= 1
 
     # ------------------------------------------------------------------ the end
     def finished(self) -> bool:
         return (
             not self.batches
             and not self.waiting
-            and not self.streams
+            and not self.in_flight
             and (self.keep is None or self.keep.pending_rows == 0)
         )
 
@@ -238,7 +261,6 @@ class RerankJob(Job):
     def release(self) -> None:
         self.batches.clear()
         self.waiting.clear()
-        self.streams.clear()
         self.prefix = None
         if self.keep is not None:
             self.keep.clear()

@@ -17,6 +17,7 @@ logits and generated ids, as cheaply as the model allows.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 
 from prism_core.runtime.cache import PrefillState, merge_states, split_cache
+from prism_core.runtime.decode_state import DecodeBatch, DecodeRow
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,26 @@ class ModelRunner:
         self.stop_ids = torch.tensor(sorted(self._eos_ids(model, tokenizer)), device=self.device)
         self._vocab: list[str | None] | None = None
         self._may_close: dict[str, torch.Tensor] = {}
+        # transformers >= 5.25 names the cache argument ``cache`` (``past_key_values`` is deprecated).
+        params = inspect.signature(self.body.forward).parameters
+        self.cache_kw = "cache" if "cache" in params else "past_key_values"
+
+    def new_decode_batch(self) -> DecodeBatch:
+        """The persistent batch every generating row of every request decodes in (see ``decode_state``)."""
+        return DecodeBatch(self.body, self.model.config, self._greedy, self.stop_mask, self.cache_kw)
+
+    def stop_mask(self, tokens: torch.Tensor, rows: Sequence[DecodeRow]) -> torch.Tensor:
+        """Which rows end with their latest token (already appended to ``rows[i].outputs``): an
+        end-of-turn token, or the end of one of the row's stop strings."""
+        done = torch.isin(tokens, self.stop_ids)
+        stops = {s for row in rows for s in row.stop_strings}
+        for stop in stops:
+            closing = (self._closing_mask(stop[-1])[tokens] & ~done).nonzero().flatten().tolist()
+            for live in closing:
+                row = rows[live]
+                if stop in row.stop_strings and stop in self.tokenizer.decode(row.outputs[-8:]):
+                    done[live] = True
+        return done
 
     def _closing_mask(self, last_char: str) -> torch.Tensor:
         """Tokens whose text holds ``last_char``: only after one of them can a stop string end."""
@@ -155,7 +177,7 @@ class ModelRunner:
             input_ids=input_ids,
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=cache,
+            **{self.cache_kw: cache},
             use_cache=True,
         )
         last = out.last_hidden_state[:, -1]
@@ -191,7 +213,7 @@ class ModelRunner:
 
         cache = DynamicCache(config=self.model.config)
         ids = torch.tensor([list(prefix)], dtype=torch.long, device=self.device)
-        self.body(input_ids=ids, past_key_values=cache, use_cache=True)
+        self.body(input_ids=ids, **{self.cache_kw: cache}, use_cache=True)
         return cache
 
     @torch.inference_mode()
@@ -212,7 +234,11 @@ class ModelRunner:
         positions = (prefix_len + torch.arange(width, device=self.device)).expand(n, width)
         cache = split_cache(prefix_cache, torch.zeros(n, dtype=torch.long, device=self.device))
         out = self.body(
-            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            **{self.cache_kw: cache},
+            use_cache=True,
         )
         last = out.last_hidden_state[torch.arange(n, device=self.device), last_index]
         return PrefillState(self._verdict(last), last, mask, None)
@@ -267,7 +293,7 @@ class ModelRunner:
             input_ids=stream.token[:, None],
             attention_mask=mask,
             position_ids=stream.positions,
-            past_key_values=stream.cache,
+            **{self.cache_kw: stream.cache},
             use_cache=True,
         )
         stream.mask = mask

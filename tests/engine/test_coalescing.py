@@ -67,7 +67,7 @@ class ListJob(Job):
         self.out: list[int] = []
         self.passes_seen = 0
 
-    def next_pass(self) -> Pass | None:
+    def next_pass(self, max_tokens: int | None = None) -> Pass | None:
         if not self.batches:
             return None
         rows = self.batches[0]

@@ -115,16 +115,16 @@ def test_evidence_false_is_a_pure_scoring_pass(oracle_runs) -> None:  # type: ig
 
 
 def test_no_generation_when_evidence_false(oracle_runs, spy) -> None:  # type: ignore[no-untyped-def]
-    from prism_core.runtime.runner import ModelRunner
+    from prism_core.runtime.decode_state import DecodeBatch
 
     path, docs, _ = oracle_runs
-    calls = spy(ModelRunner, "start_decode")
+    calls = spy(DecodeBatch, "join")
     engine = PrismReranker(path, device="cpu", max_new_tokens=4)
     engine.rerank(QUERY, docs, evidence=False)
     engine.score(QUERY, docs)
     assert calls == []
     results = engine.rerank(QUERY, docs, top_n=2)
-    rows = sum(args[1].last_hidden.shape[0] for args, _ in calls)
+    rows = sum(len(args[3]) for args, _ in calls)  # join(self, owner, state, docs, ...)
     assert rows == sum(r.relevant for r in results)  # only relevant survivors generate
 
 
@@ -140,15 +140,15 @@ def test_scoring_pass_runs_the_shared_prefix_once(oracle_runs, spy) -> None:  # 
 
 
 def test_kept_caches_stay_within_about_two_batches(oracle_runs, spy) -> None:  # type: ignore[no-untyped-def]
-    from prism_core.runtime.runner import ModelRunner
+    from prism_core.runtime.decode_state import DecodeBatch
 
     path, docs, ref = oracle_runs
-    calls = spy(ModelRunner, "start_decode")
+    calls = spy(DecodeBatch, "join")
     budget = 600
     results = PrismReranker(path, device="cpu", max_new_tokens=MAX_NEW, batch_tokens=budget).rerank(
         QUERY, docs * 3
     )
-    footprints = [int(args[1].attention_mask.sum()) for args, _ in calls]  # real cached tokens decoded
+    footprints = [int(args[2].attention_mask.sum()) for args, _ in calls]  # real cached tokens joined
     assert len(footprints) > 1  # decoded in several rounds, not all at the end
     assert max(footprints) <= 2 * budget
     assert sum(r.raw_output is not None for r in results) == 3 * sum(o.logit > 0 for o in ref)
