@@ -241,9 +241,10 @@ class DecodeBatch:
         if self._device is None:
             self._allocate(state, max(MIN_SLOTS, more), longest + MIN_COLUMNS)
         if self.n == 0:
-            self.hi = longest
+            self.hi = 0  # nothing live: no column to keep
             if self.columns <= longest:
-                self._grow_columns(right=longest + MIN_COLUMNS - self.columns + 1)
+                self._grow_columns(right=longest + MIN_COLUMNS - self.columns)
+            self.hi = longest
         elif longest > self.hi:
             self._grow_columns(left=max(longest - self.hi, self.columns // 2))
         if self.n + more > self.capacity:

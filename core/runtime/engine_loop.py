@@ -203,11 +203,15 @@ class EngineLoop:
         name: str = "prism-engine",
         decode_rows: int = DECODE_ROW_CAP,
         step_tokens: int = STEP_TOKENS,
+        shared_decode: bool = True,
     ) -> None:
         self.executor = executor
         self.name = name
         self.decode_rows = decode_rows
         self.step_tokens = step_tokens
+        #: ``False`` runs one decode pass per request instead of one for all (what the engine did
+        #: before continuous batching): kept only so that benchmarks can compare the two in one run.
+        self.shared_decode = shared_decode
         self.stats = LoopStats()
         self._inbox: deque[Job] = deque()
         self._active: list[Job] = []
@@ -353,6 +357,17 @@ class EngineLoop:
         self._route(finished)
         rows = decoder.n
         if not rows:
+            return
+        if not self.shared_decode:
+            owners = decoder.owners()
+            groups = [[s for s, r in enumerate(decoder.rows) if r.owner is owner] for owner in owners]
+            for slots, error in decoder.forward_apart(groups, _is_oom):
+                owner = decoder.rows[slots[0]].owner
+                decoder.drop(owner)
+                if isinstance(owner, Job):
+                    self._fail(owner, error)
+            self.stats.decode_steps += len(groups)
+            self.stats.decode_rows += rows
             return
         try:
             decoder.forward()
