@@ -45,6 +45,7 @@ from typing import Any
 import torch
 
 from prism_core.runtime.cache import PrefillState
+from prism_core.runtime.decode_state import DecodeBatch
 from prism_core.runtime.pipeline import DECODE_ROWS
 from prism_core.runtime.runner import ModelRunner
 
@@ -207,7 +208,6 @@ class ImposedRunner(ModelRunner):
         self.max_cache_rows = 0
         self._rows: dict[bytes, int] = {}  # digest of a row's last hidden state → document index
         self._live: weakref.WeakSet[Any] = weakref.WeakSet()  # every cache handed out or decoded
-        self._streams: dict[int, Any] = {}  # decode streams in flight → (call record, keys, stream)
 
     def _census(self) -> None:
         """Caches alive right now (whatever the engine still references): rows and bytes."""
@@ -275,38 +275,66 @@ class ImposedRunner(ModelRunner):
         full = [self._prefix[:prefix_len] + list(c) for c in continuations]
         return self._account(full, st, t0, sum(len(c) for c in continuations))
 
-    def start_decode(self, state: PrefillState, max_new_tokens: int, stop_strings: Any = ()) -> Any:
-        keys = [self._rows[d] for d in self._row_digests(state.last_hidden)]
-        self.max_rows_held = max(self.max_rows_held, len(keys))
+    def new_decode_batch(self) -> Any:
+        """The engine's shared decode batch, instrumented: rows joined, forward time, tokens per row."""
+        return TimedDecodeBatch(
+            self, self.body, self.model.config, self._greedy, self.stop_mask, self.cache_kw
+        )
+
+
+class TimedDecodeBatch(DecodeBatch):
+    """The engine's decode batch with the harness's accounting around joins, passes and finished rows."""
+
+    def __init__(self, runner: ImposedRunner, *args: Any) -> None:
+        super().__init__(*args)
+        self.runner = runner
+        self.keys: dict[tuple[int, int], int] = {}  # (owner id, doc) -> document index of the workload
+
+    def join(self, owner: Any, state: PrefillState, docs: Any, max_new_tokens: int, stop_strings: Any) -> Any:
+        r = self.runner
+        keys = [r._rows[d] for d in r._row_digests(state.last_hidden)]
+        for doc, key in zip(docs, keys, strict=True):
+            self.keys[(id(owner), int(doc))] = key
         if state.cache is not None:
-            self._live.add(state.cache)
-        self._census()
+            r._live.add(state.cache)
+        r._census()
+        r.max_rows_held = max(r.max_rows_held, self.n + len(keys))
         lengths = state.attention_mask.sum(-1).tolist()
-        call = {"rows": len(keys), "steps": max_new_tokens, "prompt_lengths": lengths, "seconds": 0.0}
-        self.decode_calls.append(call)
-        _sync(self.device)
+        r.decode_calls.append(
+            {"rows": len(keys), "steps": max_new_tokens, "prompt_lengths": lengths, "seconds": 0.0}
+        )
+        _sync(r.device)
         t0 = time.perf_counter()
-        stream = super().start_decode(state, max_new_tokens, ())
-        self._streams[id(stream)] = (call, keys, stream)
-        self._time_decode(stream, t0)
-        return stream
+        out = super().join(owner, state, docs, max_new_tokens, ())
+        self._account(out, t0)
+        return out
 
-    def decode_step(self, stream: Any) -> None:
-        _sync(self.device)
+    def emit(self) -> Any:
         t0 = time.perf_counter()
-        super().decode_step(stream)
-        self._time_decode(stream, t0)
+        out = super().emit()
+        self._account(out[1], t0)
+        return out
 
-    def _time_decode(self, stream: Any, t0: float) -> None:
-        _sync(self.device)
-        dt = time.perf_counter() - t0
-        self.generate_s += dt
-        call, keys, _ = self._streams[id(stream)]
-        call["seconds"] += dt
-        if stream.finished:
-            for k, out in zip(keys, stream.outputs, strict=True):
-                self.generated[k] = len(out)
-            del self._streams[id(stream)]
+    def forward(self) -> None:
+        _sync(self.runner.device)
+        t0 = time.perf_counter()
+        super().forward()
+        self._account([], t0)
+
+    def forward_apart(self, groups: Any, split: Any) -> Any:
+        _sync(self.runner.device)
+        t0 = time.perf_counter()
+        out = super().forward_apart(groups, split)
+        self._account([], t0)
+        return out
+
+    def _account(self, finished: Any, t0: float) -> None:
+        _sync(self.runner.device)
+        self.runner.generate_s += time.perf_counter() - t0
+        for fin in finished:
+            key = self.keys.pop((id(fin.owner), fin.doc), None)
+            if key is not None:
+                self.runner.generated[key] = len(fin.ids)
 
 
 # ----------------------------------------------------------------------------- contenders

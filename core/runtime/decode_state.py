@@ -63,7 +63,7 @@ class Finished:
 def _cache_class() -> type:
     from transformers import DynamicCache
 
-    class SlotCache(DynamicCache):  # type: ignore[misc, valid-type]
+    class SlotCache(DynamicCache):
         """A transformers cache whose tensors are views of a :class:`DecodeBatch`'s slots."""
 
         batch: DecodeBatch

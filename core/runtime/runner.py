@@ -20,7 +20,6 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
@@ -36,29 +35,6 @@ CPU_TALL_HEAD_ROWS = 16
 
 #: On CPU, cache-keeping prefills of prompts at least this long run without padding (see ``prefill``).
 CPU_UNPADDED_MIN_WIDTH = 1024
-
-
-@dataclass
-class DecodeStream:
-    """Greedy decoding in progress for some rows; :meth:`ModelRunner.decode_step` advances it."""
-
-    outputs: list[list[int]]  # generated ids per row of the original state (stop token included)
-    active: list[int]  # the output row of each live batch row
-    max_new_tokens: int
-    stop_strings: tuple[str, ...]
-    cache: Any
-    mask: torch.Tensor
-    positions: torch.Tensor
-    token: torch.Tensor | None  # the next token of each live row, not yet emitted
-    steps: int = 0
-    emitted: bool = False  # ``token`` was emitted; the forward step on it is still to run
-    finished: bool = False
-
-    def finish(self) -> None:
-        """Mark the stream done and free its cache."""
-        self.finished = True
-        self.cache = None
-        self.token = None
 
 
 class ModelRunner:
@@ -244,129 +220,29 @@ class ModelRunner:
         return PrefillState(self._verdict(last), last, mask, None)
 
     @torch.inference_mode()
-    def start_decode(
-        self, state: PrefillState, max_new_tokens: int, stop_strings: Sequence[str] = ()
-    ) -> DecodeStream:
-        """Begin greedy decoding of every row of ``state`` (after :meth:`PrefillState.select`).
-
-        The first token is the argmax over the whole vocabulary at the verdict position, as the
-        model card's ``generate`` picks it. Rows stop at an end-of-turn token, after one of
-        ``stop_strings``, or after ``max_new_tokens`` tokens, and leave the batch then. Drive the
-        stream with :meth:`decode_step` until ``stream.finished``.
-        """
-        n = state.last_hidden.shape[0]
-        stream = DecodeStream(
-            outputs=[[] for _ in range(n)],
-            active=list(range(n)),
-            max_new_tokens=max_new_tokens,
-            stop_strings=tuple(stop_strings),
-            cache=state.cache,
-            mask=state.attention_mask,
-            positions=state.attention_mask.sum(-1, keepdim=True),
-            token=self._greedy(state.last_hidden) if n and max_new_tokens >= 1 else None,
-        )
-        stream.finished = stream.token is None
-        return stream
-
-    @torch.inference_mode()
-    def decode_step(self, stream: DecodeStream) -> int:
-        """Emit each live row's current token, drop finished rows, and run one forward step.
-
-        Safe to call again after an exception in the forward step (out of memory): the emitted
-        tokens are not emitted twice.
-
-        Returns:
-            The number of tokens emitted by this call (one per live row; 0 on a retry).
-        """
-        if stream.finished:
-            return 0
-        emitted = 0
-        if not stream.emitted:
-            emitted = len(stream.active)
-            self._emit(stream)
-            stream.emitted = True
-            if stream.finished:
-                return emitted
-        assert stream.token is not None
-        mask = torch.cat([stream.mask, stream.mask.new_ones((stream.mask.shape[0], 1))], dim=-1)
-        out = self.body(
-            input_ids=stream.token[:, None],
-            attention_mask=mask,
-            position_ids=stream.positions,
-            **{self.cache_kw: stream.cache},
-            use_cache=True,
-        )
-        stream.mask = mask
-        stream.positions = stream.positions + 1
-        stream.token = self._greedy(out.last_hidden_state[:, -1])
-        stream.emitted = False
-        return emitted
-
-    def _emit(self, stream: DecodeStream) -> None:
-        token = stream.token
-        assert token is not None
-        token_list = token.tolist()
-        for live, row in enumerate(stream.active):
-            stream.outputs[row].append(token_list[live])
-        stream.steps += 1
-        if stream.steps >= stream.max_new_tokens:
-            stream.finish()
-            return
-        done = torch.isin(token, self.stop_ids)
-        for stop in stream.stop_strings:
-            closing = (self._closing_mask(stop[-1])[token] & ~done).nonzero().flatten().tolist()
-            for live in closing:
-                tail = self.tokenizer.decode(stream.outputs[stream.active[live]][-8:])
-                if stop in tail:
-                    done[live] = True
-        if bool(done.any()):
-            keep = (~done).nonzero().flatten()
-            if keep.numel() == 0:
-                stream.finish()
-                return
-            stream.active = [stream.active[i] for i in keep.tolist()]
-            stream.cache.reorder_cache(keep)
-            stream.mask, stream.positions, stream.token = (
-                stream.mask[keep],
-                stream.positions[keep],
-                token[keep],
-            )
-
-    def split_stream(self, stream: DecodeStream) -> list[DecodeStream]:
-        """Cut a stream's live rows into two streams (to retry a step that ran out of memory)."""
-        n = len(stream.active)
-        if n < 2 or stream.finished:
-            return [stream]
-        parts = []
-        for rows in (list(range(n // 2)), list(range(n // 2, n))):
-            idx = torch.tensor(rows, dtype=torch.long, device=stream.mask.device)
-            token = stream.token[idx] if stream.token is not None else None
-            parts.append(
-                DecodeStream(
-                    outputs=stream.outputs,  # shared: each part appends to its own rows only
-                    active=[stream.active[i] for i in rows],
-                    max_new_tokens=stream.max_new_tokens,
-                    stop_strings=stream.stop_strings,
-                    cache=split_cache(stream.cache, idx),
-                    mask=stream.mask[idx],
-                    positions=stream.positions[idx],
-                    token=token,
-                    steps=stream.steps,
-                    emitted=stream.emitted,
-                )
-            )
-        stream.cache = None
-        return parts
-
-    @torch.inference_mode()
     def generate(
         self, state: PrefillState, max_new_tokens: int, stop_strings: Sequence[str] = ()
     ) -> list[list[int]]:
-        """Decode every row of ``state`` to the end (see :meth:`start_decode`); ids per row, in order."""
-        stream = self.start_decode(state, max_new_tokens, stop_strings)
-        while not stream.finished:
-            self.decode_step(stream)
-        return stream.outputs
+        """Greedy-decode every row of ``state`` to the end, alone in a decode batch of their own.
+
+        The first token is the argmax over the whole vocabulary at the verdict position, as the
+        model card's ``generate`` picks it; rows stop at an end-of-turn token, after one of
+        ``stop_strings``, or after ``max_new_tokens`` tokens. The engine loop decodes through the
+        shared :class:`~prism_core.runtime.decode_state.DecodeBatch` instead; this is its one-batch
+        form (tests and tools).
+
+        Returns:
+            Generated ids per row, in row order (stop token included).
+        """
+        rows = state.last_hidden.shape[0]
+        batch = self.new_decode_batch()
+        outputs: dict[int, list[int]] = {}
+        for fin in batch.join(None, state, list(range(rows)), max_new_tokens, stop_strings):
+            outputs[fin.doc] = fin.ids
+        while batch.n:
+            for fin in batch.step()[1]:
+                outputs[fin.doc] = fin.ids
+        return [outputs[i] for i in range(rows)]
 
     def _greedy(self, hidden: torch.Tensor) -> torch.Tensor:
         """The argmax token of each row's full-vocabulary logits.

@@ -804,7 +804,7 @@ def test_scoring_only_adapters_generate_nothing(
     pytest.importorskip("langchain_core")
     pytest.importorskip("llama_index.core")
     pytest.importorskip("haystack")
-    from prism_core.runtime.runner import ModelRunner
+    from prism_core.runtime.decode_state import DecodeBatch
 
     case = tiny_backend(request, "prism")
     options = {"device": "cpu", **case.options}
@@ -815,7 +815,7 @@ def test_scoring_only_adapters_generate_nothing(
     position = {"langchain": 0, "llama_index": 1, "haystack": 2}[framework]
     quiet = _three_adapters(case.path, options, use_evidence=False, add_contribution=False)[position]
     loud = _three_adapters(case.path, options, use_evidence=False, add_contribution=True)[position]
-    starts = count_calls(monkeypatch, ModelRunner, "start_decode")
+    starts = count_calls(monkeypatch, DecodeBatch, "join")
     stats = quiet.engine.engine_loop.stats
     assert quiet.engine is loud.engine
 

@@ -270,17 +270,34 @@ def test_merged_states_of_different_widths_decode_exactly(tiny_path: str) -> Non
     assert runner.generate(merged, 6) == expected
 
 
-def test_a_decode_stream_split_after_out_of_memory_decodes_exactly(tiny_qwen35_path: str) -> None:
+def test_a_decode_pass_run_apart_in_halves_after_out_of_memory_decodes_exactly(tiny_qwen35_path: str) -> None:
+    """After a shared decode pass fails, rows run in groups (halves on out of memory), and the
+    state the failed pass left is the one before it: every row's ids stay exact."""
     engine = PrismReranker(tiny_qwen35_path, device="cpu")
     runner, prompts = engine.runner, engine.prompt_tokenizer
     ids = [p.ids for p in prompts.encode("q", ["one doc", "two docs here", "three documents here now"])]
     expected = runner.generate(runner.prefill(ids, keep_cache=True), 6)
-    stream = runner.start_decode(runner.prefill(ids, keep_cache=True), 6)
-    runner.decode_step(stream)
-    runner.decode_step(stream)
-    parts = runner.split_stream(stream)
-    assert len(parts) == 2
-    while not all(p.finished for p in parts):
-        for part in parts:
-            runner.decode_step(part)
-    assert parts[0].outputs == expected
+    batch = runner.new_decode_batch()
+    batch.join("o", runner.prefill(ids, keep_cache=True), [0, 1, 2], 6, ())
+    batch.step()
+    batch.emit()
+    calls = []
+
+    def failing(module: Any, args: Any, kwargs: Any) -> None:
+        calls.append(int(kwargs["input_ids"].shape[0]))
+        if kwargs["input_ids"].shape[0] > 1:
+            raise torch.OutOfMemoryError("injected")
+
+    handle = runner.body.register_forward_pre_hook(failing, with_kwargs=True)
+    try:
+        with pytest.raises(torch.OutOfMemoryError):
+            batch.forward()
+        failed = batch.forward_apart([[0, 1, 2]], lambda e: isinstance(e, torch.OutOfMemoryError))
+    finally:
+        handle.remove()
+    assert failed == [] and calls == [3, 3, 1, 2, 1, 1]  # shared, group, halves, halves of the half
+    outputs: dict[int, list[int]] = {}
+    while batch.n:
+        for fin in batch.step()[1]:
+            outputs[fin.doc] = fin.ids
+    assert [outputs[i] for i in range(3)] == expected

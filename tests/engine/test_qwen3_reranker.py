@@ -10,7 +10,6 @@ from prism_core import Qwen3Reranker, load_reranker
 from prism_core.protocol import Reranker
 from prism_core.qwen3.prompt import DEFAULT_INSTRUCTION, format_instruction, qwen3_template
 from prism_core.registry import detect_backend
-from prism_core.runtime.runner import ModelRunner
 from prism_core.runtime.tokenization import PromptTokenizer
 from prism_core.testing.qwen3_reference import Qwen3CardReference
 
@@ -63,7 +62,9 @@ def test_long_documents_are_cut_like_the_card(qwen3_reranker_path: str) -> None:
 
 
 def test_score_only_nothing_is_generated(qwen3_reranker_path: str, spy) -> None:  # type: ignore[no-untyped-def]
-    calls = spy(ModelRunner, "start_decode")
+    from prism_core.runtime.decode_state import DecodeBatch
+
+    calls = spy(DecodeBatch, "join")
     reranker = Qwen3Reranker(qwen3_reranker_path, device="cpu")
     assert not reranker.capabilities.evidence and not reranker.capabilities.verdict
     assert isinstance(reranker, Reranker)
