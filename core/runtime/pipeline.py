@@ -46,9 +46,10 @@ class PrefixKind:
 
 @dataclass(frozen=True, eq=False)
 class AfterPrefixKind:
-    """Continuations after one request's prefix (private to it)."""
+    """Continuations after one request's prefix (private to it); ``keep_cache`` when they decode."""
 
     handle: PrefixHandle
+    keep_cache: bool = False
 
 
 class PrefixHandle:
@@ -85,6 +86,8 @@ class CausalExecutor:
             return self.runner.prefix_cache(rows[0])
         if isinstance(key, AfterPrefixKind):
             handle = key.handle
+            if key.keep_cache:
+                return self.runner.prefill_after_prefix(handle.cache, handle.length, rows)
             return self.runner.score_after_prefix(handle.cache, handle.length, rows)
         raise ValueError(f"unknown pass kind {key!r}")
 
@@ -146,10 +149,14 @@ class RerankJob(Job):
         self.stop_strings = tuple(stop_strings)
         self.logits: list[float] = [math.nan] * len(prompts)
         self.generated: dict[int, list[int]] = {}
-        self.prefix_len = 0 if generate or len(prompts) < 2 else shared_prefix_len(prompts)
+        # The shared system + instruction + query prefix runs once, for scoring and generating alike.
+        self.prefix_len = 0 if len(prompts) < 2 else shared_prefix_len(prompts)
         self.prefix: PrefixHandle | None = None
         self._prefix_kind = PrefixKind()
-        lengths = [len(p) - self.prefix_len for p in prompts]
+        # Batches are planned on what a pass keeps: the continuations of a scoring pass, the whole
+        # cached prompts of rows that go on to decode (the prefix is copied into each row's state).
+        self._charged = 0 if generate else self.prefix_len
+        lengths = [len(p) - self._charged for p in prompts]
         self.batches: deque[list[int]] = deque(plan_batches(lengths, batch_tokens))
         self.keep = KeepSet(top_n, threshold, DECODE_ROWS, batch_tokens) if generate else None
         self.waiting: deque[DecodeGroup] = deque()  # kept rows, ready to join the decode batch
@@ -172,14 +179,15 @@ class RerankJob(Job):
         batch = self.batches[0]
         if self.prefix is not None:
             rows = [self.prompts[i][self.prefix_len :] for i in batch]
-            return Pass(AfterPrefixKind(self.prefix), rows, max(map(len, rows)), self.batch_tokens, False)
+            kind = AfterPrefixKind(self.prefix, keep_cache=self.generate)
+            return Pass(kind, rows, max(map(len, rows)), self.batch_tokens, False)
         rows = [self.prompts[i] for i in batch]
         return Pass(ScoreKind(self.generate), rows, max(map(len, rows)), self.batch_tokens)
 
     def _fit_head(self, max_tokens: int) -> None:
         """Cut the next batch so that it fits a step's token budget (a single row always fits)."""
         batch = self.batches[0]
-        width = max(len(self.prompts[i]) - self.prefix_len for i in batch)
+        width = max(len(self.prompts[i]) - self._charged for i in batch)
         rows = max(1, max_tokens // max(1, width))
         if rows < len(batch):
             self.batches[0] = batch[rows:]

@@ -220,6 +220,50 @@ class ModelRunner:
         return PrefillState(self._verdict(last), last, mask, None)
 
     @torch.inference_mode()
+    def prefill_after_prefix(
+        self, prefix_cache: Any, prefix_len: int, continuations: Sequence[Sequence[int]]
+    ) -> PrefillState:
+        """Verdict logits **and** the cache of ``prefix + continuation`` for each continuation, the
+        prefix run 0 times: what a request that goes on to generate needs, its prefix read once.
+
+        No padding at all, so every row's state is exact (pads after a row would decay its
+        linear-attention state, pads before it would sit between the prefix and the row): the rows
+        advance together through segments of the length every live row still has (one pass per
+        distinct continuation length, fewer rows each time); a row's state is set aside when its
+        continuation ends. The rows' states are then joined left-padded, like a prompt batch.
+        """
+        n = len(continuations)
+        cache = split_cache(prefix_cache, torch.zeros(n, dtype=torch.long, device=self.device))
+        finished: dict[int, tuple[Any, torch.Tensor]] = {}
+        live = list(range(n))
+        done = 0  # continuation tokens every live row has run
+        while live:
+            step = min(len(continuations[i]) for i in live) - done
+            ids = torch.tensor(
+                [list(continuations[i][done : done + step]) for i in live],
+                dtype=torch.long,
+                device=self.device,
+            )
+            positions = (prefix_len + done + torch.arange(step, device=self.device)).expand(len(live), step)
+            out = self.body(input_ids=ids, position_ids=positions, use_cache=True, **{self.cache_kw: cache})
+            last = out.last_hidden_state[:, -1]
+            done += step
+            ends = [k for k, i in enumerate(live) if len(continuations[i]) == done]
+            for k in ends:
+                row = torch.tensor([k], dtype=torch.long, device=self.device)
+                finished[live[k]] = (split_cache(cache, row), last[k : k + 1])
+            rest = [k for k, i in enumerate(live) if len(continuations[i]) > done]
+            if rest and ends:
+                cache.reorder_cache(torch.tensor(rest, dtype=torch.long, device=self.device))
+            live = [live[k] for k in rest]
+        states = []
+        for i in range(n):
+            row_cache, hidden = finished[i]
+            mask = torch.ones((1, prefix_len + len(continuations[i])), dtype=torch.long, device=self.device)
+            states.append(PrefillState(self._verdict(hidden), hidden, mask, row_cache))
+        return merge_states(states)
+
+    @torch.inference_mode()
     def generate(
         self, state: PrefillState, max_new_tokens: int, stop_strings: Sequence[str] = ()
     ) -> list[list[int]]:

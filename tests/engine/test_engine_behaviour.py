@@ -273,7 +273,7 @@ def test_out_of_memory_batches_are_split_and_retried(
     from prism_core.runtime.runner import ModelRunner
 
     expected = engine.rerank(QUERY, DOCS)
-    original = ModelRunner.prefill
+    original, original_after = ModelRunner.prefill, ModelRunner.prefill_after_prefix
     sizes: list[int] = []
 
     def small_memory(self, prompts, *, keep_cache):  # type: ignore[no-untyped-def]
@@ -282,7 +282,14 @@ def test_out_of_memory_batches_are_split_and_retried(
             raise torch.OutOfMemoryError("simulated: only one prompt fits")
         return original(self, prompts, keep_cache=keep_cache)
 
+    def small_memory_after(self, cache, prefix_len, rows):  # type: ignore[no-untyped-def]
+        sizes.append(len(rows))
+        if len(rows) > 1:
+            raise torch.OutOfMemoryError("simulated: only one prompt fits")
+        return original_after(self, cache, prefix_len, rows)
+
     monkeypatch.setattr(ModelRunner, "prefill", small_memory)
+    monkeypatch.setattr(ModelRunner, "prefill_after_prefix", small_memory_after)
     with caplog.at_level(logging.WARNING, logger="prism_core.runtime.engine_loop"):
         got = engine.rerank(QUERY, DOCS)
     assert sizes[0] == len(DOCS) and sizes.count(1) == len(DOCS)  # split down to single prompts

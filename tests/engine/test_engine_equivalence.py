@@ -152,3 +152,21 @@ def test_kept_caches_stay_within_about_two_batches(oracle_runs, spy) -> None:  #
     assert len(footprints) > 1  # decoded in several rounds, not all at the end
     assert max(footprints) <= 2 * budget
     assert sum(r.raw_output is not None for r in results) == 3 * sum(o.logit > 0 for o in ref)
+
+
+def test_generating_requests_read_the_shared_prefix_once(oracle_runs, spy) -> None:  # type: ignore[no-untyped-def]
+    """With evidence on too, system + instruction + query run once; each document's state is forked
+    from it (no padding anywhere, so the state is exact), and greedy text equals the card loop's."""
+    from prism_core.runtime.runner import ModelRunner
+
+    path, docs, ref = oracle_runs
+    prefixes = spy(ModelRunner, "prefix_cache")
+    full = spy(ModelRunner, "prefill")
+    forks = spy(ModelRunner, "prefill_after_prefix")
+    engine = PrismReranker(path, device="cpu", max_new_tokens=MAX_NEW, batch_tokens=600)
+    results = engine.rerank(QUERY, docs)
+    assert len(prefixes) == 1 and len(prefixes[0][0][1]) > 100
+    assert full == [] and len(forks) >= 2  # several batches, every one after the prefix
+    for r in results:
+        assert abs(r.logit - ref[r.index].logit) < 1e-4
+        assert r.raw_output == (ref[r.index].text if r.relevant else None)
