@@ -165,7 +165,7 @@ class RerankJob(Job):
 
     # ------------------------------------------------------------------ passes
     def next_pass(self, max_tokens: int | None = None) -> Pass | None:
-        if self.prefix_len and self.prefix is None:
+        if self.prefix_len and self.prefix is None and self.batches:
             prefix = self.prompts[0][: self.prefix_len]
             return Pass(self._prefix_kind, [prefix], len(prefix), self.batch_tokens, shareable=False)
         if not self.batches:
