@@ -31,6 +31,7 @@ from prism_core.cli.options import (
     positive_int,
     probability,
 )
+from prism_core.cli.terminal import setup_terminal
 
 PROG = "prism-rerank batch"
 
@@ -101,6 +102,7 @@ def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory
     args = parser.parse_args(list(sys.argv[2:] if argv is None else argv))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     options = ModelOptions.from_args(args)
+    setup_terminal(None if args.progress else False)
     try:
         build_reranker(options, reranker_factory)  # constructs (loads nothing): option errors surface here
         config = options.engine_config()

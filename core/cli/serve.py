@@ -33,6 +33,7 @@ from prism_core.cli.options import (
     positive_float,
     positive_int,
 )
+from prism_core.cli.terminal import setup_terminal
 
 PROG = "prism-rerank serve"
 API_KEY_ENV = "PRISM_RERANK_API_KEY"
@@ -121,6 +122,7 @@ def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     options = ModelOptions.from_args(args)
+    setup_terminal(None)  # a server's log: no progress bars unless on a terminal
     try:
         reranker = build_reranker(options, reranker_factory)  # constructs, loads nothing
         config = options.engine_config()
