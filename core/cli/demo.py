@@ -1,12 +1,12 @@
 """``prism-rerank demo``: a small built-in example, end to end, printed as a table, for any backend.
 
-The demo reranks six short documents for one question, some relevant and some not, and prints
-rank, score, verdict and, for a backend that generates (Prism), the one-sentence contribution and
-the evidence's length against the original document's, both in the model's tokens. ``--backend``
-picks the backend (``prism``, the default, ``qwen3-reranker`` or ``cross-encoder``); where its
-default weights cannot be fetched (no network) the demo falls back to a tiny, locally built, random-weight model of that
-backend (:mod:`prism_core.cli.demo_model`) and says so loudly: the pipeline then runs, but its
-output means nothing.
+The demo reranks six short documents for one question, some relevant and some not, and prints rank,
+score, verdict and, for a backend that generates (Prism), the one-sentence contribution and the
+evidence's length against the original document's, both in the model's tokens. ``--backend`` picks
+the backend (``prism``, the default, ``qwen3-reranker`` or ``cross-encoder``); where its default
+weights cannot be fetched (no network) the demo falls back to a tiny, locally built, random-weight
+model of that backend (:mod:`prism_core.cli.demo_model`) and says so loudly: the pipeline then runs,
+but its output means nothing.
 
 From a checkout (editable install) it then runs the framework examples in ``examples/`` whose
 framework is installed (``--no-frameworks`` skips them), with the same model and backend; an example
