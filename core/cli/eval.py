@@ -211,8 +211,11 @@ def _plan(data: object, args: argparse.Namespace, systems: int) -> str:
     """What the run will do and how to shorten it, said before it starts."""
     evaluable = getattr(data, "evaluated_query_ids", lambda: [])()
     queries = len(evaluable) if args.max_queries is None else min(len(evaluable), args.max_queries)
-    candidates = args.candidates or "30 (JSONL input: all given)"
-    work = f"{queries} queries x up to {candidates} candidates through {systems} reranker(s)"
+    if args.candidates is None and getattr(data, "format", None) == "jsonl":
+        candidates = "their given"
+    else:
+        candidates = f"up to {args.candidates or 30}"
+    work = f"{queries} queries x {candidates} candidates through {systems} reranker(s)"
     if args.evidence:
         work += f", then evidence for the top {args.top_n} of each"
     return (
@@ -272,6 +275,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, factory: Rer
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
 
+    progress = setup_terminal(args.progress)  # before any model loads: its bars too
     base = ModelOptions.from_args(args)
     systems: list[System] = []
     taken: set[str] = set()
@@ -318,7 +322,6 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, factory: Rer
         )
         mark_banner_shown()
 
-    progress = setup_terminal(args.progress)
     print(f"{PROG}: {_plan(data, args, len(systems))}", file=sys.stderr, flush=True)
 
     def note(message: str) -> None:
@@ -369,6 +372,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, factory: Rer
     elif written["plot_error"]:
         print(f"{PROG}: plot skipped: {written['plot_error']}", file=sys.stderr)
     for warning in report["warnings"]:
+        if tiny and warning.startswith("TINY RANDOM-WEIGHT"):
+            continue  # the banner above said it (and the report says it at the top)
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     failed = sum(s["queries"]["failed"] for s in report["systems"].values())
     return 1 if failed else 0

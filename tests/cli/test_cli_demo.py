@@ -223,8 +223,10 @@ def test_demo_option_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_render_table_fits_width() -> None:
     docs = ["word " * 100, "short"]
     results = [
-        PrismResult(0, 0.97, 3.5, True, "c " * 100, "ev", True, True, "raw"),
-        PrismResult(1, 0.12, -2.0, False),
+        PrismResult(
+            0, 0.97, 3.5, True, "c " * 100, "ev", True, True, "raw", document_tokens=101, evidence_tokens=1
+        ),
+        PrismResult(1, 0.12, -2.0, False, document_tokens=1),
     ]
     for width in (60, 80, 140):
         for evidence in (True, False):
@@ -232,8 +234,8 @@ def test_render_table_fits_width() -> None:
             assert all(len(row) <= width for row in table.splitlines())
             assert len(table.splitlines()) == 4  # header, two rows, truncation footnote
             assert "#0*" in table
-    assert "2/500" in demo.render_table(results, docs, 100)
-    assert "2/500" not in demo.render_table(results, docs, 100, evidence=False)
+    assert "1/101" in demo.render_table(results, docs, 100)  # tokens, not characters (2/500)
+    assert "1/101" not in demo.render_table(results, docs, 100, evidence=False)
 
 
 # ---------------------------------------------------------------------------------------------
