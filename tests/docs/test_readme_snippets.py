@@ -4,11 +4,14 @@ How a block is run:
 
 1. Its text is taken from README.md as is; each hub model id in :data:`MODEL_SUBSTITUTES` that it
    names in quotes is replaced by the path of a tiny random-weight checkpoint of the same kind, built
-   locally (nothing is downloaded). That table is the only change made to a block.
-2. It runs in a fresh namespace (a block must define or import everything it uses) with
+   locally (nothing is downloaded). That table is the only change made to a block's text.
+2. Prism's default generation budget is lowered to :data:`SNIPPET_MAX_NEW_TOKENS` while blocks run
+   (random weights never stop early: 1024 tokens would only make the test slow); engines built by a
+   block are dropped after it, so no other test sees that budget.
+3. It runs in a fresh namespace (a block must define or import everything it uses) with
    ``HF_HUB_OFFLINE=1``, so a model id missing from the table fails at once instead of reaching
    for the Hub.
-3. A block right after ``<!-- snippet: needs-hub (reason) -->`` is only compiled, and reported as
+4. A block right after ``<!-- snippet: needs-hub (reason) -->`` is only compiled, and reported as
    skipped with its reason: it needs Hub files that have no tiny stand-in. That list is kept short
    (:data:`MAX_NEEDS_HUB`).
 """
@@ -32,6 +35,9 @@ MODEL_SUBSTITUTES: dict[str, str] = {
     "BAAI/bge-reranker-v2-m3": "tiny-cross-encoder",
     "cross-encoder/ms-marco-MiniLM-L6-v2": "tiny-cross-encoder",
 }
+
+#: Prism's generation budget while the blocks run (see the module docstring).
+SNIPPET_MAX_NEW_TOKENS = 32
 
 #: The marker for a block that cannot run offline, and how many such blocks the README may have.
 NEEDS_HUB = re.compile(r"<!--\s*snippet:\s*needs-hub\s*\((?P<reason>[^)]*)\)\s*-->")
@@ -115,10 +121,16 @@ def test_readme_snippet_runs(
     code = compile(snippet.code, f"README.md:{snippet.line}", "exec")  # every block at least compiles
     if snippet.needs_hub:
         pytest.skip(f"README.md:{snippet.line} needs the Hub: {snippet.needs_hub}")
+    from prism_core.backends.causal import CausalLMReranker
+    from prism_core.registry import clear_engines
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(CausalLMReranker, "default_max_new_tokens", SNIPPET_MAX_NEW_TOKENS)
     code = compile(substitute(snippet.code, tiny_models), f"README.md:{snippet.line}", "exec")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(code, {"__name__": f"readme_line_{snippet.line}"})
-    assert "Traceback" not in out.getvalue()
+    clear_engines()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(code, {"__name__": f"readme_line_{snippet.line}"})
+    finally:
+        clear_engines()  # engines built with the lowered budget are not handed to other tests
