@@ -209,7 +209,7 @@ def _is_tiny_prism(options: ModelOptions) -> bool:
 
 def _plan(data: object, args: argparse.Namespace, systems: int) -> str:
     """What the run will do and how to shorten it, said before it starts."""
-    evaluable = getattr(data, "evaluated_query_ids", lambda: [])()
+    evaluable: list[str] = list(getattr(data, "evaluated_query_ids", list)())
     queries = len(evaluable) if args.max_queries is None else min(len(evaluable), args.max_queries)
     if args.candidates is None and getattr(data, "format", None) == "jsonl":
         candidates = "their given"
