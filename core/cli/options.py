@@ -635,8 +635,6 @@ def load_failure(options: ModelOptions, exc: BaseException) -> str:
     from prism_core.errors import ModelLoadError
 
     text = one_line(exc)
-    if isinstance(exc, ModelLoadError) and text.startswith(
-        ("cannot load ", "could not load ", "model directory ")
-    ):
+    if isinstance(exc, ModelLoadError) and text.startswith(("cannot load ", "could not load ")):
         return text
     return f"cannot load model {options.model_name!r}: {text}"
