@@ -21,6 +21,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from prism_core.cli.demo_model import warn_random_weights_once
 from prism_core.cli.options import (
     ModelOptions,
     ModelUnavailable,
@@ -113,6 +114,8 @@ def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory
     except ModelUnavailable as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+
+    warn_random_weights_once(options.model, PROG)
 
     def log(message: str) -> None:
         print(f"{PROG}: {message}", file=sys.stderr, flush=True)
