@@ -18,9 +18,12 @@ How a block is run:
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import importlib.metadata
 import io
 import re
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -82,6 +85,53 @@ def test_readme_has_snippets_and_few_need_the_hub() -> None:
 def test_the_marker_is_read() -> None:
     text = "x\n<!-- snippet: needs-hub (heads) -->\n```python\nprint(1)\n```\n```python\nprint(2)\n```\n"
     assert readme_snippets(text) == [Snippet(3, "print(1)\n", "heads"), Snippet(6, "print(2)\n", None)]
+
+
+#: The extra each framework's snippets are installed with (README "Install").
+FRAMEWORK_EXTRAS = {"langchain": "langchain", "llama_index": "llama-index", "haystack": "haystack"}
+OUR_MODULES = {"prism_core", "prism_integrations", "haystack_integrations"}
+
+
+def _imported_modules(code: str) -> set[str]:
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            modules.add(node.module.split(".")[0])
+    return modules
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    return {
+        re.split(r"[\[<>=!~; ]", r, maxsplit=1)[0].strip().lower().replace("_", "-") for r in requirements
+    }
+
+
+def test_each_framework_extra_installs_what_its_snippets_import() -> None:
+    """A snippet importing a framework runs after ``pip install -e ".[<that framework>]"``: every
+    distribution it imports from is a core dependency or in that extra (read from pyproject.toml)."""
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((README.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    core = _requirement_names(project["dependencies"])
+    by_module = importlib.metadata.packages_distributions()
+    checked = 0
+    for snippet in SNIPPETS:
+        modules = _imported_modules(snippet.code)
+        frameworks = [
+            extra for prefix, extra in FRAMEWORK_EXTRAS.items() if any(m.startswith(prefix) for m in modules)
+        ]
+        if not frameworks or snippet.needs_hub:
+            continue
+        allowed = core | _requirement_names(project["optional-dependencies"][frameworks[0]])
+        for module in sorted(modules - OUR_MODULES - set(sys.stdlib_module_names)):
+            dists = {d.lower().replace("_", "-") for d in by_module.get(module, [])}
+            assert dists & allowed, (
+                f"README.md:{snippet.line} imports {module} ({sorted(dists)}), which the "
+                f"[{frameworks[0]}] extra does not install"
+            )
+        checked += 1
+    assert checked >= 3  # the LangChain, LlamaIndex and Haystack snippets
 
 
 @pytest.fixture(scope="module")
