@@ -59,7 +59,7 @@ def parse_args(
     )
     parser.add_argument("--keep-irrelevant", action="store_true", help=f"keep {items} judged irrelevant")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     return args
 
 
