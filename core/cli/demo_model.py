@@ -68,9 +68,9 @@ def is_tiny_random(model: str | os.PathLike[str] | None) -> bool:
         >>> is_tiny_random("infgrad/Prism-Qwen3.5-Reranker-0.8B")
         False
     """
-    from prism_core.testing.tiny_models import TINY_MARKER
+    from prism_core.evaluation.systems import is_tiny_random_model
 
-    return model is not None and (Path(model).expanduser() / TINY_MARKER).is_file()
+    return is_tiny_random_model(model)
 
 
 def warn_random_weights_once(model: str | None, prog: str) -> bool:
