@@ -18,20 +18,27 @@ FALLBACK = (
 )
 
 
+def _record(message: str) -> logging.LogRecord:
+    return logging.LogRecord(quiet.KERNEL_LOGGER, logging.WARNING, __file__, 1, message, None, None)
+
+
 def test_kernel_fallback_warnings_fold_into_one_line(caplog: pytest.LogCaptureFixture) -> None:
-    kernel_logger = logging.getLogger(quiet.KERNEL_LOGGER)
     fold = quiet._KernelFallbackFilter()  # a fresh one: the process-wide filter may have spoken already
-    kernel_logger.addFilter(fold)
-    try:
-        with caplog.at_level(logging.WARNING):
-            for name in ("causal_conv1d_fn", "chunk_gated_delta_rule", "causal_conv1d_update"):
-                kernel_logger.warning(FALLBACK.format(name))
-            kernel_logger.warning("an unrelated transformers warning")
-    finally:
-        kernel_logger.removeFilter(fold)
-    messages = [r.getMessage() for r in caplog.records]
-    assert messages == [quiet.FOLDED_MESSAGE, "an unrelated transformers warning"]
+    with caplog.at_level(logging.WARNING, logger=quiet.__name__):
+        kept = [
+            fold.filter(_record(FALLBACK.format(name)))
+            for name in ("causal_conv1d_fn", "chunk_gated_delta_rule", "causal_conv1d_update")
+        ]
+        unrelated = fold.filter(_record("an unrelated transformers warning"))
+    assert kept == [False, False, False] and unrelated is True  # transformers' lines dropped, others kept
+    assert [r.getMessage() for r in caplog.records] == [quiet.FOLDED_MESSAGE]  # said once instead
     assert "Expected on a CPU" in quiet.FOLDED_MESSAGE
+
+
+def test_the_fold_is_installed_on_transformers_kernel_logger() -> None:
+    quiet.fold_kernel_fallback_warnings()
+    quiet.fold_kernel_fallback_warnings()
+    assert logging.getLogger(quiet.KERNEL_LOGGER).filters.count(quiet._filter) == 1
 
 
 def test_setup_terminal_turns_progress_bars_off() -> None:
@@ -68,7 +75,10 @@ def test_random_weight_warning_once_per_process(
 
 
 def test_check_hub_leaves_local_paths_and_urls_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hub, "_reachable", False)
+    monkeypatch.setattr(hub, "_reachable", False)  # the probe's answer: unreachable
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # (the examples set it in-process)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
     hub.check_hub("./some/dir")
     hub.check_hub("http://host:8000")
     with pytest.raises(
