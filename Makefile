@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test lint bench bench-gpu clean
+.PHONY: install install-demo demo test lint bench bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,13 @@ install: $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[test,bench]"
 
-demo: install
+# What the demo needs and nothing more: the core, the three frameworks and the examples' offline
+# MiniLM (no test, lint, benchmark, server or Ray packages). After `make install` it adds nothing.
+install-demo: $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[demo]"
+
+demo: install-demo
 	$(BIN)/prism-rerank demo
 
 lint: install

@@ -106,6 +106,10 @@ def _read_config(model: str, *, network: bool) -> dict[str, Any] | None:
     try:
         from huggingface_hub import hf_hub_download
 
+        from prism_core.runtime.hub import hub_reachable
+
+        if network and not hub_reachable():  # one quick probe instead of a minute of retries
+            network = False
         cached = hf_hub_download(model, "config.json", local_files_only=not network)
         return json.loads(Path(cached).read_text())
     except Exception as exc:  # offline, unknown repo, no config: fall back to the name

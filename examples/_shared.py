@@ -59,7 +59,7 @@ def parse_args(
     )
     parser.add_argument("--keep-irrelevant", action="store_true", help=f"keep {items} judged irrelevant")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     return args
 
 
@@ -73,16 +73,17 @@ def fallback_banner(requested: str | None) -> str:
     from prism_core.testing.tiny_models import TINY_MARKER
 
     if requested is not None and (Path(requested).expanduser() / TINY_MARKER).exists():
-        reason = f"a tiny random-weight checkpoint was given: {requested}"
-    elif requested is None:
-        reason = "the hub model could not be reached"
+        reason = f"{requested} is a TINY RANDOM-WEIGHT model built locally."
     else:
-        reason = f"the hub model {requested} could not be reached"
+        wanted = "the hub model" if requested is None else f"the hub model {requested}"
+        reason = f"{wanted} could not be reached: running a TINY RANDOM-WEIGHT model built locally instead."
+        reason = reason[0].upper() + reason[1:]
     return FALLBACK_BANNER.format(reason=reason)
 
 
 class ResolvedModel(NamedTuple):
-    """The model an example runs, and the banner to print around its output (``None``: a real model)."""
+    """The model an example runs, and the random-weight banner it printed (``None``: a real model,
+    or the banner was already shown in this process, e.g. by ``prism-rerank demo``)."""
 
     model: str
     banner: str | None
@@ -91,8 +92,9 @@ class ResolvedModel(NamedTuple):
 def resolve_model(args: argparse.Namespace) -> ResolvedModel | None:
     """Resolve ``args.model`` with :func:`prism_core.cli.demo_model.resolve_demo_model`.
 
-    On the tiny random-weight fallback the banner is printed and ``args.max_new_tokens`` defaults
-    to :data:`FALLBACK_MAX_NEW_TOKENS`.
+    On the tiny random-weight fallback the banner is printed (once per process: not again when
+    ``prism-rerank demo`` runs the example after its own) and ``args.max_new_tokens`` defaults to
+    :data:`FALLBACK_MAX_NEW_TOKENS`.
 
     ``args.backend`` is set to the backend the model runs with (a tiny fallback's backend cannot be
     told from its checkpoint).
@@ -100,8 +102,11 @@ def resolve_model(args: argparse.Namespace) -> ResolvedModel | None:
     Returns:
         The model and its banner, or ``None`` (the error printed) when ``--model`` cannot be loaded.
     """
-    from prism_core.cli.demo_model import resolve_demo
+    from prism_core.cli.demo_model import mark_banner_shown, random_weight_banner_shown, resolve_demo
+    from prism_core.cli.terminal import setup_terminal
     from prism_core.errors import ModelLoadError
+
+    setup_terminal(None)  # progress bars only on a terminal; transformers' kernel notes in one line
 
     try:
         chosen = resolve_demo(args.model, args.backend)
@@ -112,10 +117,13 @@ def resolve_model(args: argparse.Namespace) -> ResolvedModel | None:
     args.backend = chosen.backend or args.backend
     if not is_fallback:
         return ResolvedModel(model, None)
-    banner = fallback_banner(args.model)
-    print(banner)
     if args.max_new_tokens is None:
         args.max_new_tokens = FALLBACK_MAX_NEW_TOKENS
+    if random_weight_banner_shown():
+        return ResolvedModel(model, None)
+    banner = fallback_banner(args.model)
+    print(banner)
+    mark_banner_shown()
     return ResolvedModel(model, banner)
 
 
@@ -143,7 +151,7 @@ def token_counter(engine: Any) -> tuple[Callable[[str], int], str]:
     if tokenizer is not None and hasattr(tokenizer, "encode"):
         return (
             lambda text: len(tokenizer.encode(text, add_special_tokens=False))
-        ), "tokens (Prism tokenizer)"
+        ), "tokens of the reranker's tokenizer"
     return (lambda text: len(text.split())), "whitespace words"
 
 

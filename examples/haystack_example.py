@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     resolved = resolve_model(args)
     if resolved is None:
         return 1
-    model, banner = resolved
+    model = resolved.model
 
     store = InMemoryDocumentStore()
     store.write_documents(
@@ -101,8 +101,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     kept = [KeptItem(doc.score, doc.content or "", doc.meta) for doc in docs]
     print_report(pipe.get_component("ranker").engine, kept, len(out["retriever"]["documents"]))
     print("Prompt for the LLM:\n" + out["prompt"]["prompt"])
-    if banner:
-        print(banner)
     return 0
 
 

@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     resolved = resolve_model(args)
     if resolved is None:
         return 1
-    model, banner = resolved
+    model = resolved.model
 
     store = InMemoryVectorStore(embedding=embeddings)
     store.add_documents(
@@ -105,8 +105,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         for doc in docs
     ]
     print_report(compressor.engine, kept, args.k)
-    if banner:
-        print(banner)
     return 0
 
 

@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     resolved = resolve_model(args)
     if resolved is None:
         return 1
-    model, banner = resolved
+    model = resolved.model
 
     nodes = [TextNode(text=t, metadata={"source": f"doc-{i}"}, id_=f"doc-{i}") for i, t in enumerate(CORPUS)]
     index = VectorStoreIndex(nodes=nodes, embed_model=embed_model)
@@ -120,8 +120,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         for result in results
     ]
     print_report(postprocessor.engine, kept, args.k, items="nodes")
-    if banner:
-        print(banner)
     return 0
 
 

@@ -21,6 +21,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from prism_core.cli.demo_model import warn_random_weights_once
 from prism_core.cli.options import (
     ModelOptions,
     ModelUnavailable,
@@ -31,6 +32,7 @@ from prism_core.cli.options import (
     positive_int,
     probability,
 )
+from prism_core.cli.terminal import setup_terminal
 
 PROG = "prism-rerank batch"
 
@@ -101,6 +103,7 @@ def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory
     args = parser.parse_args(list(sys.argv[2:] if argv is None else argv))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     options = ModelOptions.from_args(args)
+    setup_terminal(None if args.progress else False)
     try:
         build_reranker(options, reranker_factory)  # constructs (loads nothing): option errors surface here
         config = options.engine_config()
@@ -111,6 +114,8 @@ def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory
     except ModelUnavailable as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+
+    warn_random_weights_once(options.model, PROG)
 
     def log(message: str) -> None:
         print(f"{PROG}: {message}", file=sys.stderr, flush=True)

@@ -1,12 +1,12 @@
 """``prism-rerank demo``: a small built-in example, end to end, printed as a table, for any backend.
 
-The demo reranks six short documents for one question, some relevant and some not, and prints
-rank, score, verdict and, for a backend that generates (Prism), the one-sentence contribution and
-how much shorter the evidence is than the original document. ``--backend`` picks the backend
-(``prism``, the default, ``qwen3-reranker`` or ``cross-encoder``); where its default weights cannot
-be fetched (no network) the demo falls back to a tiny, locally built, random-weight model of that
-backend (:mod:`prism_core.cli.demo_model`) and says so loudly: the pipeline then runs, but its
-output means nothing.
+The demo reranks six short documents for one question, some relevant and some not, and prints rank,
+score, verdict and, for a backend that generates (Prism), the one-sentence contribution and the
+evidence's length against the original document's, both in the model's tokens. ``--backend`` picks
+the backend (``prism``, the default, ``qwen3-reranker`` or ``cross-encoder``); where its default
+weights cannot be fetched (no network) the demo falls back to a tiny, locally built, random-weight
+model of that backend (:mod:`prism_core.cli.demo_model`) and says so loudly: the pipeline then runs,
+but its output means nothing.
 
 From a checkout (editable install) it then runs the framework examples in ``examples/`` whose
 framework is installed (``--no-frameworks`` skips them), with the same model and backend; an example
@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from prism_core.cli.demo_model import DEMO_BACKENDS, DEMO_MODELS, DemoModel
+from prism_core.cli.demo_model import DEMO_BACKENDS, DEMO_MODELS, DemoModel, mark_banner_shown
 from prism_core.cli.options import (
     ModelOptions,
     ModelUnavailable,
@@ -43,6 +43,7 @@ from prism_core.cli.options import (
     load_now,
     one_line,
 )
+from prism_core.cli.terminal import setup_terminal
 from prism_core.results import PrismResult
 
 PROG = "prism-rerank"
@@ -93,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     add_model_arguments(parser)
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        default=None,
+        help="no progress bars (default: progress bars only when stderr is a terminal)",
+    )
     parser.add_argument(
         "--frameworks",
         action=argparse.BooleanOptionalAction,
@@ -187,10 +195,11 @@ def render_table(
 
     Example:
         >>> r = PrismResult(index=1, score=0.91, logit=2.3, relevant=True, contribution="Bees dance.",
-        ...                 evidence="Bees dance.", evidence_complete=True)
+        ...                 evidence="Bees dance.", evidence_complete=True, document_tokens=8,
+        ...                 evidence_tokens=3)
         >>> print(render_table([r], ["x", "Bees dance to say where food is."], 80))
-         #  score  verdict    doc  evidence/orig  document        contribution
-         1  0.910  relevant    #1          11/32  Bees dance to…  Bees dance.
+         #  score  verdict    doc  tokens ev/doc  document        contribution
+         1  0.910  relevant    #1            3/8  Bees dance to…  Bees dance.
         >>> print(render_table([r], ["x", "Bees dance to say where food is."], 60, evidence=False))
          #  score  verdict    doc  document
          1  0.910  relevant    #1  Bees dance to say where food is.
@@ -198,7 +207,7 @@ def render_table(
     width = max(width, 60)
     fixed = f"{'#':>2}  {'score':>5}  {'verdict':<8}  {'doc':>4}  "
     if evidence:
-        fixed += f"{'evidence/orig':>13}  "
+        fixed += f"{'tokens ev/doc':>13}  "
     flexible = width - len(fixed) - 2
     doc_width = max(8, flexible * 2 // 5) if evidence else max(8, flexible + 2)
     contribution_width = max(8, flexible - doc_width)
@@ -212,10 +221,12 @@ def render_table(
         doc = f"#{r.index}" + ("*" if r.truncated else "")
         row = f"{rank:>2}  {r.score:>5.3f}  {verdict:<8}  {doc:>4}  "
         if evidence:
+            doc_tokens = "?" if r.document_tokens is None else str(r.document_tokens)
             if r.evidence is None:
-                lengths = f"-/{len(original)}" if r.relevant else ""
+                lengths = f"-/{doc_tokens}" if r.relevant else ""
             else:
-                lengths = f"{len(r.evidence)}/{len(original)}"
+                ev_tokens = "?" if r.evidence_tokens is None else str(r.evidence_tokens)
+                lengths = f"{ev_tokens}/{doc_tokens}"
                 if not r.evidence_complete:
                     lengths = "cut " + lengths
             contribution = r.contribution or ("(none)" if r.relevant else "")
@@ -235,10 +246,12 @@ def _top_evidence(results: Sequence[PrismResult], documents: Sequence[str], widt
         return None
     wrap = max(40, min(width, 100)) - 4
     original = documents[best.index]
+    doc_tokens = "?" if best.document_tokens is None else best.document_tokens
+    ev_tokens = "?" if best.evidence_tokens is None else best.evidence_tokens
     parts = [
-        f"Best document (#{best.index}), original ({len(original)} chars):",
+        f"Best document (#{best.index}), original ({doc_tokens} tokens):",
         textwrap.indent(textwrap.fill(original, wrap), "    "),
-        f"Its evidence ({len(best.evidence)} chars{'' if best.evidence_complete else ', cut by budget'}):",
+        f"Its evidence ({ev_tokens} tokens{'' if best.evidence_complete else ', cut by budget'}):",
         textwrap.indent(textwrap.fill(best.evidence, wrap), "    "),
     ]
     return "\n".join(parts)
@@ -360,6 +373,7 @@ def main(
         parser.error(f"the demo runs --backend {', '.join(DEMO_BACKENDS)}; got {args.backend!r}")
     resolver = resolve_model or _default_resolver
     width = shutil.get_terminal_size((100, 24)).columns
+    setup_terminal(args.progress)
 
     try:
         chosen = resolver(args.model, args.backend)
@@ -371,6 +385,7 @@ def main(
     if fallback:
         print(fallback_banner(model, width, requested=args.model, backend=chosen.backend))
         print()
+        mark_banner_shown()  # the examples run below, in this process, do not repeat it
 
     options = ModelOptions.from_args(args).replace(model=model, backend=chosen.backend)
     if fallback and options.max_new_tokens is None and chosen.backend in (None, "prism"):
@@ -408,9 +423,6 @@ def main(
     if evidence:
         print()
         print(evidence)
-    if fallback:
-        print()
-        print("!! Reminder: random weights. The results above are MEANINGLESS. !!")
 
     failures = 0
     if args.frameworks:

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from pathlib import Path
 from typing import NamedTuple
-from urllib.parse import urlparse
 
 from prism_core.backends.prism import DEFAULT_MODEL
 from prism_core.errors import ModelLoadError
+from prism_core.runtime.hub import check_hub
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +39,62 @@ DEMO_MODELS: dict[str, str] = {
 CROSS_ENCODER_RECIPE_VERSION = 1
 
 FALLBACK_BANNER = (
-    "!! Not running the real weights ({reason}).\n"
-    "!! Falling back to a TINY RANDOM-WEIGHT model built locally: every score, verdict,\n"
-    "!! contribution and evidence below is MEANINGLESS. It only shows the pipeline working.\n"
-    "!! Pass --model /path/to/a/downloaded/checkpoint for real results."
+    "!! {reason}\n"
+    "!! Every score, verdict, contribution and evidence below is MEANINGLESS: it only shows the\n"
+    "!! pipeline working. Pass --model /path/to/a/downloaded/checkpoint for real results."
 )
+"""The examples' random-weight banner; ``{reason}`` says which model runs and why."""
+
+
+_banner_shown = False  # whether this process has shown a random-weight banner (one is enough)
+
+
+def random_weight_banner_shown() -> bool:
+    """Whether a random-weight banner was already shown in this process (see :func:`mark_banner_shown`)."""
+    return _banner_shown
+
+
+def mark_banner_shown(shown: bool = True) -> None:
+    """Record that this process showed its random-weight banner: code that runs later in the same
+    process (the framework examples under the demo) then stays quiet instead of repeating it."""
+    global _banner_shown
+    _banner_shown = shown
+
+
+def is_tiny_random(model: str | os.PathLike[str] | None) -> bool:
+    """Whether ``model`` is a directory built by this package's tiny random-weight builders.
+
+    Example:
+        >>> is_tiny_random("infgrad/Prism-Qwen3.5-Reranker-0.8B")
+        False
+    """
+    from prism_core.evaluation.systems import is_tiny_random_model
+
+    return is_tiny_random_model(model)
+
+
+def warn_random_weights_once(model: str | None, prog: str) -> bool:
+    """Say once per process, in one line on stderr, that ``model`` has random weights (if it has).
+
+    Returns:
+        Whether the line was written.
+
+    Example:
+        >>> warn_random_weights_once("org/real-model", "prism-rerank")
+        False
+    """
+    import sys
+
+    if not is_tiny_random(model) or _banner_shown:
+        return False
+    print(
+        f"{prog}: warning: {model} is a tiny RANDOM-WEIGHT model built for tests and offline demos: "
+        "its scores, verdicts, contributions and evidence are meaningless",
+        file=sys.stderr,
+        flush=True,
+    )
+    mark_banner_shown()
+    return True
 
 
 class DemoModel(NamedTuple):
@@ -171,9 +221,12 @@ def resolve_demo(model: str | None = None, backend: str | None = None) -> DemoMo
     if (Path(name).expanduser() / TINY_MARKER).exists():  # a tiny random model passed on explicitly
         return DemoModel(name, backend or _local_backend(name), True)
     kind = backend or backend_from_name(name) or "prism"
-    if _looks_like_hub_id(name) and not Path(name).exists() and not _hub_reachable():
-        logger.warning("the Hugging Face Hub cannot be reached; using a tiny random-weight %s model", kind)
-        return DemoModel(str(tiny_fallback(kind)), kind, True)
+    if _looks_like_hub_id(name) and not Path(name).exists():
+        try:
+            check_hub(name)  # a quick probe: no minute of retries when offline
+        except ModelLoadError:
+            logger.info("the Hugging Face Hub cannot be reached; using a tiny random-weight %s model", kind)
+            return DemoModel(str(tiny_fallback(kind)), kind, True)
     from transformers import AutoConfig, AutoTokenizer
 
     try:
@@ -195,21 +248,6 @@ def resolve_demo_model(model: str | None = None, backend: str | None = None) -> 
     """
     chosen = resolve_demo(model, backend)
     return chosen.model, chosen.fallback
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick TCP probe of the Hub endpoint, so an offline demo does not sit through retries."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
-        return False
-    from huggingface_hub import constants
-
-    url = urlparse(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _looks_like_hub_id(model: str) -> bool:

@@ -31,6 +31,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from prism_core.cli.demo_model import mark_banner_shown
 from prism_core.cli.options import (
     ModelOptions,
     ModelUnavailable,
@@ -42,8 +43,13 @@ from prism_core.cli.options import (
     one_line,
     positive_int,
 )
+from prism_core.cli.terminal import setup_terminal
 
 PROG = "prism-rerank eval"
+
+RANDOM_WEIGHT_MAX_NEW_TOKENS = 64
+"""Generation budget on a tiny random-weight Prism model when ``--max-new-tokens`` is not given: its
+text is noise and never stops early, so the default 1024 tokens would only make the run ~10x longer."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,6 +195,35 @@ def _banner(lines: Sequence[str]) -> str:
     return "\n".join(body)
 
 
+def _is_tiny_prism(options: ModelOptions) -> bool:
+    """Whether ``options`` name a tiny random-weight checkpoint run by the Prism backend."""
+    from prism_core.evaluation.systems import is_tiny_random_model
+
+    if not is_tiny_random_model(options.model):
+        return False
+    try:
+        return options.resolve()[1] == "prism"
+    except Exception:  # a backend that cannot be told: reported when the system is built
+        return False
+
+
+def _plan(data: object, args: argparse.Namespace, systems: int) -> str:
+    """What the run will do and how to shorten it, said before it starts."""
+    evaluable: list[str] = list(getattr(data, "evaluated_query_ids", list)())
+    queries = len(evaluable) if args.max_queries is None else min(len(evaluable), args.max_queries)
+    if args.candidates is None and getattr(data, "format", None) == "jsonl":
+        candidates = "their given"
+    else:
+        candidates = f"up to {args.candidates or 30}"
+    work = f"{queries} queries x {candidates} candidates through {systems} reranker(s)"
+    if args.evidence:
+        work += f", then evidence for the top {args.top_n} of each"
+    return (
+        f"{work}. On a CPU a tiny model takes seconds per query, a real one far longer (an estimate "
+        "follows the first query); shorten with --max-queries N, --candidates K or --no-evidence."
+    )
+
+
 def _require_extra() -> None:
     """Fail early, before any model loads, when the ``eval`` extra is missing."""
     from prism_core.evaluation.retrieval import require
@@ -219,7 +254,6 @@ def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, factory: RerankerFactory | None) -> int:
     from prism_core.evaluation.datasets import EvalDataError, load_dataset
     from prism_core.evaluation.pipeline import System, evaluate, write_report
-    from prism_core.evaluation.report import banner_lines
     from prism_core.evaluation.systems import is_tiny_random_model
 
     try:
@@ -241,12 +275,17 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, factory: Rer
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
 
+    progress = setup_terminal(args.progress)  # before any model loads: its bars too
     base = ModelOptions.from_args(args)
     systems: list[System] = []
     taken: set[str] = set()
     tiny: list[str] = []
+    capped = False
     for model, backend in pairs:
         options = base.replace(model=model, backend=backend)
+        if options.max_new_tokens is None and _is_tiny_prism(options):
+            options = options.replace(max_new_tokens=RANDOM_WEIGHT_MAX_NEW_TOKENS)
+            capped = True
         try:
             reranker = build_reranker(options, factory)
             resolved_model, resolved_backend = options.resolve()
@@ -269,12 +308,25 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, factory: Rer
                     f"TINY RANDOM-WEIGHT MODEL: {', '.join(tiny)}.",
                     "Every score, verdict, evidence, metric and token saving from it is MEANINGLESS;",
                     "this run only shows that the evaluation pipeline works end to end.",
+                    *(
+                        [
+                            f"Generation is capped at {RANDOM_WEIGHT_MAX_NEW_TOKENS} new tokens per document "
+                            "for it (random text never stops early); --max-new-tokens changes that."
+                        ]
+                        if capped
+                        else []
+                    ),
                 ]
             ),
             file=sys.stderr,
         )
+        mark_banner_shown()
 
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    print(f"{PROG}: {_plan(data, args, len(systems))}", file=sys.stderr, flush=True)
+
+    def note(message: str) -> None:
+        print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
     settings = {
         "command": {
             "data": args.data,
@@ -300,6 +352,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, factory: Rer
             seed=args.seed,
             resamples=args.resamples,
             progress=progress,
+            notes=None if progress or args.progress is False else note,
             settings=settings,
         )
     except EvalDataError as exc:
@@ -319,9 +372,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, factory: Rer
     elif written["plot_error"]:
         print(f"{PROG}: plot skipped: {written['plot_error']}", file=sys.stderr)
     for warning in report["warnings"]:
+        if tiny and warning.startswith("TINY RANDOM-WEIGHT"):
+            continue  # the banner above said it (and the report says it at the top)
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
-    if banner_lines(report):
-        print(_banner(["Reminder: random weights. The numbers above are MEANINGLESS."]), file=sys.stderr)
     failed = sum(s["queries"]["failed"] for s in report["systems"].values())
     return 1 if failed else 0
 

@@ -521,14 +521,19 @@ def default_reranker_factory(options: ModelOptions) -> Reranker:
         OptionError: An option the backend does not take, or no default model.
         ValueError: An option value the backend refuses (``max_length`` below its prompt's minimum).
         ImportError: The backend's extra is not installed.
+        prism_core.errors.ModelLoadError: A hub id while the hub cannot be reached (a quick probe)
+            and the checkpoint is not in the local cache.
 
     Example:
         >>> reranker = default_reranker_factory(ModelOptions(backend="prism", device="cpu"))  # doctest: +SKIP
     """
     from prism_core.registry import backend_class, get_engine
+    from prism_core.runtime.hub import check_hub
 
     config = options.engine_config()
     _check_applicable(backend_class(config.backend), config)
+    if config.backend != "remote":
+        check_hub(config.model)  # a hub id the hub cannot give: fail now, in one line, not after retries
     engine = get_engine(config)
     if hasattr(engine, "show_progress"):
         engine.show_progress = False
@@ -591,7 +596,7 @@ def build_reranker(options: ModelOptions, factory: RerankerFactory | None = None
         which = f"the {options.backend} backend" if options.backend else "the backend"
         raise ModelUnavailable(f"cannot use {which}: {one_line(exc)}") from None
     except Exception as exc:  # OSError (ModelLoadError, hub errors) and anything a custom factory raises
-        raise ModelUnavailable(f"cannot load model {options.model_name!r}: {one_line(exc)}") from None
+        raise ModelUnavailable(load_failure(options, exc)) from None
 
 
 def load_now(reranker: Reranker, options: ModelOptions) -> None:
@@ -614,4 +619,22 @@ def load_now(reranker: Reranker, options: ModelOptions) -> None:
     except ValueError as exc:  # transformers' own errors come wrapped in ModelLoadError (an OSError)
         raise OptionError(one_line(exc)) from None
     except Exception as exc:
-        raise ModelUnavailable(f"cannot load model {options.model_name!r}: {one_line(exc)}") from None
+        raise ModelUnavailable(load_failure(options, exc)) from None
+
+
+def load_failure(options: ModelOptions, exc: BaseException) -> str:
+    """One line saying why the model cannot be loaded, naming it once.
+
+    A :class:`~prism_core.errors.ModelLoadError` already names the model (and what to do): it is
+    used as it is; anything else gets ``cannot load model '<model>': `` in front.
+
+    Example:
+        >>> load_failure(ModelOptions(model="m"), OSError("disk gone"))
+        "cannot load model 'm': disk gone"
+    """
+    from prism_core.errors import ModelLoadError
+
+    text = one_line(exc)
+    if isinstance(exc, ModelLoadError) and text.startswith(("cannot load ", "could not load ")):
+        return text
+    return f"cannot load model {options.model_name!r}: {text}"

@@ -74,6 +74,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack, suppress
 from typing import IO, Any
 
+from prism_core.cli.demo_model import warn_random_weights_once
 from prism_core.cli.lines import (
     LineError,
     decode_line,
@@ -92,11 +93,13 @@ from prism_core.cli.options import (
     build_quality_scorer,
     build_reranker,
     default_reranker_factory,
+    load_failure,
     load_now,
     one_line,
     positive_int,
     probability,
 )
+from prism_core.cli.terminal import setup_terminal
 from prism_core.errors import EngineClosedError, ModelLoadError
 from prism_core.protocol import Reranker
 from prism_core.quality.blend import apply_quality, engine_cuts
@@ -346,6 +349,7 @@ class _Runner:
         self.writer = writer
         self.log = log
         self.failed = 0
+        self.written = 0  # output records written so far
         self.next_line = args.start_line
         """The first input line not yet accounted for (no record written, not skipped)."""
 
@@ -374,10 +378,12 @@ class _Runner:
         except LineError as exc:
             self.failed += 1
             self.writer.write(self.writer.dumps({"line": lineno, "error": str(exc)}))
+            self.written += 1
             self.next_line = lineno + 1
             self.log(f"{PROG}: line {lineno}: {exc}")
             return not self.args.fail_fast
         self.writer.write(out)
+        self.written += 1
         self.next_line = lineno + 1
         return True
 
@@ -450,8 +456,7 @@ class _Runner:
                 evidence=self.args.evidence,
             )
         except (ModelLoadError, EngineClosedError) as exc:  # the model itself is gone: stop
-            message = f"cannot load model {self.options.model_name!r}: {one_line(exc)}"
-            raise ModelUnavailable(message) from None
+            raise ModelUnavailable(load_failure(self.options, exc)) from None
         except (ValueError, TypeError, ArithmeticError) as exc:  # NonFiniteScoreError is an ArithmeticError
             raise LineError(one_line(exc)) from None
         except Exception as exc:  # anything else (out of memory...) fails this line only
@@ -485,6 +490,9 @@ def run(
         parser.error(f"{where} the input file ({source_name}); refusing to overwrite the input")
     options = ModelOptions.from_args(args)
     quality_options = QualityOptions.from_args(args)
+    show = setup_terminal(
+        None if args.progress else False
+    )  # bars only on a terminal, never with --no-progress
     try:
         quality = build_quality_scorer(quality_options, options.device)
         reranker = build_reranker(options, factory)
@@ -493,6 +501,7 @@ def run(
     except ModelUnavailable as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+    warn_random_weights_once(options.model, PROG)
 
     from tqdm import tqdm
 
@@ -517,7 +526,6 @@ def run(
             print(f"{PROG}: error: cannot open output {args.output!r}: {reason}", file=sys.stderr)
             return 1
 
-        show = bool(args.progress) and sys.stderr.isatty()
         bar = stack.enter_context(
             tqdm(total=total, desc=PROG, unit=" lines", file=sys.stderr, disable=not show, dynamic_ncols=True)
         )
@@ -558,8 +566,8 @@ def run(
         except OptionError as exc:  # found when the model loaded (exact prompt length)
             log(f"{PROG}: error: {exc}")
             return 2
-        except ModelUnavailable as exc:
-            log(f"{PROG}: error: {exc}; {resume()}")
+        except ModelUnavailable as exc:  # resuming helps only once some line was written
+            log(f"{PROG}: error: {exc}" + (f"; {resume()}" if runner.written else ""))
             return 1
     if runner.failed:
         print(f"{PROG}: {runner.failed} line(s) failed", file=sys.stderr)

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from prism_core.cli.demo_model import warn_random_weights_once
 from prism_core.cli.options import (
     ModelOptions,
     ModelUnavailable,
@@ -33,6 +34,7 @@ from prism_core.cli.options import (
     positive_float,
     positive_int,
 )
+from prism_core.cli.terminal import setup_terminal
 
 PROG = "prism-rerank serve"
 API_KEY_ENV = "PRISM_RERANK_API_KEY"
@@ -121,6 +123,7 @@ def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     options = ModelOptions.from_args(args)
+    setup_terminal(None)  # a server's log: no progress bars unless on a terminal
     try:
         reranker = build_reranker(options, reranker_factory)  # constructs, loads nothing
         config = options.engine_config()
@@ -140,6 +143,7 @@ def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory
     except (ModelUnavailable, ImportError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+    warn_random_weights_once(options.model, PROG)
     if settings.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         logging.getLogger(__name__).warning(
             "listening on %s without an API key: anyone who can reach it can use the model", args.host

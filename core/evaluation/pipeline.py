@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +107,7 @@ def evaluate(
     seed: int = 0,
     resamples: int = 10000,
     progress: bool = False,
+    notes: Callable[[str], None] | None = None,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the first stage and every system, and return the report (see :mod:`.report`).
@@ -124,6 +125,8 @@ def evaluate(
         seed: Seed of the randomisation tests.
         resamples: Resamples of the randomisation tests.
         progress: Progress bars on stderr.
+        notes: Where to say, without a bar, how far each system got and about how long is left
+            (after its first query and at each quarter); ``None``: say nothing.
         settings: Extra settings to record in the report.
 
     Raises:
@@ -168,6 +171,7 @@ def evaluate(
                 top_n=top_n,
                 evidence=evidence,
                 progress=progress,
+                notes=notes,
             )
         )
     counter = next((c for c in (token_counter(s.reranker) for s in systems) if c is not None), None)

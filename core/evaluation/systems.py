@@ -223,6 +223,16 @@ def first_stage_run(
     return run
 
 
+def _duration(seconds: float) -> str:
+    """``"42 s"`` or ``"3.5 min"``.
+
+    Example:
+        >>> _duration(42.4), _duration(210)
+        ('42 s', '3.5 min')
+    """
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 def _progress(total: int, name: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
@@ -242,6 +252,7 @@ def rerank_run(
     evidence: bool = True,
     progress: bool = False,
     warmup: bool = True,
+    notes: Callable[[str], None] | None = None,
 ) -> SystemRun:
     """Run one reranker over every query's candidates (ranking pass, then evidence pass).
 
@@ -260,6 +271,8 @@ def rerank_run(
         evidence: Run the evidence pass (when the backend can generate evidence).
         progress: Show a progress bar on stderr.
         warmup: Score one candidate once before timing (first-call overheads are not latency).
+        notes: Where to say how far the run got and about how long is left, after the first query
+            and at each quarter (for a run without a progress bar); ``None``: say nothing.
     """
     load = getattr(reranker, "load", None)
     if callable(load):
@@ -285,12 +298,19 @@ def rerank_run(
                 reranker.score(data.queries[first], [data.documents[doc_id].content])
             except Exception as exc:  # the query's own run records the failure
                 logger.warning("warm-up call of %s failed: %s: %s", name, type(exc).__name__, exc)
-    with _progress(len(query_ids), name, progress) as bar:
-        for query_id in query_ids:
+    total = len(query_ids)
+    milestones = {1, total // 4, total // 2, 3 * total // 4} - {0, total}
+    start = time.perf_counter()
+    with _progress(total, name, progress) as bar:
+        for done, query_id in enumerate(query_ids, 1):
             run.queries[query_id] = _rerank_query(
                 reranker, data, query_id, candidates.get(query_id, []), counter, sources, top_n, run.evidence
             )
             bar.update(1)
+            if notes is not None and done in milestones:
+                elapsed = time.perf_counter() - start
+                left = elapsed / done * (total - done)
+                notes(f"{name}: {done}/{total} queries in {_duration(elapsed)}, about {_duration(left)} left")
     run.token_source = sources.label()
     return run
 

@@ -172,8 +172,13 @@ def resolve_head(source: HeadSource) -> Path:
         return source.path
     assert source.repo_id is not None and source.filename is not None
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
+        from prism_core.runtime.hub import hub_offline, hub_reachable
+
+        cached = try_to_load_from_cache(source.repo_id, source.filename, revision=source.revision)
+        if not isinstance(cached, str) and (hub_offline() or not hub_reachable()):
+            raise OSError("the Hugging Face Hub cannot be reached and the file is not in the local cache")
         return Path(hf_hub_download(source.repo_id, source.filename, revision=source.revision))
     except Exception as exc:  # hub errors, offline mode, missing file in the repo...
         name = Path(source.filename).name

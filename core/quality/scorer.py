@@ -55,7 +55,7 @@ _UNBOUNDED = 10**9  # tokenizers without a limit report a huge model_max_length
 def _load(model: str, device: torch.device, dtype: torch.dtype, trust_remote_code: bool) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
 
-    check_local(model)
+    check_local(model, "embedding model")
     extra: dict[str, Any] = {"trust_remote_code": True} if trust_remote_code else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, **extra)

@@ -20,6 +20,8 @@ import torch
 from prism_core.config import canonical_model
 from prism_core.errors import ModelLoadError
 from prism_core.runtime.engine_loop import EngineLoop, Executor
+from prism_core.runtime.hub import check_hub
+from prism_core.runtime.quiet import fold_kernel_fallback_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ def load_error(
     model: str, exc: BaseException, what: str = "model", example: str = "model='./model'"
 ) -> ModelLoadError:
     """The error for a checkpoint that cannot be loaded, saying how to use a local copy instead."""
+    if isinstance(exc, ModelLoadError):  # already says what went wrong (check_hub's message...)
+        return exc
     return ModelLoadError(
         f"could not load {what} {model!r}: {type(exc).__name__}: {exc}\n"
         "If the Hugging Face Hub cannot be reached from here, download the checkpoint on a machine that "
@@ -75,10 +79,17 @@ def load_error(
     )
 
 
-def check_local(model: str) -> None:
-    """Refuse a local-looking path that does not exist (before transformers tries the hub with it)."""
+def check_local(model: str, what: str = "model") -> None:
+    """Refuse what cannot be loaded, before transformers tries the hub with it: a local-looking
+    path that does not exist, or a hub id when the hub is unreachable (a quick probe, once per
+    process) and the checkpoint is not in the local cache (:func:`prism_core.runtime.hub.check_hub`).
+
+    Raises:
+        ModelLoadError: One line naming the model and what to do instead.
+    """
     if looks_local(model) and not Path(model).exists():
         raise ModelLoadError(f"model directory {model!r} does not exist")
+    check_hub(model, what)
 
 
 def load_model_and_tokenizer(model: str, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
@@ -90,6 +101,7 @@ def load_model_and_tokenizer(model: str, device: torch.device, dtype: torch.dtyp
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     check_local(model)
+    fold_kernel_fallback_warnings()
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
         lm = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)

@@ -378,6 +378,7 @@ def create_app(
                 "max_body_bytes": settings.max_body_bytes,
                 "request_timeout": settings.request_timeout,
             },
+            "defaults": {"evidence": RerankRequest.model_fields["evidence"].default},
             "ready": state.ready,
             "worker": f"{socket.gethostname()}:{os.getpid()}",
         }

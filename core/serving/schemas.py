@@ -43,8 +43,10 @@ class RerankRequest(BaseModel):
         documents: The candidate texts, as strings (Cohere v2).
         top_n: Return the best ``top_n`` results (after ``score_threshold``).
         score_threshold: Return only results scoring at least this, in ``[0, 1]`` (Prism extra).
-        evidence: Generate contribution and evidence for relevant returned documents (Prism extra;
-            default ``False``: a stock Cohere client gets scores, fast).
+        evidence: Generate contribution and evidence for relevant returned documents (Prism extra).
+            Default ``False``, deliberately, unlike the CLI and the adapters (``True``): a stock
+            Cohere client, which never sends it, gets scores at scoring-pass cost instead of paying
+            for generation it cannot read; ``GET /v1/info`` states it under ``defaults``.
         return_documents: Add ``document: {"text": ...}`` to each result (Cohere v1 style).
         max_tokens_per_doc: Accepted for compatibility and ignored: the server's ``max_length`` caps
             every (query, document) input, and results say ``truncated``.
@@ -102,6 +104,12 @@ class Limits(BaseModel):
     request_timeout: float | None
 
 
+class RequestDefaults(BaseModel):
+    """What ``POST /v2/rerank`` does with an optional field left out."""
+
+    evidence: bool
+
+
 class InfoResponse(BaseModel):
     """Body of ``GET /v1/info``: what this server serves (read by :class:`prism_core.RemoteReranker`)."""
 
@@ -111,5 +119,6 @@ class InfoResponse(BaseModel):
     model: str
     capabilities: Capabilities
     limits: Limits
+    defaults: RequestDefaults
     ready: bool
     worker: str

@@ -111,7 +111,10 @@ def build_tiny_cross_encoder(out_dir: str | os.PathLike[str], seed: int = 0, **o
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config).eval()
     _calibrate_head(model, tokenizer)
-    model.save_pretrained(out)
+    from prism_core.runtime.quiet import no_progress_bars
+
+    with no_progress_bars():  # a tiny internal build: no "Writing model shards" bar
+        model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / TINY_MARKER).write_text(
         "Random weights built by prism_core.testing.tiny_cross_encoder for tests and benchmarks. "

@@ -224,7 +224,10 @@ def build_tiny_checkpoint(out_dir: str | os.PathLike[str], arch: Arch = "qwen3_5
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     init_random_weights(model, seed)
     model.generation_config = GenerationConfig(eos_token_id=IM_END_ID, pad_token_id=PAD_ID, do_sample=False)
-    model.save_pretrained(out)
+    from prism_core.runtime.quiet import no_progress_bars
+
+    with no_progress_bars():  # a tiny internal build: no "Writing model shards" bar
+        model.save_pretrained(out)
     build_qwen35_tokenizer(out)
     (out / TINY_MARKER).write_text(
         "Random weights built by prism_core.testing.tiny_models for tests and offline demos. "

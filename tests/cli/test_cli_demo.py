@@ -11,6 +11,7 @@ import pytest
 from fakes import FakeReranker
 
 import prism_core.cli as cli_package
+import prism_core.runtime.hub as hub
 from prism_core.cli import demo, demo_model
 from prism_core.cli.demo_model import DemoModel
 from prism_core.cli.options import ModelOptions
@@ -102,7 +103,7 @@ def test_demo_fallback_banner_table_and_frameworks(
     assert factory.options[0].max_new_tokens == demo.FALLBACK_MAX_NEW_TOKENS
     assert factory.fake.loaded  # loaded before the table
     assert demo.DEMO_QUERY in out
-    assert "verdict" in out and "contribution" in out and "evidence/orig" in out
+    assert "verdict" in out and "contribution" in out and "tokens ev/doc" in out
     assert factory.fake.calls[0][:2] == (demo.DEMO_QUERY, list(demo.DEMO_DOCUMENTS))
     assert "langchain example ran" in out
     assert "LlamaIndex: FAILED" in out
@@ -132,7 +133,7 @@ def test_demo_score_only_backend_fallback(
     assert f"tiny locally built {backend} model" in out and "MEANINGLESS" in out
     assert factory.options[0].backend == backend and factory.options[0].max_new_tokens is None
     assert f"backend: {backend}" in out
-    assert "score-only" in out and "evidence/orig" not in out and "contribution" not in out
+    assert "score-only" in out and "tokens ev/doc" not in out and "contribution" not in out
     assert factory.fake.calls[0][2]["evidence"] is False  # nothing asked of a score-only backend
     # The examples cannot take --backend (yet): skipped, said so, not run as Prism.
     assert out.count("does not take --backend yet") == 3
@@ -222,8 +223,10 @@ def test_demo_option_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_render_table_fits_width() -> None:
     docs = ["word " * 100, "short"]
     results = [
-        PrismResult(0, 0.97, 3.5, True, "c " * 100, "ev", True, True, "raw"),
-        PrismResult(1, 0.12, -2.0, False),
+        PrismResult(
+            0, 0.97, 3.5, True, "c " * 100, "ev", True, True, "raw", document_tokens=101, evidence_tokens=1
+        ),
+        PrismResult(1, 0.12, -2.0, False, document_tokens=1),
     ]
     for width in (60, 80, 140):
         for evidence in (True, False):
@@ -231,8 +234,8 @@ def test_render_table_fits_width() -> None:
             assert all(len(row) <= width for row in table.splitlines())
             assert len(table.splitlines()) == 4  # header, two rows, truncation footnote
             assert "#0*" in table
-    assert "2/500" in demo.render_table(results, docs, 100)
-    assert "2/500" not in demo.render_table(results, docs, 100, evidence=False)
+    assert "1/101" in demo.render_table(results, docs, 100)  # tokens, not characters (2/500)
+    assert "1/101" not in demo.render_table(results, docs, 100, evidence=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,7 +258,7 @@ def test_render_table_fits_width() -> None:
 def test_offline_fallback_is_of_the_backend(
     model: str | None, backend: str | None, kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(demo_model, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(hub, "_reachable", False)  # the probe's answer: unreachable
     built: list[str] = []
 
     def fake_fallback(name: str) -> Path:

@@ -224,7 +224,8 @@ def test_quality_prior_that_cannot_load_stops_the_run(
     captured = capsys.readouterr()
     assert captured.out == ""
     last = captured.err.strip().splitlines()[-1]
-    assert "cannot load the quality prior (org/heads:h.ckpt)" in last and "resume from input line 1" in last
+    assert "cannot load the quality prior (org/heads:h.ckpt)" in last
+    assert "resume" not in last  # nothing was written: a load failure is not fixed by resuming
 
 
 def test_scorer_options(tiny_quality: TinyQuality) -> None:

@@ -91,7 +91,7 @@ def test_demo_on_a_tiny_model(
     assert cli_package.main(argv) == 0
     out = capsys.readouterr().out
     assert "RANDOM" in out and f"backend: {backend}" in out
-    assert ("evidence/orig" in out) == (backend == "prism")
+    assert ("tokens ev/doc" in out) == (backend == "prism")
     assert out.count("#") >= 6  # one row per demo document
 
 

@@ -165,7 +165,9 @@ def test_unreachable_hub_embedder_is_a_clear_error(
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     scorer = QualityScorer(tiny_quality.heads[0], embedder="no-such-org/no-such-embedder", device="cpu")
     with pytest.raises(
-        ModelLoadError, match=r"could not load embedding model 'no-such-org/no-such-embedder'"
+        ModelLoadError,
+        match=r"cannot load embedding model 'no-such-org/no-such-embedder': HF_HUB_OFFLINE is set and it "
+        r"is not in the local cache",
     ):
         scorer.load()
 

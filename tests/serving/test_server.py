@@ -5,6 +5,7 @@ is coalesced; health, info and metrics say what they should."""
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import random
 import time
 from typing import Any
@@ -183,6 +184,8 @@ def test_health_503_until_loaded_and_info() -> None:
         assert "prism_model_loaded 1.0" in httpx.get(f"{server.url}/metrics").text
         info = httpx.get(f"{server.url}/v1/info").json()
         assert info["capabilities"] == {"verdict": True, "evidence": False} and info["ready"] is True
+        assert info["defaults"] == {"evidence": False}  # stated, as the README says
+        assert info["version"] == importlib.metadata.version("prism-integrations")  # one version string
         ok = httpx.post(f"{server.url}/v2/rerank", json={"query": "q", "documents": ["a", "b"], "top_n": 1})
         assert ok.status_code == 200 and [r["index"] for r in ok.json()["results"]] == [0]
 
