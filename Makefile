@@ -28,6 +28,7 @@ demo: install-demo
 
 lint: install
 	$(BIN)/ruff check core prism_integrations haystack_integrations tests examples benchmarks
+	$(BIN)/ruff format --check core prism_integrations haystack_integrations tests examples benchmarks
 	@# mypy cannot follow the editable core/ -> prism_core mapping: give it a link named prism_core.
 	mkdir -p build/mypy && ln -sfn ../../core build/mypy/prism_core
 	MYPYPATH=build/mypy $(BIN)/mypy -p prism_core -p prism_integrations -p haystack_integrations.components.rankers.prism
