@@ -96,13 +96,15 @@ class CausalExecutor:
         return split_state(output, sizes)
 
 
-def shared_prefix_len(prompts: Sequence[Sequence[int]]) -> int:
+def shared_prefix_len(prompts: Sequence[Sequence[int]], *, unpadded: bool = False) -> int:
     """Length of the token prefix all prompts share, leaving each at least one token of its own.
 
     Returns 0 (run full prompts) unless the prefix is worth running separately: at least
-    ``MIN_SHARED_PREFIX`` tokens and at least half the median document part. Right-padded
-    continuations need an explicit attention mask, which costs more than the prefix saves once
-    documents are long (measured on CPU: ~2,000-token documents scored slower this way).
+    ``MIN_SHARED_PREFIX`` tokens and, for a scoring pass (right-padded continuations), at least
+    half the median document part: right-padded continuations need an explicit attention mask,
+    which costs more than the prefix saves once documents are long (measured on CPU: ~2,000-token
+    documents scored slower this way). Continuations that go on to decode run ``unpadded`` (no mask):
+    the prefix is then always worth sharing.
     """
     first = prompts[0]
     n = min(len(p) for p in prompts) - 1
@@ -113,6 +115,8 @@ def shared_prefix_len(prompts: Sequence[Sequence[int]]) -> int:
         n = k
     if n < MIN_SHARED_PREFIX:
         return 0
+    if unpadded:
+        return n
     rest = sorted(len(p) - n for p in prompts)
     return n if 2 * n >= rest[len(rest) // 2] else 0
 
@@ -150,7 +154,7 @@ class RerankJob(Job):
         self.logits: list[float] = [math.nan] * len(prompts)
         self.generated: dict[int, list[int]] = {}
         # The shared system + instruction + query prefix runs once, for scoring and generating alike.
-        self.prefix_len = 0 if len(prompts) < 2 else shared_prefix_len(prompts)
+        self.prefix_len = 0 if len(prompts) < 2 else shared_prefix_len(prompts, unpadded=generate)
         self.prefix: PrefixHandle | None = None
         self._prefix_kind = PrefixKind()
         # Batches are planned on what a pass keeps: the continuations of a scoring pass, the whole
