@@ -202,3 +202,10 @@ class GatedEngine:
             raise
         self.finished += 1
         return self._results(documents, top_n)
+
+
+def assert_same_pairs(got: Sequence[tuple[int, float]], want: Sequence[tuple[int, float]]) -> None:
+    """The same indices in the same order, scores within 1e-5."""
+    assert [i for i, _ in got] == [i for i, _ in want], (got, want)
+    for (_, a), (_, b) in zip(got, want, strict=True):
+        assert abs(a - b) <= 1e-5, (got, want)
