@@ -277,6 +277,8 @@ class RemoteReranker:
         While the server cannot be reached this says score-only (with a warning) without caching
         it, so that checking a reranker's type never fails; the next call asks again.
         """
+        if self.api not in ("auto", "prism"):
+            return SCORE_ONLY  # a foreign API: scores only, whatever else the server could do
         try:
             info = self._server_info(retry=False)  # one attempt: type checks read this property
         except RemoteRerankError as exc:
