@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from serving_helpers import API_KEY, Scripted, ServerThread, assert_same_pairs
 
-from prism_core.backends.remote import RemoteReranker, RemoteRequestError, RemoteResponseError
+from prism_core.backends.remote import RemoteRequestError, RemoteReranker, RemoteResponseError
 from prism_core.ranking import select
 from prism_core.results import PrismResult
 
@@ -84,8 +84,9 @@ def tei(batch_size: int) -> Any:
 
     def answer(path: str, body: Any) -> tuple[int, Any, dict[str, str]]:
         if path == "/info" and body is None:
-            return 200, {"model_id": "BAAI/bge-reranker-base", "max_client_batch_size": batch_size,
-                         "max_input_length": 512, "model_type": {"reranker": {"id2label": {}}}}, {}  # fmt: skip
+            info = {"model_id": "BAAI/bge-reranker-base", "max_client_batch_size": batch_size,
+                    "max_input_length": 512, "model_type": {"reranker": {"id2label": {}}}}  # fmt: skip
+            return 200, info, {}
         if path != "/rerank" or body is None:
             return 404, b"", {}
         if "texts" not in body:
@@ -184,8 +185,10 @@ def test_strict_checks_hold_for_every_dialect() -> None:
         client = RemoteReranker(server.url, api="tei", max_retries=0)
         with pytest.raises(RemoteResponseError, match=r"expected 2 results, got 1; missing indices \[1\]"):
             client.rerank(QUERY, DOCS[:2])
-    with Scripted(lambda path, body: (404, b"", {})) as server:
-        with pytest.raises(RemoteRequestError, match="answers none of the rerank routes"):
-            RemoteReranker(server.url, max_retries=0).rerank(QUERY, DOCS)
+    with (
+        Scripted(lambda path, body: (404, b"", {})) as server,
+        pytest.raises(RemoteRequestError, match="answers none of the rerank routes"),
+    ):
+        RemoteReranker(server.url, max_retries=0).rerank(QUERY, DOCS)
     with pytest.raises(ValueError, match="api must be one of"):
         RemoteReranker("http://127.0.0.1:1", api="elastic")
