@@ -467,7 +467,11 @@ def create_app(
         return results, prompt, generated
 
     async def documents_family(
-        body: RerankRequest, request: Request, api_version: str, default_return: bool
+        body: RerankRequest,
+        request: Request,
+        api_version: str,
+        default_return: bool,
+        never_return: bool = False,
     ) -> JSONResponse:
         started = time.perf_counter()
         try:
@@ -484,6 +488,7 @@ def create_app(
         except _HTTPError as exc:
             return _error(exc.status, exc.message, exc.headers, exc.detail)
         return_documents = default_return if body.return_documents is None else body.return_documents
+        return_documents = return_documents and not never_return
         answer = rerank_answer(
             results,
             body.documents,
@@ -529,7 +534,11 @@ def create_app(
             errors = [_clean_error({**e, "loc": ("body", *e["loc"])}) for e in exc.errors()]
             message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
             return JSONResponse({**error_body(422, message), "detail": errors}, status_code=422)
-        return await documents_family(body, request, "1", default_return=True)
+        if request.url.path.rstrip("/").endswith("/v1/rerank"):
+            return await documents_family(body, request, "1", default_return=True)
+        # /rerank is Infinity's route (``document`` a string) and vLLM's (an object): each of their
+        # clients parses only its own shape, and all of them take an answer without ``document``.
+        return await documents_family(body, request, "1", default_return=False, never_return=True)
 
     async def rerank_tei(data: Any, request: Request) -> JSONResponse:
         try:
@@ -543,7 +552,7 @@ def create_app(
                 request,
                 body.query,
                 body.texts,
-                top_n=None,
+                top_n=body.top_n,
                 score_threshold=None,
                 evidence=False,
                 max_tokens_per_doc=None,

@@ -62,8 +62,10 @@ class RerankRequest(BaseModel):
         evidence: Generate contribution and evidence for relevant returned documents (Prism extra;
             default ``False``: a stock Cohere client gets scores, fast).
         return_documents: Add ``document`` to each result: the original object, or
-            ``{"text": ...}`` for a string. Default: off on ``/v2/rerank`` (Cohere v2), on
-            elsewhere (Jina, vLLM, Infinity return documents unless told not to).
+            ``{"text": ...}`` for a string. Default: off on ``/v2/rerank`` (Cohere v2), on on
+            ``/v1/rerank`` (Cohere v1, Jina, Together); never on ``/rerank``, where Infinity answers
+            a string and vLLM an object, and the clients of each parse only their own shape (all
+            of them accept an answer without ``document``).
         max_tokens_per_doc: The document's token budget (query and prompt not counted), passed to
             the engine; with ``long_documents`` (``"truncate"`` or ``"chunk"``) it says how a longer
             document is read.
@@ -109,6 +111,7 @@ class TEIRerankRequest(BaseModel):
         return_text: Add ``text`` to each answer.
         truncate: Accepted (this server always fits a document to its budget and says so).
         truncation_direction: ``"Right"`` (the only direction served: the document's end is cut).
+        top_n: Not TEI's: honoured when sent (LiteLLM's ``huggingface/`` provider sends it).
     """
 
     model_config = ConfigDict(strict=True, extra="ignore")
@@ -120,6 +123,7 @@ class TEIRerankRequest(BaseModel):
     truncate: bool | None = None
     truncation_direction: Literal["Right", "right", "Left", "left"] = "Right"
     model: str | None = None
+    top_n: Annotated[int, Field(ge=1)] | None = None
 
     @model_validator(mode="after")
     def _direction(self) -> TEIRerankRequest:
