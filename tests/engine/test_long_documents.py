@@ -9,6 +9,7 @@ the second generation job, is the real code path).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,15 +49,16 @@ def test_chunk_scores_equal_each_window_scored_alone(prism: PrismReranker) -> No
     assert chunked.logit == pytest.approx(alone.logit, abs=1e-4)
     assert alone.document_tokens is not None and alone.document_tokens <= budget
     # The maximum over every window: no window scores above the chosen one.
-    prompts, owners = prism.prompt_tokenizer.encode_long(
+    prompts, _ = prism.prompt_tokenizer.encode_long(
         QUERY, [long_doc], max_tokens_per_doc=budget, long_documents="chunk"
     )
-    spans = [p.chunk for p in prompts]
+    spans = [p.chunk for p in prompts if p.chunk is not None]
+    assert len(spans) == len(prompts)
     assert (
         spans[0] is not None and spans[0][0] == 0 and spans[-1] is not None and spans[-1][1] == len(long_doc)
     )
-    assert len(spans) > 3 and all(a[0] < b[0] < a[1] for a, b in zip(spans, spans[1:]))  # overlapping
-    each = prism.score(QUERY, [long_doc[a:b] for a, b in spans if True])  # type: ignore[misc]
+    assert len(spans) > 3 and all(a[0] < b[0] < a[1] for a, b in itertools.pairwise(spans))  # overlapping
+    each = prism.score(QUERY, [long_doc[a:b] for a, b in spans])
     assert max(each) == pytest.approx(chunked.score, abs=1e-4)
     assert prism.score(QUERY, [SHORT, long_doc], max_tokens_per_doc=budget, long_documents="chunk")[
         1
