@@ -304,11 +304,11 @@ class CausalLMReranker:
         chosen, doc_logits, picks = self._best_windows(
             prompts, owners, logits, len(docs), top_n, score_threshold
         )
-        generated: dict[int, list[int]] = {}
+        described: dict[int, list[int]] = {}
         if generate and picks:
             _, ids = self._run_sync(self._job([chosen[i] for i in picks], True, None, None))
-            generated = {picks[k]: v for k, v in ids.items()}
-        return self._results(chosen, doc_logits, generated, top_n, score_threshold)
+            described = {picks[k]: v for k, v in ids.items()}
+        return self._results(chosen, doc_logits, described, top_n, score_threshold)
 
     async def arerank(
         self,
