@@ -159,7 +159,7 @@ def _xlmr_tokenizer() -> Any:
     pre-tokenizer, ``<s> A </s></s> B </s>`` pairs) over a small vocabulary of characters and
     the words of the calibration texts, so that any text encodes (unknown characters to ``<unk>``)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import XLMRobertaTokenizerFast
+    from transformers import XLMRobertaTokenizer  # the fast (tokenizers-backed) class in transformers 5
 
     words = sorted(
         {w.strip(".,?!:;()'\"") for t in [_CALIBRATION_QUERY, *_CALIBRATION_DOCS] for w in t.split()}
@@ -177,7 +177,7 @@ def _xlmr_tokenizer() -> Any:
     backend.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
     )
-    return XLMRobertaTokenizerFast(
+    return XLMRobertaTokenizer(
         tokenizer_object=backend,
         bos_token="<s>",
         eos_token="</s>",
@@ -205,15 +205,17 @@ def build_tiny_xlm_roberta(out_dir: str | os.PathLike[str], seed: int = 0, **ove
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = _xlmr_tokenizer()
-    config = XLMRobertaConfig(
-        **{**TINY_XLM_ROBERTA, **overrides},
-        vocab_size=len(tokenizer),
-        num_labels=1,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=0,
-        eos_token_id=2,
-        architectures=["XLMRobertaForSequenceClassification"],
-    )
+    fields: dict[str, Any] = {
+        **TINY_XLM_ROBERTA,
+        **overrides,
+        "vocab_size": len(tokenizer),
+        "num_labels": 1,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+        "architectures": ["XLMRobertaForSequenceClassification"],
+    }
+    config = XLMRobertaConfig(**fields)
     torch.manual_seed(seed)
     model = XLMRobertaForSequenceClassification(config).eval()
     batch = tokenizer(
