@@ -836,6 +836,16 @@ class RemoteReranker:
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise bad(f"results[{position}].{name} must be {kind.__name__} or null, got {value!r:.80}")
             fields[name] = value
+        chunk = item.get("chunk")
+        if chunk is not None:
+            if not (
+                isinstance(chunk, list)
+                and len(chunk) == 2
+                and all(isinstance(c, int) and not isinstance(c, bool) for c in chunk)
+                and 0 <= chunk[0] < chunk[1]
+            ):
+                raise bad(f"results[{position}].chunk must be [start, end) or null, got {chunk!r:.80}")
+            fields["chunk"] = (chunk[0], chunk[1])
         relevant = fields.pop("relevant", float(logit) > 0)
         return PrismResult(index=index, score=score, logit=float(logit), relevant=relevant, **fields)
 

@@ -133,3 +133,30 @@ def test_info_lists_dialects_and_limits(live_server: ServerThread) -> None:
     names = {d["name"] for d in info["dialects"]}
     assert {"cohere-v2", "cohere-v1", "jina", "vllm", "together", "infinity", "tei"} <= names
     assert info["limits"]["max_documents"] == 40 and info["limits"]["max_input_tokens"] > 0
+
+
+def test_long_document_options_reach_the_engine(live_server: ServerThread, tiny_engine: Any) -> None:
+    from prism_core.backends.remote import RemoteReranker
+
+    long_doc = " ".join(f"Sentence {i} is about rivers and small towns." for i in range(16))
+    docs = [DOCS[0], long_doc]
+    body = {"query": QUERY, "documents": docs, "max_tokens_per_doc": 48, "long_documents": "chunk"}
+    answer = post(live_server.url, "/v2/rerank", body).json()["results"]
+    local = tiny_engine.rerank(QUERY, docs, evidence=False, max_tokens_per_doc=48, long_documents="chunk")
+    assert_same_pairs(pairs_of(answer), [(r.index, r.score) for r in local])
+    assert {r["index"]: r["chunk"] for r in answer} == {
+        r.index: (list(r.chunk) if r.chunk else None) for r in local
+    }
+    assert any(r["chunk"] for r in answer)
+    cut = post(
+        live_server.url, "/v1/rerank", {"query": QUERY, "documents": docs, "max_tokens_per_doc": 16}
+    ).json()
+    assert all(r["truncated"] for r in cut["results"] if r["index"] == 1)
+    client = RemoteReranker(live_server.url, api_key=API_KEY, timeout=60, max_retries=0)
+    try:
+        remote = client.rerank(QUERY, docs, evidence=False, max_tokens_per_doc=48, long_documents="chunk")
+        assert [(r.index, r.chunk) for r in remote] == [(r.index, r.chunk) for r in local]
+    finally:
+        client.close()
+    bad = post(live_server.url, "/v2/rerank", {**body, "long_documents": "split"})
+    assert bad.status_code == 422 and "long_documents" in bad.json()["message"]
