@@ -191,8 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-tokens-per-doc",
         type=positive_int,
-        help="document tokens read per row (query and prompt not counted; default: what "
-        "max_length leaves)",
+        help="document tokens read per row (query and prompt not counted; default: what max_length leaves)",
     )
     parser.add_argument(
         "--long-documents",

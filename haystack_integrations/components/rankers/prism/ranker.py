@@ -30,6 +30,7 @@ from prism_integrations._common import (
     check_quality_options,
     check_rule_options,
     copy_object,
+    long_document_options,
     missing_framework_error,
     not_serializable_message,
     quality_from_pickle,
@@ -138,6 +139,8 @@ class PrismRanker:
         quality: QualityScorer | Mapping[str, Any] | None = None,
         min_quality: float | None = DEFAULT_MIN_QUALITY,
         quality_weight: float = DEFAULT_QUALITY_WEIGHT,
+        max_tokens_per_doc: int | None = None,
+        long_documents: str | None = None,
         **engine_options: Any,
     ) -> None:
         """Create the ranker; nothing is loaded (see the class docstring for the options).
@@ -183,6 +186,9 @@ class PrismRanker:
         self.quality: QualityScorer | None = checked_quality
         self.min_quality: float | None = checked_min_quality
         self.quality_weight: float = checked_weight
+        long_options = long_document_options(max_tokens_per_doc, long_documents)
+        self.max_tokens_per_doc: int | None = long_options.get("max_tokens_per_doc")
+        self.long_documents: str | None = long_options.get("long_documents")
         self._resolver = EngineResolver(spec, checked_reranker)
         self._engine: Reranker | None = None
 
@@ -263,6 +269,7 @@ class PrismRanker:
             keep_original=self.keep_original,
             drop_irrelevant=self.drop_irrelevant,
             **quality_options_dict(self.quality, self.min_quality, self.quality_weight),
+            **long_document_options(self.max_tokens_per_doc, self.long_documents),
         )
 
     @classmethod
