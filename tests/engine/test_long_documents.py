@@ -132,3 +132,20 @@ async def test_chunk_mode_finds_the_passage_at_the_end_that_truncation_misses(ti
     assert (await reranker.ascore(QUERY, docs, max_tokens_per_doc=128, long_documents="chunk"))[
         1
     ] == best.score
+
+
+def test_qwen3_reranker_chunk_mode(tiny_qwen3_path: str) -> None:
+    from prism_core.backends.qwen3_reranker import Qwen3Reranker
+
+    reranker = Qwen3Reranker(tiny_qwen3_path, show_progress=False).load()
+    long_doc = FILLER + NEEDLE
+    best = next(
+        r
+        for r in reranker.rerank(QUERY, [SHORT, long_doc], max_tokens_per_doc=64, long_documents="chunk")
+        if r.index == 1
+    )
+    assert best.chunk is not None and best.raw_output is None
+    alone = reranker.rerank(QUERY, [long_doc[best.chunk[0] : best.chunk[1]]])[0]
+    assert best.logit == pytest.approx(alone.logit, abs=1e-4)
+    cut = reranker.rerank(QUERY, [long_doc], max_tokens_per_doc=64)[0]
+    assert cut.truncated and cut.chunk is None
