@@ -85,7 +85,9 @@ class PrismRanker:
     ``score_threshold=None`` (no cut), ``use_evidence=True``, ``add_contribution=True``,
     ``keep_original=True``, ``drop_irrelevant=True``; ``top_k`` and ``score_threshold`` passed to
     :meth:`run` override the ones given here. With ``use_evidence`` and ``add_contribution`` both
-    off, or on a score-only backend, nothing is generated.
+    off, or on a score-only backend, nothing is generated. Long documents: ``max_tokens_per_doc``
+    and ``long_documents`` (``"truncate"`` or ``"chunk"``; ``None``: the engine's defaults) are
+    passed to the engine (see :mod:`prism_core.backends.long_documents`).
 
     Quality prior (optional, off by default): ``quality`` (a
     :class:`prism_core.quality.QualityScorer`), ``min_quality`` (drop documents whose raw quality is
