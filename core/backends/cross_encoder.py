@@ -237,10 +237,10 @@ def document_rows(
     if max_tokens_per_doc is None and long_documents != "chunk":
         return plain
     specials = int(tokenizer.num_special_tokens_to_add(pair=True))
-    query_tokens = len(tokenizer(query, add_special_tokens=False)["input_ids"])
+    query_tokens = len(tokenizer(query, add_special_tokens=False, verbose=False)["input_ids"])
     room = max(1, max_length - specials - query_tokens)
     budget = room if max_tokens_per_doc is None else max(1, min(room, max_tokens_per_doc))
-    encoded = tokenizer(list(docs), add_special_tokens=False, return_offsets_mapping=True)
+    encoded = tokenizer(list(docs), add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     rows = DocumentRows([], [], [], [])
     for index, (doc, ids, offsets) in enumerate(
         zip(docs, encoded["input_ids"], encoded["offset_mapping"], strict=True)
