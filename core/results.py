@@ -30,6 +30,9 @@ class PrismResult:
         evidence_tokens: The evidence passage's tokens (same tokenizer), when evidence was
             generated; else ``None``. ``document_tokens - evidence_tokens`` is what the body swap
             saves in an LLM's context.
+        chunk: The ``[start, end)`` character offsets, in the original document, of the window
+            that gave the score when the document was read in windows (``long_documents="chunk"``);
+            ``None`` when it was read whole (or cut: see ``truncated``).
 
     Example:
         >>> r = PrismResult(index=0, score=0.9, logit=2.2, relevant=True)
@@ -48,6 +51,7 @@ class PrismResult:
     raw_output: str | None = None
     document_tokens: int | None = None
     evidence_tokens: int | None = None
+    chunk: tuple[int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as a JSON-serialisable ``dict`` (field order as declared)."""

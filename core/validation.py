@@ -123,3 +123,21 @@ def check_rerank_args(
         check_threshold(score_threshold),
         check_bool(evidence, "evidence"),
     )
+
+
+#: What ``long_documents`` may say: cut a document to its budget, or read it in overlapping windows.
+LONG_DOCUMENT_MODES = ("truncate", "chunk")
+
+
+def check_long_documents(max_tokens_per_doc: Any, long_documents: Any) -> tuple[int | None, str | None]:
+    """``(max_tokens_per_doc, long_documents)`` checked: ``None`` or an int >= 1, and ``None``
+    (the backend's default) or ``"truncate"``/``"chunk"``.
+
+    Example:
+        >>> check_long_documents(512, "chunk")
+        (512, 'chunk')
+    """
+    budget = check_optional_int(max_tokens_per_doc, "max_tokens_per_doc", minimum=1)
+    if long_documents is not None and long_documents not in LONG_DOCUMENT_MODES:
+        raise ValueError(f"long_documents must be 'truncate' or 'chunk', got {long_documents!r}")
+    return budget, long_documents

@@ -24,6 +24,8 @@ from prism_integrations._common import (
     EngineResolver,
     EngineSpecField,
     Item,
+    LongDocumentsField,
+    MaxTokensPerDocField,
     NotSerializableError,
     QualityField,
     Ranking,
@@ -34,6 +36,7 @@ from prism_integrations._common import (
     fold_adapter_input,
     missing_framework_error,
     not_serializable_message,
+    omit_unset_long_document_options,
     omit_unused_quality,
     quality_from_pickle,
     quality_to_pickle,
@@ -150,6 +153,10 @@ class PrismDocumentCompressor(BaseDocumentCompressor):
     """Drop documents whose raw quality is below this (``[0, 5]``; ``None``: no filter)."""
     quality_weight: float = DEFAULT_QUALITY_WEIGHT
     """``w`` of the blend ``(1 − w) · relevance + w · quality_normalised`` (``[0, 1]``)."""
+    max_tokens_per_doc: MaxTokensPerDocField = None
+    """Document tokens the engine reads per row (``None``: the engine's default)."""
+    long_documents: LongDocumentsField = None
+    """``"truncate"`` or ``"chunk"`` for a document over its budget (``None``: the engine's default)."""
 
     _resolver: EngineResolver = PrivateAttr()
 
@@ -160,7 +167,7 @@ class PrismDocumentCompressor(BaseDocumentCompressor):
 
     @model_serializer(mode="wrap")
     def _serialise(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return omit_unused_quality(handler(self))
+        return omit_unset_long_document_options(omit_unused_quality(handler(self)))
 
     def model_post_init(self, context: Any, /) -> None:
         """Set up the (lazy) engine look-up."""

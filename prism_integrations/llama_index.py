@@ -26,6 +26,8 @@ from prism_integrations._common import (
     EngineSpecField,
     Item,
     KeptDocument,
+    LongDocumentsField,
+    MaxTokensPerDocField,
     NotSerializableError,
     QualityField,
     Ranking,
@@ -36,6 +38,7 @@ from prism_integrations._common import (
     fold_adapter_input,
     missing_framework_error,
     not_serializable_message,
+    omit_unset_long_document_options,
     omit_unused_quality,
     quality_from_pickle,
     quality_to_pickle,
@@ -175,6 +178,12 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
     quality_weight: float = Field(
         default=DEFAULT_QUALITY_WEIGHT, description="w of the blend (1 - w) * relevance + w * quality / 5."
     )
+    max_tokens_per_doc: MaxTokensPerDocField = Field(
+        default=None, description="Document tokens the engine reads per row (None: its default)."
+    )
+    long_documents: LongDocumentsField = Field(
+        default=None, description="'truncate' or 'chunk' for a long document (None: the engine's default)."
+    )
 
     _resolver: EngineResolver = PrivateAttr()
 
@@ -210,7 +219,7 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
         self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
     ) -> dict[str, Any]:
         """LlamaIndex's serialiser (adds ``class_name``), without the quality keys when unused."""
-        data = omit_unused_quality(handler(self))
+        data = omit_unset_long_document_options(omit_unused_quality(handler(self)))
         data["class_name"] = self.class_name()
         return data
 

@@ -13,8 +13,10 @@ import logging
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 
+from prism_core.backends.long_documents import best_rows
 from prism_core.config import EngineConfig
 from prism_core.protocol import Capabilities
 from prism_core.ranking import select, sigmoid
@@ -28,11 +30,16 @@ from prism_core.runtime.tokenization import EncodedPrompt, PromptTemplate, Promp
 from prism_core.validation import (
     check_bool,
     check_documents,
+    check_long_documents,
     check_query,
     check_rerank_args,
 )
 
 logger = logging.getLogger(__name__)
+
+#: How a document longer than its budget is read when the caller does not say: cut (the result
+#: says ``truncated``); ``long_documents="chunk"`` reads it in windows.
+DEFAULT_LONG_DOCUMENTS = "truncate"
 
 #: Padded prompt tokens per forward pass when ``batch_tokens`` is not given.
 DEFAULT_BATCH_TOKENS = {"cuda": 32768, "mps": 8192, "cpu": 16384}
@@ -192,28 +199,53 @@ class CausalLMReranker:
         return self._loop
 
     # ----------------------------------------------------------------- public API
-    def score(self, query: str, documents: Sequence[str]) -> list[float]:
+    def score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        max_tokens_per_doc: int | None = None,
+        long_documents: str | None = None,
+    ) -> list[float]:
         """Relevance scores in ``[0, 1]``, in input order; a pure scoring pass, nothing generated.
+
+        Args:
+            query: The query (non-empty).
+            documents: Candidate texts.
+            max_tokens_per_doc: Document tokens read per row (the query and the fixed prompt not
+                counted); ``None``: what ``max_length`` leaves.
+            long_documents: ``"truncate"`` (default: cut, ``truncated=True``) or ``"chunk"``
+                (overlapping windows, the best window's score); see
+                :mod:`prism_core.backends.long_documents`.
 
         Example:
             >>> PrismReranker("some/model").score("q", [])  # doctest: +SKIP
             []
         """
         query, docs = check_query(query), check_documents(documents)
+        budget, mode = check_long_documents(max_tokens_per_doc, long_documents)
         if not docs:
             return []
-        prompts = self._encode(query, docs)
+        prompts, owners = self._encode(query, docs, budget, mode)
         logits, _ = self._run_sync(self._job(prompts, False, None, None))
-        return [sigmoid(x) for x in logits]
+        return [sigmoid(logits[r]) for r in best_rows(logits, owners, len(docs))]
 
-    async def ascore(self, query: str, documents: Sequence[str]) -> list[float]:
+    async def ascore(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        max_tokens_per_doc: int | None = None,
+        long_documents: str | None = None,
+    ) -> list[float]:
         """:meth:`score` without blocking the event loop (cancelling it cancels the work)."""
         query, docs = check_query(query), check_documents(documents)
+        budget, mode = check_long_documents(max_tokens_per_doc, long_documents)
         if not docs:
             return []
-        prompts = await self._aencode(query, docs)
+        prompts, owners = await self._aencode(query, docs, budget, mode)
         logits, _ = await self._run_async(self._job(prompts, False, None, None))
-        return [sigmoid(x) for x in logits]
+        return [sigmoid(logits[r]) for r in best_rows(logits, owners, len(docs))]
 
     def rerank(
         self,
@@ -223,6 +255,8 @@ class CausalLMReranker:
         top_n: int | None = None,
         score_threshold: float | None = None,
         evidence: bool = True,
+        max_tokens_per_doc: int | None = None,
+        long_documents: str | None = None,
     ) -> list[PrismResult]:
         """Score and sort; for relevant kept documents of a generating backend, generate evidence.
 
@@ -236,9 +270,19 @@ class CausalLMReranker:
             score_threshold: Keep results with ``score >= score_threshold``, in [0, 1].
             evidence: Generate contribution and evidence for relevant kept documents (no-op on a
                 score-only backend).
+            max_tokens_per_doc: Document tokens read per row (query and fixed prompt not counted);
+                ``None``: what ``max_length`` leaves.
+            long_documents: ``"truncate"`` (default) or ``"chunk"``. In chunk mode, when any
+                document is windowed, every window is scored first (one scoring job), each document
+                takes its best window's logit, and evidence is generated in a second, small job
+                over only the best windows of the relevant selected documents (those windows are
+                prefilled again: at most ``top_n`` extra rows). Only the best window is described,
+                even when several are relevant: its evidence stays one grounded passage, and the
+                generation cost stays one row per document.
 
         Returns:
-            Results sorted by score, best first (ties by input position).
+            Results sorted by score, best first (ties by input position); ``chunk`` holds the
+            best window's character offsets for a windowed document.
 
         Raises:
             TypeError: A non-string query or document, or a wrongly typed option.
@@ -249,11 +293,22 @@ class CausalLMReranker:
         query, docs, top_n, score_threshold, generate = self._check(
             query, documents, top_n, score_threshold, evidence
         )
+        budget, mode = check_long_documents(max_tokens_per_doc, long_documents)
         if not docs:
             return []
-        prompts = self._encode(query, docs)
-        logits, generated = self._run_sync(self._job(prompts, generate, top_n, score_threshold))
-        return self._results(prompts, logits, generated, top_n, score_threshold)
+        prompts, owners = self._encode(query, docs, budget, mode)
+        if len(prompts) == len(docs):  # every document read in one row: one job, as always
+            logits, generated = self._run_sync(self._job(prompts, generate, top_n, score_threshold))
+            return self._results(prompts, logits, generated, top_n, score_threshold)
+        logits, _ = self._run_sync(self._job(prompts, False, None, None))
+        chosen, doc_logits, picks = self._best_windows(
+            prompts, owners, logits, len(docs), top_n, score_threshold
+        )
+        described: dict[int, list[int]] = {}
+        if generate and picks:
+            _, ids = self._run_sync(self._job([chosen[i] for i in picks], True, None, None))
+            described = {picks[k]: v for k, v in ids.items()}
+        return self._results(chosen, doc_logits, described, top_n, score_threshold)
 
     async def arerank(
         self,
@@ -263,16 +318,49 @@ class CausalLMReranker:
         top_n: int | None = None,
         score_threshold: float | None = None,
         evidence: bool = True,
+        max_tokens_per_doc: int | None = None,
+        long_documents: str | None = None,
     ) -> list[PrismResult]:
         """:meth:`rerank` without blocking the event loop; cancelling the task cancels the work."""
         query, docs, top_n, score_threshold, generate = self._check(
             query, documents, top_n, score_threshold, evidence
         )
+        budget, mode = check_long_documents(max_tokens_per_doc, long_documents)
         if not docs:
             return []
-        prompts = await self._aencode(query, docs)
-        logits, generated = await self._run_async(self._job(prompts, generate, top_n, score_threshold))
-        return self._results(prompts, logits, generated, top_n, score_threshold)
+        prompts, owners = await self._aencode(query, docs, budget, mode)
+        if len(prompts) == len(docs):
+            logits, generated = await self._run_async(self._job(prompts, generate, top_n, score_threshold))
+            return self._results(prompts, logits, generated, top_n, score_threshold)
+        logits, _ = await self._run_async(self._job(prompts, False, None, None))
+        chosen, doc_logits, picks = self._best_windows(
+            prompts, owners, logits, len(docs), top_n, score_threshold
+        )
+        generated = {}
+        if generate and picks:
+            _, ids = await self._run_async(self._job([chosen[i] for i in picks], True, None, None))
+            generated = {picks[k]: v for k, v in ids.items()}
+        return self._results(chosen, doc_logits, generated, top_n, score_threshold)
+
+    @staticmethod
+    def _best_windows(
+        prompts: list[EncodedPrompt],
+        owners: list[int],
+        logits: list[float],
+        n: int,
+        top_n: int | None,
+        threshold: float | None,
+    ) -> tuple[list[EncodedPrompt], list[float], list[int]]:
+        """Each document's best window and logit, and the documents to generate for (relevant
+        survivors of the threshold and ``top_n``, by the one ranking rule)."""
+        best = best_rows(logits, owners, n)
+        chosen = [prompts[r] for r in best]
+        doc_logits = [logits[r] for r in best]
+        stubs = [
+            PrismResult(index=i, score=sigmoid(x), logit=x, relevant=x > 0) for i, x in enumerate(doc_logits)
+        ]
+        picks = sorted(r.index for r in select(stubs, top_n, threshold) if r.relevant)
+        return chosen, doc_logits, picks
 
     # ----------------------------------------------------------------- the work
     def _check(
@@ -283,13 +371,19 @@ class CausalLMReranker:
         )
         return query, docs, top_n, score_threshold, evidence and self.capabilities.evidence
 
-    def _encode(self, query: str, docs: list[str]) -> list[EncodedPrompt]:
+    def _encode(
+        self, query: str, docs: list[str], max_tokens_per_doc: int | None = None, mode: str | None = None
+    ) -> tuple[list[EncodedPrompt], list[int]]:
         self.load()
         assert self._prompts is not None
-        return self._prompts.encode(query, docs)
+        return self._prompts.encode_long(
+            query, docs, max_tokens_per_doc=max_tokens_per_doc, long_documents=mode or DEFAULT_LONG_DOCUMENTS
+        )
 
-    async def _aencode(self, query: str, docs: list[str]) -> list[EncodedPrompt]:
-        return await asyncio.to_thread(self._encode, query, docs)
+    async def _aencode(
+        self, query: str, docs: list[str], max_tokens_per_doc: int | None = None, mode: str | None = None
+    ) -> tuple[list[EncodedPrompt], list[int]]:
+        return await asyncio.to_thread(self._encode, query, docs, max_tokens_per_doc, mode)
 
     def _job(
         self, prompts: list[EncodedPrompt], generate: bool, top_n: int | None, threshold: float | None
@@ -338,6 +432,9 @@ class CausalLMReranker:
         results = [
             self._result(i, p, logit, generated.get(i))
             for i, (p, logit) in enumerate(zip(prompts, logits, strict=True))
+        ]
+        results = [
+            r if p.chunk is None else replace(r, chunk=p.chunk) for r, p in zip(results, prompts, strict=True)
         ]
         return select(results, top_n, threshold)
 

@@ -39,10 +39,12 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar, cast
 
 import torch
 
+from prism_core.backends.long_documents import best_rows, windows
 from prism_core.config import EngineConfig
 from prism_core.errors import ModelLoadError, NonFiniteScoreError
 from prism_core.protocol import SCORE_ONLY
@@ -55,6 +57,7 @@ from prism_core.runtime.loading import LoadedModel, check_local, load_error, reg
 from prism_core.validation import (
     check_bool,
     check_documents,
+    check_long_documents,
     check_query,
     check_rerank_args,
 )
@@ -195,6 +198,61 @@ def encode_pairs(
             rows[i] = {**{k: v[j, cut] for k, v in tensors.items()}, **extras}
             lengths[i] = int(n)
     return cast("list[Row]", rows), lengths
+
+
+@dataclass(frozen=True)
+class DocumentRows:
+    """What a request's documents become: the texts of its rows (a document, a cut document, or one
+    window of it), each row's document, its window's character span, and whether it was cut."""
+
+    texts: list[str]
+    owners: list[int]
+    chunks: list[tuple[int, int] | None]
+    cut: list[bool]
+
+
+def document_rows(
+    tokenizer: Any,
+    query: str,
+    docs: Sequence[str],
+    max_length: int,
+    max_tokens_per_doc: int | None,
+    long_documents: str,
+) -> DocumentRows:
+    """The rows for ``docs`` (callers hold the tokenizer's lock).
+
+    A document's budget is what ``max_length`` leaves after the query and the pair's special tokens,
+    capped by ``max_tokens_per_doc``. ``"truncate"`` cuts a document over ``max_tokens_per_doc`` to
+    it (a pair over ``max_length`` is still cut by the tokenizer, as before); ``"chunk"`` turns a
+    document over its budget into overlapping windows (:mod:`prism_core.backends.long_documents`).
+    Nothing changes for a call with neither option.
+    """
+    n = len(docs)
+    plain = DocumentRows(list(docs), list(range(n)), [None] * n, [False] * n)
+    if max_tokens_per_doc is None and long_documents != "chunk":
+        return plain
+    specials = int(tokenizer.num_special_tokens_to_add(pair=True))
+    query_tokens = len(tokenizer(query, add_special_tokens=False, verbose=False)["input_ids"])
+    room = max(1, max_length - specials - query_tokens)
+    budget = room if max_tokens_per_doc is None else max(1, min(room, max_tokens_per_doc))
+    encoded = tokenizer(list(docs), add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    rows = DocumentRows([], [], [], [])
+    for index, (doc, ids, offsets) in enumerate(
+        zip(docs, encoded["input_ids"], encoded["offset_mapping"], strict=True)
+    ):
+        spans: list[tuple[int, int] | None] = [None]
+        text, cut = doc, False
+        if len(ids) > budget:
+            if long_documents == "chunk":
+                spans = list(windows([tuple(o) for o in offsets], len(doc), budget))
+            else:
+                text, cut = doc[: offsets[budget - 1][1]], True
+        for span in spans:
+            rows.texts.append(text if span is None else doc[span[0] : span[1]])
+            rows.owners.append(index)
+            rows.chunks.append(span)
+            rows.cut.append(cut)
+    return rows
 
 
 def untruncated_lengths(cross_encoder: Any, pairs: Sequence[Pair]) -> list[int]:
@@ -518,26 +576,46 @@ class CrossEncoderReranker:
         return self._loop
 
     # ----------------------------------------------------------------- public API
-    def score(self, query: str, documents: Sequence[str]) -> list[float]:
+    def score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        max_tokens_per_doc: int | None = None,
+        long_documents: str | None = None,
+    ) -> list[float]:
         """Relevance scores ``sigmoid(logit)`` in ``[0, 1]``, in input order.
+
+        ``max_tokens_per_doc`` and ``long_documents`` as in :meth:`rerank`.
 
         Example:
             >>> CrossEncoderReranker("some/model").score("q", [])  # doctest: +SKIP
             []
         """
         query, docs = check_query(query), check_documents(documents)
+        budget, mode = check_long_documents(max_tokens_per_doc, long_documents)
         if not docs:
             return []
-        job, _ = self._prepare(query, docs)
-        return [sigmoid(x) for x in self._run_sync(job)]
+        job, rows = self._prepare(query, docs, budget, mode)
+        logits = self._run_sync(job)
+        return [sigmoid(logits[r]) for r in best_rows(logits, rows.owners, len(docs))]
 
-    async def ascore(self, query: str, documents: Sequence[str]) -> list[float]:
+    async def ascore(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        max_tokens_per_doc: int | None = None,
+        long_documents: str | None = None,
+    ) -> list[float]:
         """:meth:`score` without blocking the event loop (cancelling it cancels the work)."""
         query, docs = check_query(query), check_documents(documents)
+        budget, mode = check_long_documents(max_tokens_per_doc, long_documents)
         if not docs:
             return []
-        job, _ = await asyncio.to_thread(self._prepare, query, docs)
-        return [sigmoid(x) for x in await self._run_async(job)]
+        job, rows = await asyncio.to_thread(self._prepare, query, docs, budget, mode)
+        logits = await self._run_async(job)
+        return [sigmoid(logits[r]) for r in best_rows(logits, rows.owners, len(docs))]
 
     def rerank(
         self,
@@ -547,6 +625,8 @@ class CrossEncoderReranker:
         top_n: int | None = None,
         score_threshold: float | None = None,
         evidence: bool = True,
+        max_tokens_per_doc: int | None = None,
+        long_documents: str | None = None,
     ) -> list[PrismResult]:
         """Score and sort; nothing is generated.
 
@@ -556,6 +636,10 @@ class CrossEncoderReranker:
             top_n: Keep the best ``top_n`` results (after the threshold).
             score_threshold: Keep results with ``score >= score_threshold``, in [0, 1].
             evidence: Accepted for a uniform surface: a no-op here (logged once per instance).
+            max_tokens_per_doc: Document tokens per row (the query and special tokens not counted).
+            long_documents: ``"truncate"`` (default: a pair over ``max_length``, or a document over
+                ``max_tokens_per_doc``, is cut and flagged ``truncated``) or ``"chunk"`` (a longer
+                document is read as overlapping windows, scored by its best one, ``chunk`` set).
 
         Returns:
             Results sorted by score, best first (ties by input position); ``truncated`` is set for
@@ -571,10 +655,11 @@ class CrossEncoderReranker:
             [PrismResult(index=1, score=0.98..., ...)]
         """
         query, docs, top_n, score_threshold = self._check(query, documents, top_n, score_threshold, evidence)
+        budget, mode = check_long_documents(max_tokens_per_doc, long_documents)
         if not docs:
             return []
-        job, truncated = self._prepare(query, docs)
-        return self._results(self._run_sync(job), truncated, top_n, score_threshold)
+        job, rows = self._prepare(query, docs, budget, mode)
+        return self._results(self._run_sync(job), rows, len(docs), top_n, score_threshold)
 
     async def arerank(
         self,
@@ -584,13 +669,16 @@ class CrossEncoderReranker:
         top_n: int | None = None,
         score_threshold: float | None = None,
         evidence: bool = True,
+        max_tokens_per_doc: int | None = None,
+        long_documents: str | None = None,
     ) -> list[PrismResult]:
         """:meth:`rerank` without blocking the event loop; cancelling the task cancels the work."""
         query, docs, top_n, score_threshold = self._check(query, documents, top_n, score_threshold, evidence)
+        budget, mode = check_long_documents(max_tokens_per_doc, long_documents)
         if not docs:
             return []
-        job, truncated = await asyncio.to_thread(self._prepare, query, docs)
-        return self._results(await self._run_async(job), truncated, top_n, score_threshold)
+        job, rows = await asyncio.to_thread(self._prepare, query, docs, budget, mode)
+        return self._results(await self._run_async(job), rows, len(docs), top_n, score_threshold)
 
     # ----------------------------------------------------------------- the work
     def _say_once(self, key: str, message: str, *args: Any) -> None:
@@ -615,25 +703,30 @@ class CrossEncoderReranker:
             )
         return query, docs, top_n, score_threshold
 
-    def _prepare(self, query: str, docs: list[str]) -> tuple[CrossEncoderJob, list[bool]]:
+    def _prepare(
+        self, query: str, docs: list[str], max_tokens_per_doc: int | None = None, mode: str | None = None
+    ) -> tuple[CrossEncoderJob, DocumentRows]:
         """Load if needed, tokenise, plan the job (in the caller's thread, not the loop's).
 
-        Returns the job and, per document, whether its pair was cut to ``max_length`` (only pairs
-        that reach ``max_length`` are tokenised again, untruncated, to tell).
+        Returns the job and its rows (:func:`document_rows`), each row's ``cut`` also set when its
+        pair was cut to ``max_length`` (only pairs that reach ``max_length`` are tokenised again,
+        untruncated, to tell).
         """
         self.load()
         loaded, max_length = self._loaded, self.max_length
         assert loaded is not None and max_length is not None
-        pairs = [(query, doc) for doc in docs]
         with loaded.lock:  # one tokenizer, shared by every engine on these weights
+            layout = document_rows(
+                loaded.model.tokenizer, query, docs, max_length, max_tokens_per_doc, mode or "truncate"
+            )
+            pairs = [(query, text) for text in layout.texts]
             rows, lengths = encode_pairs(loaded.model, pairs, max_length)
             full = [i for i, n in enumerate(lengths) if n >= max_length]
-            truncated = [False] * len(docs)
             if full:
                 for i, n in zip(
                     full, untruncated_lengths(loaded.model, [pairs[i] for i in full]), strict=True
                 ):
-                    truncated[i] = n > max_length
+                    layout.cut[i] = layout.cut[i] or n > max_length
         widths = [bucket_width(n, cap=max_length) for n in lengths]
         budget = self.batch_tokens
         if self.engine_config.batch_tokens is None and widths:
@@ -641,7 +734,7 @@ class CrossEncoderReranker:
             # library), up to a cap: a function of the request's lengths alone.
             budget = min(MAX_BUDGET_GROWTH * budget, max(budget, PREDICT_BATCH_SIZE * max(widths)))
         job = CrossEncoderJob(rows, widths, batch_tokens=budget)
-        return job, truncated
+        return job, layout
 
     def _run_sync(self, job: CrossEncoderJob) -> list[float]:
         assert self._loop is not None
@@ -664,12 +757,22 @@ class CrossEncoderReranker:
         return tqdm(total=total, unit="doc", desc=f"{self.backend} rerank", disable=not show, leave=False)
 
     def _results(
-        self, logits: list[float], truncated: list[bool], top_n: int | None, threshold: float | None
+        self, logits: list[float], rows: DocumentRows, n: int, top_n: int | None, threshold: float | None
     ) -> list[PrismResult]:
-        results = [
-            PrismResult(index=i, score=sigmoid(x), logit=x, relevant=x > 0, truncated=cut)
-            for i, (x, cut) in enumerate(zip(logits, truncated, strict=True))
-        ]
+        """Each document by its best row (its only row unless it was read in windows)."""
+        results = []
+        for i, r in enumerate(best_rows(logits, rows.owners, n)):
+            x = logits[r]
+            results.append(
+                PrismResult(
+                    index=i,
+                    score=sigmoid(x),
+                    logit=x,
+                    relevant=x > 0,
+                    truncated=rows.cut[r],
+                    chunk=rows.chunks[r],
+                )
+            )
         return select(results, top_n, threshold)
 
 

@@ -1,10 +1,14 @@
 """``RemoteReranker``: the core's reranker protocol over HTTP, against a rerank service.
 
 It talks to ``prism-rerank serve`` (every field: verdicts, contributions, evidence, threshold
-applied server-side) and to any Cohere-compatible ``POST /v2/rerank`` server for scores (vLLM,
-Infinity, llama.cpp, Cohere's own API). Which one it faces it learns once from ``GET /v1/info``:
-a server without that endpoint is taken as score-only, asked for every document's score, and
-``top_n``/``score_threshold`` are applied here, by the same rule as every local backend.
+applied server-side) and, for scores, to stock rerank servers of every common dialect: Cohere v2
+and v1, Jina, Together, vLLM, Infinity and Text Embeddings Inference (see
+:mod:`prism_core.backends.remote_apis` for the routes and bodies). Which one it faces it learns
+once (``GET /v1/info``, then TEI's ``GET /info``, then the first rerank route that exists), or is
+told with ``api=``. A foreign server is asked for every document's score, and
+``top_n``/``score_threshold`` are applied here, by the same rule as every local backend. A call
+larger than the server's advertised limits is split into several requests and merged with one
+global ``top_n``.
 
 Every answer is checked before it is believed: each result's ``index`` an integer in range and
 unique, each score a finite number in ``[0, 1]``, and every input document accounted for (all of
@@ -27,6 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 import math
 import os
@@ -36,6 +42,14 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from prism_core.backends.remote_apis import (
+    API_ROUTES,
+    PROBE_ORDER,
+    answer_items,
+    canonical_api,
+    request_body,
+    tei_limits,
+)
 from prism_core.config import EngineConfig
 from prism_core.errors import PrismError
 from prism_core.protocol import SCORE_ONLY, Capabilities
@@ -43,6 +57,8 @@ from prism_core.ranking import select, sigmoid
 from prism_core.results import PrismResult
 from prism_core.validation import (
     check_documents,
+    check_long_documents,
+    check_optional_int,
     check_query,
     check_rerank_args,
     check_text,
@@ -58,8 +74,8 @@ DEFAULT_MAX_RETRIES = 3
 BACKOFF_BASE = 0.2
 BACKOFF_CAP = 30.0
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_RERANK_PATH = "/v2/rerank"
 _INFO_PATH = "/v1/info"
+_TEI_INFO_PATH = "/info"
 
 
 class RemoteRerankError(PrismError, RuntimeError):
@@ -98,36 +114,57 @@ def _require_httpx() -> Any:
     return httpx
 
 
+def split_base_url(url: Any) -> tuple[str, str | None]:
+    """``(base, route)``: ``http(s)://host[:port][/prefix]`` without a trailing slash, and the rerank
+    route the URL ended in (``/v2/rerank``, ``/v1/rerank``, ``/rerank``), or ``None``.
+
+    Example:
+        >>> split_base_url("http://127.0.0.1:8000/rerank/")
+        ('http://127.0.0.1:8000', '/rerank')
+    """
+    text = check_text(url, "base_url").strip().rstrip("/")
+    if not text.startswith(("http://", "https://")):
+        raise ValueError(f"base_url must start with http:// or https://, got {url!r}")
+    route = None
+    for path in ("/v2/rerank", "/v1/rerank", "/rerank"):
+        if text.endswith(path):
+            text, route = text[: -len(path)], path
+            break
+    if "://" not in text or not text.split("://", 1)[1]:
+        raise ValueError(f"base_url has no host: {url!r}")
+    return text, route
+
+
 def normalise_base_url(url: Any) -> str:
-    """``http(s)://host[:port][/prefix]`` without a trailing slash or a trailing ``/v2/rerank``.
+    """``http(s)://host[:port][/prefix]`` without a trailing slash or a trailing rerank route.
 
     Example:
         >>> normalise_base_url("http://127.0.0.1:8000/v2/rerank/")
         'http://127.0.0.1:8000'
     """
-    text = check_text(url, "base_url").strip().rstrip("/")
-    if not text.startswith(("http://", "https://")):
-        raise ValueError(f"base_url must start with http:// or https://, got {url!r}")
-    if text.endswith(_RERANK_PATH):
-        text = text[: -len(_RERANK_PATH)]
-    if "://" not in text or not text.split("://", 1)[1]:
-        raise ValueError(f"base_url has no host: {url!r}")
-    return text
+    return split_base_url(url)[0]
 
 
 class RemoteReranker:
-    """A reranker served over HTTP (``prism-rerank serve``, or any Cohere-compatible ``/v2/rerank``).
+    """A reranker over HTTP: ``prism-rerank serve``, or a Cohere-, Jina-, TEI- or Infinity-style server.
 
     Constructing it is cheap: nothing is sent until the first call. ``capabilities`` comes from the
     server's ``GET /v1/info`` (fetched once); a server without it is taken as score-only.
 
     Args:
-        base_url: The server, e.g. ``"http://127.0.0.1:8000"`` (a trailing ``/v2/rerank`` is dropped).
+        base_url: The server, e.g. ``"http://127.0.0.1:8000"``; a trailing rerank route
+            (``/v2/rerank``, ``/v1/rerank``, ``/rerank``) is taken as the route to post to.
         api_key: Bearer token; ``None`` reads ``PRISM_RERANK_API_KEY`` (unset: no header).
         timeout: Seconds per HTTP request (default 300; connecting gets at most 10 s).
         max_retries: Retries on connection errors, 429 and 5xx (default 3).
         model: Sent as the request's ``model`` (a hosted Cohere-style API needs one; our server and
             most self-hosted ones do not). Not part of :attr:`engine_config`.
+        api: The server's rerank API: ``"auto"`` (default: found from ``/v1/info``, TEI's
+            ``/info``, then the first of ``/v2/rerank``, ``/v1/rerank``, ``/rerank`` that exists),
+            ``"prism"``, ``"cohere"``, ``"cohere-v1"``, ``"jina"``, ``"together"``, ``"infinity"``,
+            ``"vllm"`` or ``"tei"`` (see :mod:`prism_core.backends.remote_apis`).
+        max_documents: Documents per request at most (a server's advertised limit applies too);
+            a larger call is split and merged.
 
     Raises:
         ValueError: A ``base_url`` that is not an http(s) URL, or a bad option.
@@ -150,8 +187,12 @@ class RemoteReranker:
         timeout: float | None = None,
         max_retries: int | None = None,
         model: str | None = None,
+        api: str = "auto",
+        max_documents: int | None = None,
     ) -> None:
-        self.base_url = normalise_base_url(base_url)
+        self.base_url, self._path = split_base_url(base_url)
+        self.api = canonical_api(api)
+        self.max_documents = check_optional_int(max_documents, "max_documents", minimum=1)
         self.engine_config = EngineConfig(
             model=self.base_url, backend=self.backend, timeout=timeout, max_retries=max_retries
         )
@@ -165,6 +206,7 @@ class RemoteReranker:
         self.model = None if model is None else check_text(model, "model")
         self._info: Mapping[str, Any] | None = None
         self._info_known = False
+        self._route: _Route | None = None
         self._lock = threading.Lock()
         self._client: Any = None
         self._async_client: Any = None
@@ -183,7 +225,13 @@ class RemoteReranker:
 
         candidate = cls(base_url, **options)
         engine = shared_engine(cls, candidate)
-        if engine._api_key != candidate._api_key or engine.model != candidate.model:
+        if (engine._api_key, engine.model, engine.api, engine._path, engine.max_documents) != (
+            candidate._api_key,
+            candidate.model,
+            candidate.api,
+            candidate._path,
+            candidate.max_documents,
+        ):
             return candidate
         return engine
 
@@ -196,7 +244,12 @@ class RemoteReranker:
     @property
     def config(self) -> dict[str, Any]:
         """The resolved, JSON-safe configuration (defaults filled in; never the API key)."""
-        return {"model": self.base_url, "timeout": self.timeout, "max_retries": self.max_retries}
+        return {
+            "model": self.base_url,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+            "api": self.api,
+        }
 
     @property
     def is_loaded(self) -> bool:
@@ -224,6 +277,8 @@ class RemoteReranker:
         While the server cannot be reached this says score-only (with a warning) without caching
         it, so that checking a reranker's type never fails; the next call asks again.
         """
+        if self.api not in ("auto", "prism"):
+            return SCORE_ONLY  # a foreign API: scores only, whatever else the server could do
         try:
             info = self._server_info(retry=False)  # one attempt: type checks read this property
         except RemoteRerankError as exc:
@@ -252,26 +307,40 @@ class RemoteReranker:
         self.close()
 
     # ----------------------------------------------------------------- public API
-    def score(self, query: str, documents: Sequence[str]) -> list[float]:
-        """Relevance scores in ``[0, 1]``, in input order (one request, nothing generated).
+    def score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        max_tokens_per_doc: int | None = None,
+        long_documents: str | None = None,
+    ) -> list[float]:
+        """Relevance scores in ``[0, 1]``, in input order (nothing generated; split as :meth:`rerank`).
 
         Example:
             >>> RemoteReranker("http://127.0.0.1:8000").score("q", [])
             []
         """
         query, docs = check_query(query), check_documents(documents)
+        options = _Options(None, None, False, *check_long_documents(max_tokens_per_doc, long_documents))
         if not docs:
             return []
-        results = self._call(query, docs, None, None, False)
-        return _in_input_order(results, len(docs))
+        return _in_input_order(self._call(query, docs, options), len(docs))
 
-    async def ascore(self, query: str, documents: Sequence[str]) -> list[float]:
+    async def ascore(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        max_tokens_per_doc: int | None = None,
+        long_documents: str | None = None,
+    ) -> list[float]:
         """:meth:`score` without blocking the event loop (cancelling it closes the request)."""
         query, docs = check_query(query), check_documents(documents)
+        options = _Options(None, None, False, *check_long_documents(max_tokens_per_doc, long_documents))
         if not docs:
             return []
-        results = await self._acall(query, docs, None, None, False)
-        return _in_input_order(results, len(docs))
+        return _in_input_order(await self._acall(query, docs, options), len(docs))
 
     def rerank(
         self,
@@ -281,6 +350,8 @@ class RemoteReranker:
         top_n: int | None = None,
         score_threshold: float | None = None,
         evidence: bool = True,
+        max_tokens_per_doc: int | None = None,
+        long_documents: str | None = None,
     ) -> list[PrismResult]:
         """Results sorted best first (ties by input position); ``score_threshold`` before ``top_n``.
 
@@ -290,6 +361,14 @@ class RemoteReranker:
             top_n: Keep the best ``top_n`` results (after the threshold).
             score_threshold: Keep results with ``score >= score_threshold``, in ``[0, 1]``.
             evidence: Ask for contribution and evidence (only a server that generates them does).
+            max_tokens_per_doc: The document token budget, sent as ``max_tokens_per_doc``.
+            long_documents: ``"truncate"`` or ``"chunk"`` (a prism-rerank server only); ``None``
+                leaves it to the server.
+
+        A request larger than the server's advertised limits (``max_documents``, ``max_body_bytes``
+        of ``/v1/info``; TEI's ``max_client_batch_size``) is sent as several, and the answers are
+        merged with one global ``top_n``; each request asks for ``top_n``, so with ``evidence``
+        up to ``requests × top_n`` documents get evidence generated while ``top_n`` are returned.
 
         Raises:
             TypeError, ValueError: Bad input (checked here, as every local backend checks it).
@@ -300,9 +379,12 @@ class RemoteReranker:
         query, docs, top_n, score_threshold, evidence = check_rerank_args(
             query, documents, top_n, score_threshold, evidence
         )
+        options = _Options(
+            top_n, score_threshold, evidence, *check_long_documents(max_tokens_per_doc, long_documents)
+        )
         if not docs:
             return []
-        return self._call(query, docs, top_n, score_threshold, evidence)
+        return self._call(query, docs, options)
 
     async def arerank(
         self,
@@ -312,14 +394,19 @@ class RemoteReranker:
         top_n: int | None = None,
         score_threshold: float | None = None,
         evidence: bool = True,
+        max_tokens_per_doc: int | None = None,
+        long_documents: str | None = None,
     ) -> list[PrismResult]:
         """:meth:`rerank` without blocking the event loop (with ``httpx.AsyncClient``)."""
         query, docs, top_n, score_threshold, evidence = check_rerank_args(
             query, documents, top_n, score_threshold, evidence
         )
+        options = _Options(
+            top_n, score_threshold, evidence, *check_long_documents(max_tokens_per_doc, long_documents)
+        )
         if not docs:
             return []
-        return await self._acall(query, docs, top_n, score_threshold, evidence)
+        return await self._acall(query, docs, options)
 
     # ----------------------------------------------------------------- requests
     def _headers(self) -> dict[str, str]:
@@ -354,76 +441,184 @@ class RemoteReranker:
 
     def _server_info(self, retry: bool = True) -> Mapping[str, Any] | None:
         if not self._info_known:
-            response = self._send("GET", _INFO_PATH, None, info=True, retry=retry)
+            response = self._send("GET", _INFO_PATH, None, missing_ok=True, retry=retry)
             self._remember_info(response)
         return self._info
 
     async def _aserver_info(self) -> Mapping[str, Any] | None:
         if not self._info_known:
-            response = await self._asend("GET", _INFO_PATH, None, info=True)
+            response = await self._asend("GET", _INFO_PATH, None, missing_ok=True)
             self._remember_info(response)
         return self._info
 
     def _remember_info(self, response: Any) -> None:
-        if response is None:  # no /v1/info: a foreign Cohere-compatible server
+        if response is None:  # no /v1/info: a foreign rerank server
             info = None
-            logger.info(
-                "%s has no %s: treating it as a score-only Cohere-compatible server",
-                self.base_url,
-                _INFO_PATH,
-            )
+            logger.info("%s has no %s: treating it as a score-only rerank server", self.base_url, _INFO_PATH)
         else:
             info = self._json(response, _INFO_PATH)
             if not isinstance(info, Mapping) or not isinstance(info.get("capabilities"), Mapping):
                 info = None
         self._info, self._info_known = info, True
 
-    def _call(
-        self, query: str, docs: list[str], top_n: int | None, threshold: float | None, evidence: bool
-    ) -> list[PrismResult]:
-        info = self._server_info()
-        body, expect = self._request_body(info, query, docs, top_n, threshold, evidence)
-        response = self._send("POST", _RERANK_PATH, body)
-        return self._results(info, self._json(response, _RERANK_PATH), len(docs), top_n, threshold, expect)
+    # ----------------------------------------------------------------- which API, which route
+    def _route_after_info(self, info: Mapping[str, Any] | None) -> _Route | None:
+        """The route once ``/v1/info`` is known, or ``None`` when TEI's ``/info`` must be asked."""
+        if info is not None and self.api in ("auto", "prism"):
+            limits = info.get("limits") or {}
+            return _Route("prism", self._path or API_ROUTES["prism"], _limit(limits, "max_documents"),
+                          _limit(limits, "max_body_bytes"))  # fmt: skip
+        if self.api == "prism":  # asked for, but the server has no /v1/info: score-only Cohere v2
+            return _Route("cohere", self._path or API_ROUTES["cohere"], None, None)
+        if self.api in ("auto", "tei"):
+            return None
+        return _Route(self.api, self._path or API_ROUTES[self.api], None, None)
 
-    async def _acall(
-        self, query: str, docs: list[str], top_n: int | None, threshold: float | None, evidence: bool
-    ) -> list[PrismResult]:
-        info = await self._aserver_info()
-        body, expect = self._request_body(info, query, docs, top_n, threshold, evidence)
-        response = await self._asend("POST", _RERANK_PATH, body)
-        return self._results(info, self._json(response, _RERANK_PATH), len(docs), top_n, threshold, expect)
+    def _route_after_tei_info(self, response: Any) -> _Route:
+        limits = tei_limits(self._json(response, _TEI_INFO_PATH)) if response is not None else None
+        if limits is not None or self.api == "tei":
+            size = (limits or {}).get("max_documents")
+            return _Route("tei", self._path or API_ROUTES["tei"], size, None)
+        return _Route("auto", self._path or "", None, None)  # the first route that exists is kept
 
-    def _request_body(
+    def _resolve(self) -> _Route:
+        if self._route is None:
+            info = self._server_info() if self.api in ("auto", "prism") else None
+            route = self._route_after_info(info)
+            if route is None:
+                route = self._route_after_tei_info(self._send("GET", _TEI_INFO_PATH, None, missing_ok=True))
+            self._route = route
+        return self._route
+
+    async def _aresolve(self) -> _Route:
+        if self._route is None:
+            info = await self._aserver_info() if self.api in ("auto", "prism") else None
+            route = self._route_after_info(info)
+            if route is None:
+                response = await self._asend("GET", _TEI_INFO_PATH, None, missing_ok=True)
+                route = self._route_after_tei_info(response)
+            self._route = route
+        return self._route
+
+    def _candidates(self, route: _Route) -> list[tuple[str, str]]:
+        """``(path, api)`` pairs to try: the route, or every known route for an unprobed server."""
+        if route.api != "auto":
+            return [(route.path, route.api)]
+        if route.path:  # a base URL that ended in a route: that route, with the documents body
+            return [(route.path, "cohere-v1" if route.path != "/v2/rerank" else "cohere")]
+        return list(PROBE_ORDER)
+
+    # ----------------------------------------------------------------- one call, maybe split
+    def _plan(
         self,
-        info: Mapping[str, Any] | None,
+        route: _Route,
+        api: str,
         query: str,
         docs: list[str],
-        top_n: int | None,
-        threshold: float | None,
-        evidence: bool,
-    ) -> tuple[dict[str, Any], tuple[int | None, float | None]]:
-        body: dict[str, Any] = {"query": query, "documents": docs}
-        if self.model is not None:
-            body["model"] = self.model
-        if info is None:
-            # A foreign server: ask for every score, select here (and check that none is missing).
-            return body, (None, None)
-        limit = (info.get("limits") or {}).get("max_documents")
-        if isinstance(limit, int) and len(docs) > limit:
+        options: _Options,
+    ) -> list[tuple[int, dict[str, Any], int, tuple[int | None, float | None]]]:
+        """``(offset, body, n, expected selection)`` per request: the documents split so that each
+        request fits the server's advertised document count and body size."""
+        if options.long_documents == "chunk" and api != "prism":
             raise ValueError(
-                f"{len(docs)} documents exceed the limit of {limit} per request of the server at "
-                f"{self.base_url}"
+                f"long_documents='chunk' needs a prism-rerank server; the server at {self.base_url} "
+                f"speaks the {api!r} API"
             )
-        if top_n is not None:
-            body["top_n"] = top_n
-        if threshold is not None:
-            body["score_threshold"] = threshold
-        body["evidence"] = bool(evidence and _capabilities(info).evidence)
-        return body, (top_n, threshold)
+        most = route.max_documents if self.max_documents is None else self.max_documents
+        if route.max_documents is not None:
+            most = min(most or route.max_documents, route.max_documents)
+        budget = None if route.max_body_bytes is None else int(route.max_body_bytes * 0.9) - 1024
+        batches: list[tuple[int, list[str]]] = []
+        start, size = 0, 0
+        fixed = len(json.dumps(query).encode())
+        for i, doc in enumerate(docs):
+            cost = len(json.dumps(doc).encode()) + 2
+            full = (most is not None and i - start >= most) or (
+                budget is not None and i > start and fixed + size + cost > budget
+            )
+            if full:
+                batches.append((start, docs[start:i]))
+                start, size = i, 0
+            size += cost
+        batches.append((start, docs[start:]))
+        evidence = bool(options.evidence and api == "prism" and _capabilities(self._info).evidence)
+        plan = []
+        for offset, part in batches:
+            body = request_body(
+                api, query, part, model=self.model, top_n=options.top_n, threshold=options.threshold,
+                evidence=evidence, max_tokens_per_doc=options.max_tokens_per_doc,
+                long_documents=options.long_documents,
+            )  # fmt: skip
+            expect = (options.top_n, options.threshold) if api == "prism" else (None, None)
+            plan.append((offset, body, len(part), expect))
+        if len(plan) > 1:
+            logger.info(
+                "%s: %d documents sent as %d requests (server limits: %s documents, %s bytes)",
+                self.base_url, len(docs), len(plan), route.max_documents, route.max_body_bytes,
+            )  # fmt: skip
+        return plan
+
+    def _merge(
+        self, parts: list[list[PrismResult]], offsets: list[int], options: _Options
+    ) -> list[PrismResult]:
+        """One list over every request, selected by the one ranking rule (a global ``top_n``)."""
+        if len(parts) == 1:
+            return select(parts[0], options.top_n, options.threshold)
+        merged = [
+            dataclasses.replace(r, index=r.index + offset)
+            for part, offset in zip(parts, offsets, strict=True)
+            for r in part
+        ]
+        return select(merged, options.top_n, options.threshold)
+
+    def _call(self, query: str, docs: list[str], options: _Options) -> list[PrismResult]:
+        route = self._resolve()
+        for path, api in self._candidates(route):
+            plan = self._plan(route, api, query, docs, options)
+            parts: list[list[PrismResult]] = []
+            for number, (_, body, n, expect) in enumerate(plan):
+                response = self._send("POST", path, body, missing_ok=number == 0 and route.api == "auto")
+                if response is None:
+                    break  # no such route here: try the next
+                parts.append(self._results(api, self._json(response, path), n, expect))
+            else:
+                self._route = _Route(api, path, route.max_documents, route.max_body_bytes)
+                return self._merge(parts, [p[0] for p in plan], options)
+        raise self._no_route()
+
+    async def _acall(self, query: str, docs: list[str], options: _Options) -> list[PrismResult]:
+        route = await self._aresolve()
+        for path, api in self._candidates(route):
+            plan = self._plan(route, api, query, docs, options)
+            parts: list[list[PrismResult]] = []
+            for number, (_, body, n, expect) in enumerate(plan):
+                response = await self._asend(
+                    "POST", path, body, missing_ok=number == 0 and route.api == "auto"
+                )
+                if response is None:
+                    break
+                parts.append(self._results(api, self._json(response, path), n, expect))
+            else:
+                self._route = _Route(api, path, route.max_documents, route.max_body_bytes)
+                return self._merge(parts, [p[0] for p in plan], options)
+        raise self._no_route()
+
+    def _no_route(self) -> RemoteRequestError:
+        tried = ", ".join(path for path, _ in PROBE_ORDER)
+        return RemoteRequestError(
+            f"the server at {self.base_url} answers none of the rerank routes {tried} (HTTP 404/405); "
+            "check the base URL, or pass api= ('cohere', 'cohere-v1', 'jina', 'infinity', 'tei', ...)",
+            url=self.base_url,
+            status=404,
+        )
 
     def _send(
-        self, method: str, path: str, body: dict[str, Any] | None, info: bool = False, retry: bool = True
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        missing_ok: bool = False,
+        retry: bool = True,
     ) -> Any:
         httpx = _require_httpx()
         client = self._sync_client()
@@ -438,7 +633,7 @@ class RemoteReranker:
                 last = f"{type(exc).__name__}: {exc}"
                 delay = self._delay(attempt, None)
             else:
-                outcome = self._outcome(response, path, info)
+                outcome = self._outcome(response, path, missing_ok)
                 if outcome is not _RETRY:
                     return outcome
                 last = self._status_text(response)
@@ -456,7 +651,9 @@ class RemoteReranker:
                 time.sleep(delay)
         raise self._unavailable(path, last, retries + 1)
 
-    async def _asend(self, method: str, path: str, body: dict[str, Any] | None, info: bool = False) -> Any:
+    async def _asend(
+        self, method: str, path: str, body: dict[str, Any] | None, missing_ok: bool = False
+    ) -> Any:
         httpx = _require_httpx()
         client = self._aclient()
         last = ""
@@ -469,7 +666,7 @@ class RemoteReranker:
                 last = f"{type(exc).__name__}: {exc}"
                 delay = self._delay(attempt, None)
             else:
-                outcome = self._outcome(response, path, info)
+                outcome = self._outcome(response, path, missing_ok)
                 if outcome is not _RETRY:
                     return outcome
                 last = self._status_text(response)
@@ -482,14 +679,14 @@ class RemoteReranker:
                 await asyncio.sleep(delay)
         raise self._unavailable(path, last, self.max_retries + 1)
 
-    def _outcome(self, response: Any, path: str, info: bool) -> Any:
-        """The response, ``None`` (no ``/v1/info`` here), ``_RETRY``, or raise for a refusal."""
+    def _outcome(self, response: Any, path: str, missing_ok: bool) -> Any:
+        """The response, ``None`` (no such route here), ``_RETRY``, or raise for a refusal."""
         status = int(response.status_code)
         if 200 <= status < 300:
             return response
         if status in _RETRY_STATUSES:
             return _RETRY
-        if info and status in (404, 405):
+        if missing_ok and status in (404, 405):
             return None
         reason = self._status_text(response)
         if status in (401, 403):
@@ -516,7 +713,11 @@ class RemoteReranker:
         detail: Any = None
         try:
             data = response.json()
-            detail = data.get("message") or data.get("detail") if isinstance(data, dict) else None
+            detail = (
+                data.get("message") or data.get("detail") or data.get("error")
+                if isinstance(data, dict)
+                else None
+            )
         except ValueError:
             pass
         if detail is None:
@@ -558,14 +759,10 @@ class RemoteReranker:
 
     # ----------------------------------------------------------------- response validation
     def _results(
-        self,
-        info: Mapping[str, Any] | None,
-        data: Any,
-        n: int,
-        top_n: int | None,
-        threshold: float | None,
-        expect: tuple[int | None, float | None],
+        self, api: str, data: Any, n: int, expect: tuple[int | None, float | None]
     ) -> list[PrismResult]:
+        """One answer's results, checked (the selection over every request is made by the caller)."""
+
         def bad(reason: str) -> RemoteResponseError:
             return RemoteResponseError(
                 f"the rerank server at {self.base_url} answered an invalid result list for {n} document"
@@ -574,9 +771,10 @@ class RemoteReranker:
                 status=200,
             )
 
-        items = data.get("results") if isinstance(data, Mapping) else None
+        items = answer_items(api, data)
         if not isinstance(items, list):
-            raise bad(f"expected an object with a 'results' list, got {str(data)[:200]!r}")
+            shape = "a list" if api == "tei" else "an object with a 'results' list"
+            raise bad(f"expected {shape}, got {str(data)[:200]!r}")
         asked_top_n, asked_threshold = expect
         seen: set[int] = set()
         results = []
@@ -597,8 +795,7 @@ class RemoteReranker:
             raise bad(f"expected {most} results, got {len(results)}{what}")
         if len(results) > most:
             raise bad(f"expected at most {most} results, got {len(results)}")
-        # Server-side selection is checked above; a foreign server's full list is selected here.
-        return select(results, top_n, threshold)
+        return results
 
     def _result(self, item: Any, position: int, n: int, bad: Any) -> PrismResult:
         if not isinstance(item, Mapping):
@@ -639,11 +836,45 @@ class RemoteReranker:
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise bad(f"results[{position}].{name} must be {kind.__name__} or null, got {value!r:.80}")
             fields[name] = value
+        chunk = item.get("chunk")
+        if chunk is not None:
+            if not (
+                isinstance(chunk, list)
+                and len(chunk) == 2
+                and all(isinstance(c, int) and not isinstance(c, bool) for c in chunk)
+                and 0 <= chunk[0] < chunk[1]
+            ):
+                raise bad(f"results[{position}].chunk must be [start, end) or null, got {chunk!r:.80}")
+            fields["chunk"] = (chunk[0], chunk[1])
         relevant = fields.pop("relevant", float(logit) > 0)
         return PrismResult(index=index, score=score, logit=float(logit), relevant=relevant, **fields)
 
 
 _RETRY = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Route:
+    """Where and how to post: the API, its path, and the server's advertised limits."""
+
+    api: str
+    path: str
+    max_documents: int | None
+    max_body_bytes: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    top_n: int | None
+    threshold: float | None
+    evidence: bool
+    max_tokens_per_doc: int | None
+    long_documents: str | None
+
+
+def _limit(limits: Any, name: str) -> int | None:
+    value = limits.get(name) if isinstance(limits, Mapping) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _capabilities(info: Mapping[str, Any] | None) -> Capabilities:

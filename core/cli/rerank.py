@@ -192,6 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold", type=probability, help="drop results scoring below this value, in [0, 1]"
     )
     parser.add_argument(
+        "--max-tokens-per-doc",
+        type=positive_int,
+        help="document tokens read per row (query and prompt not counted; default: what max_length leaves)",
+    )
+    parser.add_argument(
+        "--long-documents",
+        choices=("truncate", "chunk"),
+        help="a document over its budget is cut ('truncate', the default: results say truncated) "
+        "or read as overlapping windows scored by the best one ('chunk': results say chunk)",
+    )
+    parser.add_argument(
         "--no-evidence",
         dest="evidence",
         action="store_false",
@@ -448,12 +459,18 @@ class _Runner:
             return []
         reranker = self.reranker()
         try:
+            long_options = {
+                name: value
+                for name in ("max_tokens_per_doc", "long_documents")
+                if (value := getattr(self.args, name, None)) is not None
+            }
             return reranker.rerank(
                 query,
                 documents,
                 top_n=top_n,
                 score_threshold=threshold,
                 evidence=self.args.evidence,
+                **long_options,
             )
         except (ModelLoadError, EngineClosedError) as exc:  # the model itself is gone: stop
             raise ModelUnavailable(load_failure(self.options, exc)) from None

@@ -18,7 +18,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -52,11 +52,12 @@ class PromptTemplate:
 
 @dataclass(frozen=True, slots=True)
 class EncodedPrompt:
-    """Prompt token ids of one document, and whether its document was cut to fit."""
+    """Prompt token ids of one document (or one window of it), and whether its text was cut to fit."""
 
     ids: list[int]
     truncated: bool
     document_tokens: int = 0  # the document (its kept part when cut) encoded on its own
+    chunk: tuple[int, int] | None = None  # the window's [start, end) characters; None: read whole
 
 
 _PLAIN_CACHE: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -152,12 +153,28 @@ class PromptTokenizer:
             )
         return fixed
 
-    def encode(self, query: str, documents: Sequence[str]) -> list[EncodedPrompt]:
-        """Prompt ids for each document, in input order, cutting documents to fit ``max_length``."""
+    def document_budget(self, query: str, max_tokens_per_doc: int | None = None) -> int:
+        """Document tokens a prompt for ``query`` holds: what ``max_length`` leaves after the fixed
+        prompt and the query, capped by ``max_tokens_per_doc``."""
+        room = self.max_length - self.query_budget_check(query)
+        return room if max_tokens_per_doc is None else max(1, min(room, max_tokens_per_doc))
+
+    def encode(
+        self, query: str, documents: Sequence[str], *, max_tokens_per_doc: int | None = None
+    ) -> list[EncodedPrompt]:
+        """Prompt ids for each document, in input order, cutting documents to fit ``max_length``
+        (and to ``max_tokens_per_doc`` document tokens, when given)."""
         head = self.template.query_head + query + self.template.doc_head
         self.query_budget_check(query)
         segments = self.plain_encode([head + d for d in documents])
         budget = self.max_length - len(self.prefix_ids) - len(self.suffix_ids)
+        if max_tokens_per_doc is not None:
+            # The segment holds the instruction and query (the tokens that end before the document:
+            # the head's last space merges into the document's first token) and at most
+            # ``max_tokens_per_doc`` document tokens.
+            probe = self._plain.encode(head + "d", add_special_tokens=False)
+            n_head = sum(1 for _, end in probe.offsets if end <= len(head))
+            budget = min(budget, n_head + max_tokens_per_doc)
         # Each document counted on its own (as an evidence passage is): "<Document>: " ends in a
         # space that merges into the document's first token inside the prompt.
         own = [len(e.ids) for e in self._plain.encode_batch(list(documents), add_special_tokens=False)]
@@ -178,6 +195,48 @@ class PromptTokenizer:
                 self.max_length,
             )
         return out
+
+    def encode_long(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        max_tokens_per_doc: int | None = None,
+        long_documents: str = "truncate",
+    ) -> tuple[list[EncodedPrompt], list[int]]:
+        """Prompts for ``documents`` read as ``long_documents`` says, and each prompt's document.
+
+        ``"truncate"``: one prompt per document, cut to the budget (:meth:`encode`). ``"chunk"``: a
+        document over the budget becomes several prompts, one per overlapping window
+        (:func:`prism_core.backends.long_documents.windows`), each with its ``chunk`` offsets.
+
+        Returns:
+            The prompts, and for each the index of the document it reads (in input order).
+        """
+        if long_documents != "chunk":
+            return self.encode(query, documents, max_tokens_per_doc=max_tokens_per_doc), list(
+                range(len(documents))
+            )
+        from prism_core.backends.long_documents import windows
+
+        budget = self.document_budget(query, max_tokens_per_doc)
+        own = self._plain.encode_batch(list(documents), add_special_tokens=False)
+        texts: list[str] = []
+        owners: list[int] = []
+        spans: list[tuple[int, int] | None] = []
+        for index, (doc, enc) in enumerate(zip(documents, own, strict=True)):
+            if len(enc.ids) <= budget:
+                texts.append(doc)
+                owners.append(index)
+                spans.append(None)
+                continue
+            for start, end in windows(enc.offsets, len(doc), budget):
+                texts.append(doc[start:end])
+                owners.append(index)
+                spans.append((start, end))
+        prompts = self.encode(query, texts, max_tokens_per_doc=max_tokens_per_doc)
+        out = [p if span is None else replace(p, chunk=span) for p, span in zip(prompts, spans, strict=True)]
+        return out, owners
 
     def _cut(self, head: str, doc: str, budget: int) -> tuple[list[int], int]:
         """Encode ``head + doc`` and keep the head whole and as many document tokens as fit.

@@ -1,22 +1,25 @@
 """The rerank service: a FastAPI app over any backend of the core (Cohere v2 compatible).
 
-Endpoints:
+Endpoints (request and answer shapes per dialect: :mod:`.dialects`):
 
 - ``POST /v2/rerank``: Cohere's v2 rerank (see :mod:`.schemas`), plus Prism's per-result fields and
-  the ``score_threshold`` and ``evidence`` request fields. Handlers are just more callers of the
-  engine's ``arerank``: the engine loop coalesces concurrent requests into shared forward passes.
+  the ``score_threshold`` and ``evidence`` request fields.
+- ``POST /v1/rerank`` and ``POST /rerank``: Cohere v1, Jina, vLLM, Together and Infinity bodies
+  (documents as strings or objects with ``rank_fields``), and TEI's ``texts`` body (answered with
+  TEI's bare list and error shape). Handlers are just more callers of the engine's
+  ``arerank``: the engine loop coalesces concurrent requests into shared forward passes.
 - ``GET /v1/info``: backend, model, capabilities and limits (what :class:`prism_core.RemoteReranker`
   reads to know whether the server generates evidence).
 - ``GET /health``: 503 until the model is loaded (loading runs in a worker thread from the app's
   lifespan, so the port answers at once), 200 after; 503 with the error if loading failed.
 - ``GET /metrics``: Prometheus text format (see :mod:`.metrics`).
 
-Errors: 401 without the bearer API key (when one is set; ``/health`` and ``/metrics`` stay open),
-413 for a body or a document count over the limits, 422 naming the bad field (malformed JSON,
-wrong types, a lone surrogate in a document, a blank query), 503 while loading, 504 when a request
-runs past ``request_timeout`` (its engine work is cancelled), 500 for an engine failure. A client
-that disconnects has its engine work cancelled too. On SIGTERM, uvicorn stops accepting connections
-and finishes the requests in flight before the process exits.
+Errors: 401 without the bearer API key (when one is set; ``/health`` and ``/metrics`` stay open), 413
+for a body over the limit, 400 for a document count over it (413 in TEI's dialect, as TEI does), 422
+naming the bad field (malformed JSON, wrong types, a lone surrogate in a document, a blank query), 503
+while loading, 504 when a request runs past ``request_timeout`` (its engine work is cancelled), 500 for
+an engine failure. A client that disconnects has its engine work cancelled too. On SIGTERM, uvicorn
+stops accepting connections and finishes the requests in flight before the process exits.
 
 Example:
     >>> from prism_core.config import EngineConfig
@@ -33,6 +36,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import inspect
+import json
 import logging
 import math
 import os
@@ -40,8 +45,7 @@ import signal
 import socket
 import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -52,19 +56,28 @@ require("fastapi", "server")
 from fastapi import Depends, FastAPI, Request  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, Response  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
 from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
 from prism_core.config import EngineConfig  # noqa: E402
 from prism_core.errors import EngineClosedError, NonFiniteScoreError  # noqa: E402
 from prism_core.protocol import Reranker  # noqa: E402
 from prism_core.results import PrismResult  # noqa: E402
+from prism_core.serving.dialects import DIALECTS, dialect_of  # noqa: E402
+from prism_core.serving.dialects.cohere import error_body, rerank_answer  # noqa: E402
+from prism_core.serving.dialects.tei import tei_answer, tei_error  # noqa: E402
 from prism_core.serving.metrics import ServerMetrics  # noqa: E402
-from prism_core.serving.schemas import InfoResponse, RerankRequest, RerankResponse  # noqa: E402
+from prism_core.serving.schemas import (  # noqa: E402
+    InfoResponse,
+    RerankRequest,
+    RerankResponse,
+    TEIRerankRequest,
+)
 
 logger = logging.getLogger(__name__)
 
 SERVER_NAME = "prism-rerank"
-KNOWN_ENDPOINTS = ("/v2/rerank", "/v1/info", "/health", "/metrics")
+KNOWN_ENDPOINTS = ("/v2/rerank", "/v1/rerank", "/rerank", "/v1/info", "/health", "/metrics")
 
 LoadMode = Literal["background", "blocking", "none"]
 
@@ -166,8 +179,10 @@ def _describe(engine: Reranker) -> tuple[str, str]:
     return type(engine).__name__, str(getattr(engine, "model_name", type(engine).__name__))
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": message}, status_code=status, headers=headers)
+def _error(
+    status: int, message: str, headers: dict[str, str] | None = None, detail: Any = None
+) -> JSONResponse:
+    return JSONResponse(error_body(status, message, detail), status_code=status, headers=headers)
 
 
 # ------------------------------------------------------------------------------- ASGI middleware
@@ -328,7 +343,7 @@ def create_app(
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [_clean_error(e) for e in exc.errors()]
         message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
-        return JSONResponse({"detail": errors, "message": message}, status_code=422)
+        return JSONResponse({**error_body(422, message), "detail": errors}, status_code=422)
 
     async def authorize(request: Request) -> None:
         if settings.api_key is None:
@@ -346,7 +361,11 @@ def create_app(
 
     @app.exception_handler(_HTTPError)
     async def http_error(request: Request, exc: _HTTPError) -> JSONResponse:
-        return _error(exc.status, exc.message, exc.headers)
+        if request.url.path in ("/v1/rerank", "/rerank") and exc.status == 401:
+            # TEI clients read ``error``; the documents family reads ``message``/``detail``: send all.
+            body = {**error_body(exc.status, exc.message), **tei_error(exc.status, exc.message)}
+            return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+        return _error(exc.status, exc.message, exc.headers, exc.detail)
 
     @app.get("/health", summary="Ready once the model is loaded (503 before)")
     async def health() -> JSONResponse:
@@ -377,91 +396,220 @@ def create_app(
                 "max_documents": settings.max_documents,
                 "max_body_bytes": settings.max_body_bytes,
                 "request_timeout": settings.request_timeout,
+                "max_input_tokens": getattr(engine, "max_length", None),
             },
             "defaults": {"evidence": RerankRequest.model_fields["evidence"].default},
+            "dialects": DIALECTS,
             "ready": state.ready,
             "worker": f"{socket.gethostname()}:{os.getpid()}",
         }
+
+    def refusal(query: str, n: int, too_many_status: int) -> _HTTPError | None:
+        if state.load_error is not None:
+            return _HTTPError(503, f"the model failed to load: {state.load_error}")
+        if not state.ready:
+            return _HTTPError(503, "the model is still loading; retry shortly", {"Retry-After": "5"})
+        if n > settings.max_documents:
+            return _HTTPError(
+                too_many_status,
+                f"documents: {n} documents exceed this server's limit of {settings.max_documents} "
+                "per request",
+            )
+        return None
+
+    async def run(
+        request: Request,
+        query: str,
+        texts: list[str],
+        *,
+        top_n: int | None,
+        score_threshold: float | None,
+        evidence: bool,
+        max_tokens_per_doc: int | None,
+        long_documents: str | None,
+        too_many_status: int = 400,
+    ) -> tuple[list[PrismResult], int, int]:
+        """Rerank on the engine; ``(results, prompt tokens, generated tokens)`` or raise ``_HTTPError``."""
+        refused = refusal(query, len(texts), too_many_status)
+        if refused is not None:
+            raise refused
+        options = _long_document_options(engine, max_tokens_per_doc, long_documents)
+        work = engine.arerank(
+            query, texts, top_n=top_n, score_threshold=score_threshold, evidence=evidence, **options
+        )
+        try:
+            results = await _run_cancellable(work, request, settings.request_timeout)
+        except _Disconnected:
+            raise _HTTPError(499, "client disconnected; the request's work was cancelled") from None
+        except asyncio.TimeoutError:
+            raise _HTTPError(
+                504,
+                f"the request ran past this server's timeout of {settings.request_timeout:g} s; "
+                "its work was cancelled",
+            ) from None
+        except (ValueError, TypeError) as exc:
+            message = " ".join(str(exc).split())
+            raise _HTTPError(
+                422, message, detail=[{"loc": ["body"], "msg": message, "type": "value_error"}]
+            ) from None
+        except NonFiniteScoreError as exc:
+            raise _HTTPError(500, f"the model produced non-finite scores: {exc}") from None
+        except EngineClosedError as exc:
+            raise _HTTPError(503, f"the engine is shutting down: {exc}") from None
+        except Exception as exc:
+            logger.exception("rerank failed")
+            raise _HTTPError(500, f"the engine failed: {type(exc).__name__}: {exc}") from None
+        metrics.documents.inc(len(texts))
+        # Usage: the inputs' tokens (query once per document, the fixed prompt not counted) and this
+        # request's generated text re-tokenized (the end-of-turn token, skipped when decoding, is not
+        # counted); /metrics counts the engine's tokens exactly.
+        prompt = state.count_tokens(query) * len(texts) + sum(state.count_tokens(t) for t in texts)
+        generated = sum(state.count_tokens(r.raw_output) for r in results if r.raw_output)
+        return results, prompt, generated
+
+    async def documents_family(
+        body: RerankRequest,
+        request: Request,
+        api_version: str,
+        default_return: bool,
+        never_return: bool = False,
+    ) -> JSONResponse:
+        started = time.perf_counter()
+        try:
+            results, prompt, generated = await run(
+                request,
+                body.query,
+                body.texts,
+                top_n=body.top_n,
+                score_threshold=body.score_threshold,
+                evidence=body.evidence,
+                max_tokens_per_doc=body.max_tokens_per_doc,
+                long_documents=body.long_documents,
+            )
+        except _HTTPError as exc:
+            return _error(exc.status, exc.message, exc.headers, exc.detail)
+        return_documents = default_return if body.return_documents is None else body.return_documents
+        return_documents = return_documents and not never_return
+        answer = rerank_answer(
+            results,
+            body.documents,
+            return_documents=return_documents,
+            raw_scores=body.raw_scores,
+            model=model,
+            backend=backend,
+            api_version=api_version,
+            prompt_tokens=prompt,
+            generated_tokens=generated,
+            extra_meta={
+                "evidence": bool(body.evidence and getattr(engine.capabilities, "evidence", False)),
+                "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
+            },
+        )
+        return JSONResponse(answer)
 
     @app.post(
         "/v2/rerank",
         response_model=RerankResponse,
         dependencies=[Depends(authorize)],
-        summary="Rerank documents for a query (Cohere v2 compatible)",
+        summary="Rerank documents for a query (Cohere v2, also vLLM's v2 route)",
     )
-    async def rerank(body: RerankRequest, request: Request) -> JSONResponse:
-        if state.load_error is not None:
-            return _error(503, f"the model failed to load: {state.load_error}")
-        if not state.ready:
-            return _error(503, "the model is still loading; retry shortly", {"Retry-After": "5"})
-        if len(body.documents) > settings.max_documents:
-            return _error(
-                413,
-                f"documents: {len(body.documents)} documents exceed this server's limit of "
-                f"{settings.max_documents} per request",
-            )
-        started = time.perf_counter()
-        work = engine.arerank(
-            body.query,
-            body.documents,
-            top_n=body.top_n,
-            score_threshold=body.score_threshold,
-            evidence=body.evidence,
-        )
+    async def rerank_v2(body: RerankRequest, request: Request) -> JSONResponse:
+        return await documents_family(body, request, "2", default_return=False)
+
+    async def rerank_any(request: Request) -> Any:
+        """``/v1/rerank`` and ``/rerank``: the ``documents`` family, or TEI's ``texts`` body."""
+        raw = await request.body()
         try:
-            results = await _run_cancellable(work, request, settings.request_timeout)
-        except _Disconnected:
-            return _error(499, "client disconnected; the request's work was cancelled")
-        except asyncio.TimeoutError:
-            return _error(
-                504,
-                f"the request ran past this server's timeout of {settings.request_timeout:g} s; "
-                "its work was cancelled",
-            )
-        except (ValueError, TypeError) as exc:
-            message = " ".join(str(exc).split())
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            message = f"invalid JSON at character {exc.pos}: {exc.msg}"
             return JSONResponse(
-                {"detail": [{"loc": ["body"], "msg": message, "type": "value_error"}], "message": message},
+                {**error_body(422, f"body: {message}"), "detail": [{"loc": ["body"], "msg": message}]},
                 status_code=422,
             )
-        except NonFiniteScoreError as exc:
-            return _error(500, f"the model produced non-finite scores: {exc}")
-        except EngineClosedError as exc:
-            return _error(503, f"the engine is shutting down: {exc}")
-        except Exception as exc:
-            logger.exception("rerank failed")
-            return _error(500, f"the engine failed: {type(exc).__name__}: {exc}")
-        metrics.documents.inc(len(body.documents))
-        # The answer's meta: this request's generated text re-tokenized (the end-of-turn token, skipped
-        # when decoding, is not counted); /metrics counts the engine's tokens exactly.
-        generated = sum(state.count_tokens(r.raw_output) for r in results if r.raw_output)
-        return JSONResponse(
-            {
-                "id": str(uuid.uuid4()),
-                "results": [
-                    _result_item(r, body.documents if body.return_documents else None) for r in results
-                ],
-                "meta": {
-                    "api_version": {"version": "2"},
-                    "billed_units": {"search_units": 1},
-                    "tokens": {"output_tokens": generated},
-                    "model": model,
-                    "backend": backend,
-                    "evidence": bool(body.evidence and getattr(engine.capabilities, "evidence", False)),
-                    "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
-                },
-            }
+        if dialect_of(data) == "tei":
+            return await rerank_tei(data, request)
+        try:
+            body = RerankRequest.model_validate(data)
+        except ValidationError as exc:
+            errors = [_clean_error({**e, "loc": ("body", *e["loc"])}) for e in exc.errors()]
+            message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+            return JSONResponse({**error_body(422, message), "detail": errors}, status_code=422)
+        if request.url.path.rstrip("/").endswith("/v1/rerank"):
+            return await documents_family(body, request, "1", default_return=True)
+        # /rerank is Infinity's route (``document`` a string) and vLLM's (an object): each of their
+        # clients parses only its own shape, and all of them take an answer without ``document``.
+        return await documents_family(body, request, "1", default_return=False, never_return=True)
+
+    async def rerank_tei(data: Any, request: Request) -> JSONResponse:
+        try:
+            body = TEIRerankRequest.model_validate(data)
+        except ValidationError as exc:
+            errors = [_clean_error({**e, "loc": ("body", *e["loc"])}) for e in exc.errors()]
+            message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+            return JSONResponse(tei_error(422, message), status_code=422)
+        try:
+            results, _, _ = await run(
+                request,
+                body.query,
+                body.texts,
+                top_n=body.top_n,
+                score_threshold=None,
+                evidence=False,
+                max_tokens_per_doc=None,
+                long_documents=None,
+                too_many_status=413,  # what TEI answers for a batch over max_client_batch_size
+            )
+        except _HTTPError as exc:
+            return JSONResponse(
+                tei_error(exc.status, exc.message), status_code=exc.status, headers=exc.headers
+            )
+        return JSONResponse(tei_answer(results, body.texts, body.raw_scores, body.return_text))
+
+    for path in ("/v1/rerank", "/rerank"):
+        app.add_api_route(
+            path,
+            rerank_any,
+            methods=["POST"],
+            dependencies=[Depends(authorize)],
+            summary="Rerank (Cohere v1, Jina, vLLM, Together, Infinity bodies; TEI's texts body)",
         )
 
     return app
 
 
 class _HTTPError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, headers: dict[str, str] | None = None, detail: Any = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers
+        self.detail = detail
+
+
+def _long_document_options(
+    engine: Reranker, max_tokens_per_doc: int | None, long_documents: str | None
+) -> dict[str, Any]:
+    """The long-document options the engine takes (an engine without them reads its ``max_length``)."""
+    try:
+        params = inspect.signature(engine.arerank).parameters
+    except (TypeError, ValueError):
+        params = {}  # type: ignore[assignment]
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    options: dict[str, Any] = {}
+    if max_tokens_per_doc is not None and (takes_any or "max_tokens_per_doc" in params):
+        options["max_tokens_per_doc"] = max_tokens_per_doc
+    if long_documents is not None:
+        if not (takes_any or "long_documents" in params):
+            raise _HTTPError(
+                422,
+                f"long_documents: this server's {type(engine).__name__} does not take long_documents "
+                f"(got {long_documents!r})",
+            )
+        options["long_documents"] = long_documents
+    return options
 
 
 class _Disconnected(Exception):
@@ -503,26 +651,6 @@ async def _run_cancellable(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-
-
-def _result_item(result: PrismResult, documents: Sequence[str] | None) -> dict[str, Any]:
-    item: dict[str, Any] = {"index": result.index, "relevance_score": result.score}
-    data = result.to_dict()
-    for name in (
-        "logit",
-        "relevant",
-        "contribution",
-        "evidence",
-        "evidence_complete",
-        "truncated",
-        "raw_output",
-        "document_tokens",
-        "evidence_tokens",
-    ):
-        item[name] = data[name]
-    if documents is not None:
-        item["document"] = {"text": documents[result.index]}
-    return item
 
 
 def _clean_error(error: Any) -> dict[str, Any]:

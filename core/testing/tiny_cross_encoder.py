@@ -141,3 +141,98 @@ def _calibrate_head(model: Any, tokenizer: Any) -> None:
         scale = _TARGET_STD / float(raw.std().clamp_min(1e-6))
         head.weight.mul_(scale)
         head.bias.fill_(-scale * float(raw.mean()))
+
+
+#: The tiny XLM-RoBERTa shape (bge-reranker-v2-m3 and ARA-Reranker-V1 are XLM-RoBERTa-large
+#: sequence classifiers; position ids start after the padding index, hence 2 extra positions).
+TINY_XLM_ROBERTA: dict[str, Any] = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=514,
+    initializer_range=0.2,
+)
+
+_XLMR_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
+
+
+def _xlmr_tokenizer() -> Any:
+    """An XLM-RoBERTa-style fast tokenizer built offline: a SentencePiece Unigram model (Metaspace
+    pre-tokenizer, ``<s> A </s></s> B </s>`` pairs) over a small vocabulary of characters and
+    the words of the calibration texts, so that any text encodes (unknown characters to ``<unk>``)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import XLMRobertaTokenizer  # the fast (tokenizers-backed) class in transformers 5
+
+    words = sorted(
+        {w.strip(".,?!:;()'\"") for t in [_CALIBRATION_QUERY, *_CALIBRATION_DOCS] for w in t.split()}
+    )
+    chars = sorted({c for c in "".join(map(chr, range(32, 127))) if not c.isspace()})
+    pieces: list[tuple[str, float]] = [(s, 0.0) for s in _XLMR_SPECIALS]
+    pieces += [("▁", -2.0)] + [(c, -5.0) for c in chars] + [("▁" + c, -4.5) for c in chars]
+    pieces += [("▁" + w, -1.0) for w in words if w] + [(w, -1.5) for w in words if w]
+    seen: set[str] = set()
+    vocab = [(p, s) for p, s in pieces if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
+    backend = Tokenizer(models.Unigram(vocab, unk_id=3, byte_fallback=False))
+    backend.normalizer = normalizers.NFKC()
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
+    return XLMRobertaTokenizer(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<unk>",
+        model_max_length=512,
+    )
+
+
+def build_tiny_xlm_roberta(out_dir: str | os.PathLike[str], seed: int = 0, **overrides: Any) -> Path:
+    """Build a random-weight ``XLMRobertaForSequenceClassification`` cross-encoder in ``out_dir``.
+
+    The architecture of bge-reranker-v2-m3 and ARA-Reranker-V1 (tiny, one label), with an offline
+    XLM-RoBERTa-style Unigram tokenizer; the head is calibrated like the BERT one.
+
+    Example:
+        >>> path = build_tiny_xlm_roberta("/tmp/tiny-xlmr")  # doctest: +SKIP
+    """
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = _xlmr_tokenizer()
+    fields: dict[str, Any] = {
+        **TINY_XLM_ROBERTA,
+        **overrides,
+        "vocab_size": len(tokenizer),
+        "num_labels": 1,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+        "architectures": ["XLMRobertaForSequenceClassification"],
+    }
+    config = XLMRobertaConfig(**fields)
+    torch.manual_seed(seed)
+    model = XLMRobertaForSequenceClassification(config).eval()
+    batch = tokenizer(
+        [_CALIBRATION_QUERY] * len(_CALIBRATION_DOCS), _CALIBRATION_DOCS, padding=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        head = model.classifier.out_proj
+        raw = model(**batch).logits[:, 0] - head.bias[0]
+        scale = _TARGET_STD / float(raw.std().clamp_min(1e-6))
+        head.weight.mul_(scale)
+        head.bias.fill_(-scale * float(raw.mean()))
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / TINY_MARKER).write_text(
+        "Random weights built by prism_core.testing.tiny_cross_encoder for tests. Scores are meaningless.\n"
+    )
+    return out

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 from prism_core.protocol import Capabilities
 from prism_core.quality.blend import DEFAULT_QUALITY_WEIGHT, engine_cuts
-from prism_core.validation import check_bool, check_threshold, check_top_n
+from prism_core.validation import check_bool, check_long_documents, check_threshold, check_top_n
 from prism_integrations._common.quality import check_quality_options
 
 __all__ = [
@@ -27,11 +29,16 @@ __all__ = [
     "DEFAULT_TOP_N",
     "DEFAULT_USE_EVIDENCE",
     "EVIDENCE_USED",
+    "LONG_DOCUMENT_OPTION_NAMES",
     "ORIGINAL_CONTENT",
     "OUR_METADATA_KEYS",
     "RELEVANCE_SCORE",
+    "LongDocumentsField",
+    "MaxTokensPerDocField",
     "RerankSettings",
     "check_rule_options",
+    "long_document_options",
+    "omit_unset_long_document_options",
 ]
 
 #: Keep every candidate that passes the other rules (no cut by count).
@@ -57,6 +64,43 @@ EVIDENCE_USED = "evidence_used"
 ORIGINAL_CONTENT = "original_content"
 #: Every metadata key an adapter may write, in the order it writes them (the same for every backend).
 OUR_METADATA_KEYS: tuple[str, ...] = (RELEVANCE_SCORE, CONTRIBUTION, EVIDENCE_USED, ORIGINAL_CONTENT)
+
+#: The long-document options (:mod:`prism_core.backends.long_documents`), serialised only when set.
+LONG_DOCUMENT_OPTION_NAMES: tuple[str, ...] = ("max_tokens_per_doc", "long_documents")
+
+
+def _budget(value: Any) -> int | None:
+    return check_long_documents(value, None)[0]
+
+
+def _mode(value: Any) -> str | None:
+    return check_long_documents(None, value)[1]
+
+
+#: Pydantic field types of the long-document options (checked by :mod:`prism_core.validation`).
+MaxTokensPerDocField = Annotated[int | None, BeforeValidator(_budget)]
+LongDocumentsField = Annotated[str | None, BeforeValidator(_mode)]
+
+
+def long_document_options(max_tokens_per_doc: Any, long_documents: Any) -> dict[str, Any]:
+    """The long-document options that are set, checked (for ``to_dict``: unset ones are left out so
+    a saved pipeline does not pin today's defaults).
+
+    Example:
+        >>> long_document_options(None, "chunk")
+        {'long_documents': 'chunk'}
+    """
+    budget, mode = check_long_documents(max_tokens_per_doc, long_documents)
+    return {k: v for k, v in (("max_tokens_per_doc", budget), ("long_documents", mode)) if v is not None}
+
+
+def omit_unset_long_document_options(data: dict[str, Any]) -> dict[str, Any]:
+    """Drop the long-document keys that are ``None`` from a serialised adapter."""
+    for name in LONG_DOCUMENT_OPTION_NAMES:
+        if data.get(name, 0) is None:
+            data.pop(name)
+    return data
+
 
 #: The on/off options, in documented order.
 BOOL_OPTION_NAMES: tuple[str, ...] = ("use_evidence", "add_contribution", "keep_original", "drop_irrelevant")
@@ -109,6 +153,9 @@ class RerankSettings:
         quality: A :class:`prism_core.quality.QualityScorer`, or ``None`` (no quality prior).
         min_quality: Drop documents whose raw quality is below this (``[0, 5]``; needs ``quality``).
         quality_weight: ``w`` in ``[0, 1]`` of the blend (``w > 0`` needs ``quality``).
+        max_tokens_per_doc: Document tokens the engine reads per row (``None``: its default).
+        long_documents: ``"truncate"`` or ``"chunk"`` (``None``: the engine's default); see
+            :mod:`prism_core.backends.long_documents`.
 
     Example:
         >>> from prism_core.protocol import Capabilities
@@ -126,8 +173,13 @@ class RerankSettings:
     quality: Any = None
     min_quality: float | None = None
     quality_weight: float = DEFAULT_QUALITY_WEIGHT
+    max_tokens_per_doc: int | None = None
+    long_documents: str | None = None
 
     def __post_init__(self) -> None:
+        budget, mode = check_long_documents(self.max_tokens_per_doc, self.long_documents)
+        object.__setattr__(self, "max_tokens_per_doc", budget)
+        object.__setattr__(self, "long_documents", mode)
         checked = check_rule_options(
             {
                 self.top_n_name: self.top_n,
@@ -172,6 +224,8 @@ class RerankSettings:
             quality=getattr(adapter, "quality", None),
             min_quality=getattr(adapter, "min_quality", None),
             quality_weight=getattr(adapter, "quality_weight", DEFAULT_QUALITY_WEIGHT),
+            max_tokens_per_doc=getattr(adapter, "max_tokens_per_doc", None),
+            long_documents=getattr(adapter, "long_documents", None),
             **{name: getattr(adapter, name) for name in BOOL_OPTION_NAMES},
         )
 
@@ -204,4 +258,14 @@ class RerankSettings:
         score-only backend, the call is a pure scoring pass.
         """
         top_n, score_threshold = self.engine_cuts()
-        return {"top_n": top_n, "score_threshold": score_threshold, "evidence": self.generate(capabilities)}
+        kwargs: dict[str, Any] = {
+            "top_n": top_n,
+            "score_threshold": score_threshold,
+            "evidence": self.generate(capabilities),
+        }
+        # Only when set: a custom reranker without the long-document options keeps working.
+        if self.max_tokens_per_doc is not None:
+            kwargs["max_tokens_per_doc"] = self.max_tokens_per_doc
+        if self.long_documents is not None:
+            kwargs["long_documents"] = self.long_documents
+        return kwargs

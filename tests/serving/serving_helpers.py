@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +204,60 @@ class GatedEngine:
             raise
         self.finished += 1
         return self._results(documents, top_n)
+
+
+def assert_same_pairs(got: Sequence[tuple[int, float]], want: Sequence[tuple[int, float]]) -> None:
+    """The same indices in the same order, scores within 1e-5."""
+    assert [i for i, _ in got] == [i for i, _ in want], (got, want)
+    for (_, a), (_, b) in zip(got, want, strict=True):
+        assert abs(a - b) <= 1e-5, (got, want)
+
+
+class Scripted:
+    """A stdlib HTTP server on 127.0.0.1 answering what a test scripts: ``answer(path, body)`` gives
+    ``(status, body, headers)``."""
+
+    def __init__(self, answer: Callable[[str, Any], tuple[int, Any, dict[str, str]]]) -> None:
+        self.requests: list[tuple[str, Any]] = []
+        scripted = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _reply(self, body: Any) -> None:
+                scripted.requests.append((self.path, body))
+                status, payload, headers = answer(self.path, body)
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                for k, v in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._reply(None)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                self._reply(json.loads(self.rfile.read(length)))
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def __enter__(self) -> Scripted:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(10)
+
+    @property
+    def rerank_calls(self) -> int:
+        return sum(1 for path, _ in self.requests if path == "/v2/rerank")

@@ -77,8 +77,22 @@ def test_remote_reranker_checks_input_like_local_backends(client: RemoteReranker
         client.rerank(QUERY, ["a"], top_n=True)
     with pytest.raises(ValueError, match="query"):
         client.rerank("  ", ["a"])
-    with pytest.raises(ValueError, match=r"41 documents exceed the limit of 40"):
-        client.rerank(QUERY, ["d"] * 41)
+
+
+def test_remote_reranker_splits_past_the_servers_limit(client: RemoteReranker, tiny_engine: Any) -> None:
+    # 41 documents against a 40-document server: two requests, one global top_n (checked against
+    # the in-process engine over all 41).
+    docs = [f"{DOCS[i % len(DOCS)]} ({i})" for i in range(41)]
+    for options in ({"top_n": 5}, {"score_threshold": 0.5}, {}):
+        remote = client.rerank(QUERY, docs, evidence=False, **options)
+        assert_same(remote, tiny_engine.rerank(QUERY, docs, evidence=False, **options))
+    assert client.score(QUERY, docs) == pytest.approx(tiny_engine.score(QUERY, docs), abs=1e-4)
+    capped = RemoteReranker(client.base_url, api_key=API_KEY, max_documents=7, timeout=60)
+    try:
+        assert_same(capped.rerank(QUERY, docs[:20], top_n=3, evidence=False),
+                    tiny_engine.rerank(QUERY, docs[:20], top_n=3, evidence=False))  # fmt: skip
+    finally:
+        capped.close()
 
 
 def test_cohere_sdk_unchanged(live_server: ServerThread, tiny_engine: Any) -> None:

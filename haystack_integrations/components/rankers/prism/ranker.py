@@ -30,6 +30,7 @@ from prism_integrations._common import (
     check_quality_options,
     check_rule_options,
     copy_object,
+    long_document_options,
     missing_framework_error,
     not_serializable_message,
     quality_from_pickle,
@@ -84,7 +85,9 @@ class PrismRanker:
     ``score_threshold=None`` (no cut), ``use_evidence=True``, ``add_contribution=True``,
     ``keep_original=True``, ``drop_irrelevant=True``; ``top_k`` and ``score_threshold`` passed to
     :meth:`run` override the ones given here. With ``use_evidence`` and ``add_contribution`` both
-    off, or on a score-only backend, nothing is generated.
+    off, or on a score-only backend, nothing is generated. Long documents: ``max_tokens_per_doc``
+    and ``long_documents`` (``"truncate"`` or ``"chunk"``; ``None``: the engine's defaults) are
+    passed to the engine (see :mod:`prism_core.backends.long_documents`).
 
     Quality prior (optional, off by default): ``quality`` (a
     :class:`prism_core.quality.QualityScorer`), ``min_quality`` (drop documents whose raw quality is
@@ -138,6 +141,8 @@ class PrismRanker:
         quality: QualityScorer | Mapping[str, Any] | None = None,
         min_quality: float | None = DEFAULT_MIN_QUALITY,
         quality_weight: float = DEFAULT_QUALITY_WEIGHT,
+        max_tokens_per_doc: int | None = None,
+        long_documents: str | None = None,
         **engine_options: Any,
     ) -> None:
         """Create the ranker; nothing is loaded (see the class docstring for the options).
@@ -183,6 +188,9 @@ class PrismRanker:
         self.quality: QualityScorer | None = checked_quality
         self.min_quality: float | None = checked_min_quality
         self.quality_weight: float = checked_weight
+        long_options = long_document_options(max_tokens_per_doc, long_documents)
+        self.max_tokens_per_doc: int | None = long_options.get("max_tokens_per_doc")
+        self.long_documents: str | None = long_options.get("long_documents")
         self._resolver = EngineResolver(spec, checked_reranker)
         self._engine: Reranker | None = None
 
@@ -263,6 +271,7 @@ class PrismRanker:
             keep_original=self.keep_original,
             drop_irrelevant=self.drop_irrelevant,
             **quality_options_dict(self.quality, self.min_quality, self.quality_weight),
+            **long_document_options(self.max_tokens_per_doc, self.long_documents),
         )
 
     @classmethod

@@ -1,0 +1,95 @@
+"""The ``documents`` family's answer: Cohere v1/v2, Jina, vLLM, Together and Infinity in one shape.
+
+Example:
+    >>> from prism_core.results import PrismResult
+    >>> body = rerank_answer(
+    ...     [PrismResult(index=1, score=0.9, logit=2.2, relevant=True)], ["a", "b"],
+    ...     return_documents=True, raw_scores=False, model="m", backend="prism", api_version="2",
+    ...     prompt_tokens=7, generated_tokens=0, extra_meta={},
+    ... )
+    >>> body["results"][0]["index"], body["results"][0]["document"], body["usage"]
+    (1, {'text': 'b'}, {'prompt_tokens': 7, 'total_tokens': 7})
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from prism_core.results import PrismResult
+from prism_core.serving.dialects.documents import echo_document
+
+#: The PrismResult fields every result carries after Cohere's ``index`` and ``relevance_score``.
+PRISM_FIELDS = (
+    "logit",
+    "relevant",
+    "contribution",
+    "evidence",
+    "evidence_complete",
+    "truncated",
+    "raw_output",
+    "document_tokens",
+    "evidence_tokens",
+    "chunk",
+)
+
+
+def result_item(
+    result: PrismResult, documents: Sequence[Any] | None, raw_scores: bool = False
+) -> dict[str, Any]:
+    """One result: ``index``, ``relevance_score`` (the logit when ``raw_scores``), Prism's fields."""
+    score = result.logit if raw_scores else result.score
+    item: dict[str, Any] = {"index": result.index, "relevance_score": score}
+    data = result.to_dict()
+    for name in PRISM_FIELDS:
+        value = data.get(name)
+        item[name] = list(value) if isinstance(value, tuple) else value
+    if documents is not None:
+        item["document"] = echo_document(documents[result.index])
+    return item
+
+
+def rerank_answer(
+    results: Sequence[PrismResult],
+    documents: Sequence[Any],
+    *,
+    return_documents: bool,
+    raw_scores: bool,
+    model: str,
+    backend: str,
+    api_version: str,
+    prompt_tokens: int,
+    generated_tokens: int,
+    extra_meta: dict[str, Any],
+) -> dict[str, Any]:
+    """The answer body: results best first, ``model``, ``usage`` and Cohere's ``meta``."""
+    total = prompt_tokens + generated_tokens
+    return {
+        "id": str(uuid.uuid4()),
+        "object": "rerank",
+        "model": model,
+        "results": [result_item(r, documents if return_documents else None, raw_scores) for r in results],
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": total},
+        "meta": {
+            "api_version": {"version": api_version},
+            "billed_units": {"search_units": 1, "input_tokens": prompt_tokens},
+            "tokens": {"input_tokens": prompt_tokens, "output_tokens": generated_tokens},
+            "model": model,
+            "backend": backend,
+            **extra_meta,
+        },
+    }
+
+
+def error_body(status: int, message: str, detail: Any = None) -> dict[str, Any]:
+    """An error every client of the family reads: Cohere's ``message``, FastAPI/Jina's ``detail``,
+    and vLLM/OpenAI's ``object``/``type``/``code``."""
+    kind = "invalid_request_error" if 400 <= status < 500 else "server_error"
+    return {
+        "message": message,
+        "detail": message if detail is None else detail,
+        "object": "error",
+        "type": kind,
+        "code": status,
+    }
