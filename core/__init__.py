@@ -18,6 +18,7 @@ from prism_core.errors import (
 from prism_core.protocol import Capabilities, Reranker
 from prism_core.registry import BACKENDS, detect_backend, load_reranker
 from prism_core.results import PrismResult
+from prism_core.grounding import GroundingReport, check_grounding
 
 __all__ = [
     "BACKENDS",
@@ -26,6 +27,7 @@ __all__ = [
     "CrossEncoderReranker",
     "EngineClosedError",
     "EngineConfig",
+    "GroundingReport",
     "ModelLoadError",
     "NonFiniteScoreError",
     "PrismError",
@@ -36,6 +38,7 @@ __all__ = [
     "RemoteReranker",
     "Reranker",
     "UnknownBackendError",
+    "check_grounding",
     "detect_backend",
     "load_reranker",
 ]
