@@ -13,6 +13,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from prism_core.grounding.tables import (
     MONTHS,
@@ -32,22 +33,24 @@ _CJK_RANGES = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af
 _URL = re.compile(r"(?:https?|ftp)://[^\s<>\"'`]+|www\.[^\s<>\"'`]+", re.I)
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _BACKTICK = re.compile(r"`([^`\n]+)`")
-_MONTH_ALT = "|".join(sorted((re.escape(m) for m in MONTHS), key=len, reverse=True))
+_MN = r"(?P<mn>(?<![^\W\d_])[^\W\d_]{3,10})"  # a month name: checked against MONTHS after the match (fast)
 _ORD = r"(?:st|nd|rd|th|er|e|\.|º)?"
-_DATES = (
-    # kind, pattern: groups are named y, m (number), mn (month name), d
-    re.compile(r"(?<!\d)(?P<y>\d{4})[-/.](?P<m>\d{1,2})[-/.](?P<d>\d{1,2})(?!\d)"),
-    re.compile(r"(?<![\d.])(?P<a>\d{1,2})[-/.](?P<b>\d{1,2})[-/.](?P<y>\d{4}|\d{2})(?![\d])"),
-    re.compile(r"(?P<y>\d{4})\s*[年년]\s*(?P<m>\d{1,2})\s*[月월](?:\s*(?P<d>\d{1,2})\s*[日일])?"),
-    re.compile(
-        rf"(?<!\w)(?P<d>\d{{1,2}}){_ORD}\s+(?:of\s+|de\s+)?(?P<mn>{_MONTH_ALT})\.?(?:\s+de)?,?\s+(?P<y>\d{{4}})(?!\d)",
-        re.I,
-    ),
-    re.compile(rf"(?<!\w)(?P<mn>{_MONTH_ALT})\.?\s+(?P<d>\d{{1,2}}){_ORD},?\s+(?P<y>\d{{4}})(?!\d)", re.I),
-    re.compile(rf"(?<!\w)(?P<mn>{_MONTH_ALT})\.?\s+(?:de\s+|of\s+)?(?P<y>\d{{4}})(?!\d)", re.I),
-    re.compile(rf"(?<!\w)(?P<d>\d{{1,2}}){_ORD}\s+(?:of\s+|de\s+)?(?P<mn>{_MONTH_ALT})(?![{_LATIN_ETC}])", re.I),
-    re.compile(rf"(?<!\w)(?P<mn>{_MONTH_ALT})\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?(?![\w:])", re.I),
+# Dates starting at a digit run, one alternative per form; group names end in the form's number.
+_DATE_AT_DIGIT = re.compile(
+    r"(?<!\d)(?P<y0>\d{4})[-/.](?P<m0>\d{1,2})[-/.](?P<d0>\d{1,2})(?!\d)"
+    r"|(?<![\d.])(?P<a1>\d{1,2})[-/.](?P<b1>\d{1,2})[-/.](?P<y1>\d{4}|\d{2})(?!\d)"
+    r"|(?P<y2>\d{4})\s*[年년]\s*(?P<m2>\d{1,2})\s*[月월](?:\s*(?P<d2>\d{1,2})\s*[日일])?"
+    rf"|(?P<d3>\d{{1,2}}){_ORD}\s+(?:of\s+|de\s+)?(?P<mn3>[^\W\d_]{{3,10}})"
+    rf"(?:\.?(?:\s+de)?,?\s+(?P<y3>\d{{4}})(?!\d))?(?![{_LATIN_ETC}])"
 )
+# Dates starting with a month name, tried at the word before a digit run.
+_DATE_MONTH_FIRST = re.compile(
+    r"(?P<mn4>[^\W\d_]{3,10})\.?\s+(?:(?:de\s+|of\s+)?(?P<y4>\d{4})(?!\d)"
+    r"|(?P<d4>\d{1,2})(?:st|nd|rd|th)?(?:,?\s+(?P<y5>\d{4})(?!\d))?(?![\w:]))"
+)
+_DIGIT_RUN = re.compile(r"(?<!\d)\d")
+_WORD_BEFORE = re.compile(r"(?<![^\W\d_])[^\W\d_]{3,10}\.?\s+(?:de\s+|of\s+)?$")
+_LATIN_OR_DIGIT = re.compile(rf"[{_LATIN_ETC}\d_]")
 _TIME = re.compile(r"(?<![\d:.])(?P<h>\d{1,2})[:h](?P<mi>\d{2})(?::\d{2})?(?:\s?(?P<ap>[ap])\.?m\.?)?(?![\d:])", re.I)
 
 
@@ -55,30 +58,28 @@ def _alt(words: list[str]) -> str:
     return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
 
 
-_UNIT_ALT = _alt(list(UNITS))
-_MULT_ALT = _alt(list(MULTIPLIERS))
 _PREFIX_ALT = _alt(list(PREFIX_CURRENCIES))
+_CURRENCY_BEFORE = re.compile(rf"(?:{_PREFIX_ALT})[ \u00a0]?$", re.I)
 _NUMBER = re.compile(
-    rf"(?<![{_LATIN_ETC}\d_.,])(?<![{_LATIN_ETC}]-)"
-    rf"(?:(?P<cur>{_PREFIX_ALT})[ \u00a0]?)?"
-    r"(?P<num>\d{1,3}(?:[ \u00a0\u202f'’]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)*)"
-    rf"(?P<ord>st|nd|rd|th)?"
-    rf"(?:[ \u00a0\u202f]?(?P<mult>{_MULT_ALT}))?"
-    rf"(?:[ \u00a0\u202f]?(?P<unit>{_UNIT_ALT}))?"
-    rf"(?![{_LATIN_ETC}\d_])",
-    re.I,
+    rf"\d(?<![{_LATIN_ETC}\d_.,]\d)(?<![{_LATIN_ETC}]-\d)"
+    r"(?:\d{0,2}(?:[ \u00a0\u202f'’]\d{3})+(?:[.,]\d+)?|\d*(?:[.,]\d+)*)"
 )
+_ORDINAL = re.compile(r"(?:st|nd|rd|th)(?![^\W\d_])")
+# A unit or scale word after a number: a word (with a final dot: Mio.), a symbol, or a compound (km/h, m²).
+_TAIL = re.compile(r"[%°℃℉$€£¥₹]+[^\W\d_]?|[^\W\d_]+(?:/[^\W\d_]+|²|\.)?")
 # A "chunk": word characters joined by - _ . : / ' (B-52, os.path.join, COVID-19, state-of-the-art).
 _CHUNK = re.compile(rf"[^\W{_CJK_RANGES}](?:[^\W{_CJK_RANGES}]|[-_.:/'’](?=[^\W{_CJK_RANGES}]))*(?:\(\))?")
 _CJK = re.compile(rf"[{_CJK_RANGES}]+")
 _CJK_CHAR = re.compile(rf"[{_CJK_RANGES}]")
+_UNIT_TOKEN = re.compile(rf"[^\W\d_{_CJK_RANGES}\u3040-\U0010ffff]{{3,}}|[{_CJK_RANGES}]+|\d+")
 _HAS_DIGIT = re.compile(r"\d")
 _HAS_LETTER = re.compile(rf"[{_LATIN_ETC}]")
 _MIXED_CASE = re.compile(r"[a-z][A-Z]|[A-Z][a-z]+[A-Z]")
 _ACRONYM = re.compile(r"[A-Z\u0400-\u042f\u0391-\u03a9][A-Z\u0400-\u042f\u0391-\u03a9&]+")
 _CODE_SHAPE = re.compile(r"[A-Za-z]\w*_\w|\w\(\)$|[A-Za-z]\w+(?:\.|::)[A-Za-z]\w+")
 _SQUASH = re.compile(r"[\W_]+")
-_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
+_WORD = re.compile(rf"[^\W\d_{_CJK_RANGES}]+(?:['’][^\W\d_{_CJK_RANGES}]+)?")
+_MID_INITIAL = re.compile(r"[^\s.!?:;\"'“«(•*>#|。！？-][ \t]+([^\W\d_])")
 _SENTENCE_END = re.compile(r"(?<=[.!?;])[\"'”’»)]*\s+|(?<=[。！？；])|\n\s*")
 _OPENERS = frozenset(".!?:;\"'“«(\n-•*>#|。！？")
 _VERSION_LIKE = re.compile(r"\d+(?:\.\d+){2,}")
@@ -174,33 +175,73 @@ class _Number:
         return any(c in self.raw for c in " \u00a0\u202f")
 
 
+def _tail_word(text: str, pos: int, table: dict[str, float] | dict[str, tuple[str, float]]) -> int:
+    """End of the scale word or unit of ``table`` that starts at ``pos`` (after one optional space), else -1.
+
+    A word in a script with spaces must be whole (``5 men`` has no unit ``m``) and two-word units
+    (``per cent``) are tried first; in scripts without spaces the longest known prefix counts
+    (``333米高``).
+    """
+    if pos < len(text) and text[pos] in " \u00a0\u202f":
+        pos += 1
+    m = _TAIL.match(text, pos)
+    if m is None:
+        return -1
+    token = m.group(0)
+    if _CJK_CHAR.match(token):
+        for size in range(min(len(token), 6), 0, -1):
+            if token[:size] in table:
+                return pos + size
+        return -1
+    nxt = _TAIL.match(text, m.end() + 1) if m.end() < len(text) and text[m.end()] == " " else None
+    if nxt is not None and _nfkc(f"{token} {nxt.group(0)}").lower() in table:
+        return nxt.end()
+    folded = _nfkc(token).lower()
+    if folded in table:
+        return m.end()
+    if folded.endswith(".") and folded[:-1] in table:
+        return m.end() - 1
+    return -1
+
+
+def _lookup(table: dict[str, Any], word: str) -> Any:
+    key = _nfkc(word.strip()).lower()
+    return table[key] if key in table else table[key.rstrip(".")]
+
+
 def _numbers(text: str, spans: list[tuple[int, int]]) -> Iterator[_Number]:
     for m in _NUMBER.finditer(text):
         if _covered(m.start(), spans):
             continue
-        raw = m.group("num")
+        raw = m.group(0)
         values = _number_values(raw)
         start, end = m.start(), m.end()
         if values is None:
             if "," in raw and "." not in raw:  # a list written without spaces: 1,2,3
-                offset = m.start("num")
                 for part in re.finditer(r"\d+", raw):
                     value = (float(part.group(0)),)
-                    yield _Number(part.group(0), offset + part.start(), offset + part.end(), value, value, None)
+                    yield _Number(part.group(0), start + part.start(), start + part.end(), value, value, None)
             continue  # 192.168.0.1 and 3.12.1 are left to the chunk stage (terms)
-        mult = m.group("mult")
-        scale = MULTIPLIERS[_nfkc(mult).lower()] if mult else 1.0
-        unit_text = m.group("cur") or m.group("unit")
-        unit = UNITS.get(_nfkc(unit_text).lower()) if unit_text else None
-        yield _Number(
-            text[start:end].strip(),
-            start,
-            end,
-            tuple(v * scale for v in values),
-            values,
-            unit,
-            raw,
-        )
+        ordinal = _ORDINAL.match(text, end)
+        if ordinal is not None:
+            end = ordinal.end()
+        scale = 1.0
+        after = _tail_word(text, end, MULTIPLIERS)
+        if after >= 0:
+            scale = _lookup(MULTIPLIERS, text[end:after])
+            end = after
+        unit_end = _tail_word(text, end, UNITS)
+        unit_text: str | None = None
+        if unit_end >= 0:
+            unit_text, end = text[end:unit_end].strip(), unit_end
+        if end < len(text) and _LATIN_OR_DIGIT.match(text, end):
+            continue  # 3D, 5x: a term, not a number
+        currency = _CURRENCY_BEFORE.search(text, max(0, start - 4), start)
+        if currency is not None:
+            start = currency.start()
+            unit_text = currency.group(0).strip()
+        unit = _lookup(UNITS, unit_text) if unit_text else None
+        yield _Number(text[start:end], start, end, tuple(v * scale for v in values), values, unit, raw)
 
 
 # ---------------------------------------------------------------------------------- dates and times
@@ -215,27 +256,46 @@ def _valid(y: int | None, m: int, d: int | None) -> bool:
     return 1 <= m <= 12 and (d is None or 1 <= d <= 31)
 
 
+def _date_value(m: re.Match[str], text: str) -> frozenset[tuple] | None:
+    if m.start() and _LATIN_OR_DIGIT.match(text, m.start() - 1):
+        return None
+    g = {k[:-1]: v for k, v in m.groupdict().items() if v is not None}
+    if g.get("mn") is not None and _nfkc(g["mn"]).lower() not in MONTHS:
+        return None
+    values: set[tuple] = set()
+    y = _year(g["y"]) if g.get("y") else None
+    if g.get("a"):
+        a, b = int(g["a"]), int(g["b"])
+        values.update((y, mo, d) for mo, d in ((b, a), (a, b)) if _valid(y, mo, d))
+    else:
+        mo = int(g["m"]) if g.get("m") else MONTHS[_nfkc(g["mn"]).lower()]
+        d = int(g["d"]) if g.get("d") else None
+        if _valid(y, mo, d):
+            values.add((y, mo, d))
+    return frozenset(values) if values else None
+
+
 def _dates(text: str, spans: list[tuple[int, int]]) -> Iterator[tuple[int, int, str, frozenset[tuple]]]:
-    for pattern in _DATES:
-        for m in pattern.finditer(text):
-            if _covered(m.start(), spans) or _covered(m.end() - 1, spans):
-                continue
-            g = m.groupdict()
-            values: set[tuple] = set()
-            y = _year(g["y"]) if g.get("y") else None
-            if g.get("a"):
-                a, b = int(g["a"]), int(g["b"])
-                for mo, d in ((b, a), (a, b)):
-                    if _valid(y, mo, d):
-                        values.add((y, mo, d))
-            else:
-                mo = int(g["m"]) if g.get("m") else MONTHS[_nfkc(g["mn"]).lower().rstrip(".")]
-                d = int(g["d"]) if g.get("d") else None
-                if _valid(y, mo, d):
-                    values.add((y, mo, d))
-            if values:
-                spans.append((m.start(), m.end()))
-                yield m.start(), m.end(), m.group(0), frozenset(values)
+    """Dates in ``text``, tried only at digit runs (month first: at the word before the run)."""
+    end = 0
+    for digit in _DIGIT_RUN.finditer(text):
+        pos = digit.start()
+        if pos < end or (spans and _covered(pos, spans)):
+            continue
+        m: re.Match[str] | None = None
+        values = None
+        if pos > 3 and text[pos - 1].isspace():
+            word = _WORD_BEFORE.search(text, max(0, pos - 20), pos)
+            if word is not None and word.start() >= end:
+                m = _DATE_MONTH_FIRST.match(text, word.start())
+                values = _date_value(m, text) if m is not None else None
+        if values is None:
+            m = _DATE_AT_DIGIT.match(text, pos)
+            values = _date_value(m, text) if m is not None else None
+        if m is not None and values is not None:
+            end = m.end()
+            spans.append((m.start(), end))
+            yield m.start(), end, m.group(0), values
 
 
 def _times(text: str, spans: list[tuple[int, int]]) -> Iterator[tuple[int, int, str, tuple[int, int]]]:
@@ -293,19 +353,22 @@ def _add_sentence(text: str, start: int, end: int, out: list[tuple[int, int]]) -
 # ---------------------------------------------------------------------------------- units of content
 
 
-def _stem(word: str) -> str:
-    return word[:5]
-
-
-def _content_units(text: str) -> list[str]:
-    """Content units of a text (casefolded): word stems (no stopwords, 3+ letters) and CJK bigrams."""
-    folded = text.casefold()
-    units = [_stem(w) for w in _WORD.findall(folded) if len(w) > 2 and w not in STOPWORDS and not _CJK_CHAR.match(w)]
-    for run in _CJK.findall(folded):
-        if len(run) == 1:
-            units.append(run)
-        else:
-            units.extend(run[i : i + 2] for i in range(len(run) - 1))
+def _content_units(text: str, digits: bool = False) -> list[str]:
+    """Content units of a text (casefolded): stems of words of 3+ letters that are not stopwords,
+    character bigrams of runs in scripts without spaces and, with ``digits``, digit runs (``#330``)."""
+    units: list[str] = []
+    for token in _UNIT_TOKEN.findall(text.casefold()):
+        first = token[0]
+        if first.isdigit():
+            if digits:
+                units.append("#" + token)
+        elif first >= "\u3040" or "\u0e00" <= first <= "\u0e7f":  # the rest of _UNIT_TOKEN is CJK/Thai
+            if len(token) == 1:
+                units.append(token)
+            else:
+                units.extend(token[i : i + 2] for i in range(len(token) - 1))
+        elif token not in STOPWORDS:
+            units.append(token[:5])
     return units
 
 
@@ -331,7 +394,7 @@ class _Document:
         return " ".join(self.text.split())
 
     @cached_property
-    def _parsed(self) -> tuple[set[str], set[tuple[str, str]], set[str], set[tuple], set[tuple[int, int]]]:
+    def _parsed(self) -> tuple[set[str], set[tuple[str, str]], set[str], set[tuple]]:
         spans: list[tuple[int, int]] = []
         dates: set[tuple] = set()
         values: set[str] = set()
@@ -341,7 +404,6 @@ class _Document:
                 for part in (y, d):
                     if part is not None:
                         values.add(_key(float(part)))
-        times = {t for _, _, _, t in _times(self.text, spans)}
         with_unit: set[tuple[str, str]] = set()
         unitless: set[str] = set()
         for n in _numbers(self.text, spans):
@@ -357,11 +419,7 @@ class _Document:
                     for v in _number_values(part) or ():
                         values.add(_key(v))
                         unitless.add(_key(v))
-        for word in self.words:
-            if word in NUMBER_WORDS:
-                values.add(_key(float(NUMBER_WORDS[word])))
-                unitless.add(_key(float(NUMBER_WORDS[word])))
-        return values, with_unit, unitless, dates, times
+        return values, with_unit, unitless, dates
 
     @property
     def values(self) -> set[str]:
@@ -379,21 +437,34 @@ class _Document:
     def dates(self) -> set[tuple]:
         return self._parsed[3]
 
-    @property
+    @cached_property
     def times(self) -> set[tuple[int, int]]:
-        return self._parsed[4]
+        return {t for _, _, _, t in _times(self.text, [])}
 
     @cached_property
     def words(self) -> list[str]:
         return _WORD.findall(self.folded)
 
     @cached_property
+    def number_words(self) -> set[str]:
+        """Values of the document's small number words (``three`` → 3), as keys."""
+        return {_key(float(NUMBER_WORDS[w])) for w in NUMBER_WORDS.keys() & set(self.words)}
+
+    @cached_property
     def sorted_words(self) -> list[str]:
         return sorted(set(self.words))
 
     @cached_property
+    def sentences(self) -> list[tuple[int, int]]:
+        return split_sentences(self.text)
+
+    @cached_property
+    def sentence_units(self) -> list[set[str]]:
+        return [_sentence_units(self.text[s:e]) for s, e in self.sentences]
+
+    @cached_property
     def stems(self) -> set[str]:
-        return set(_content_units(self.text))
+        return set().union(*self.sentence_units)
 
     @cached_property
     def initials(self) -> str:
@@ -414,16 +485,10 @@ class _Document:
 
 def _capitalised_share(text: str) -> float:
     """Share of mid-sentence words written with a capital (about 0.05 in English prose, 0.3 in German)."""
-    mid = caps = 0
-    previous = "\n"
-    for m in _WORD.finditer(text):
-        word = m.group(0)
-        before = text[max(0, m.start() - 3) : m.start()].strip() or previous
-        if before and before[-1] not in _OPENERS:
-            mid += 1
-            caps += word[0].isupper()
-        previous = "x"
-    return caps / mid if mid >= 8 else 0.0
+    initials = _MID_INITIAL.findall(text)
+    if len(initials) < 8:
+        return 0.0
+    return sum(1 for c in initials if c.isupper()) / len(initials)
 
 
 # ---------------------------------------------------------------------------------- the check
@@ -447,12 +512,17 @@ def _url_key(url: str) -> str:
 
 
 def _number_supported(n: _Number, doc: _Document) -> bool:
+    keys = [_key(v) for v in n.values]
     if n.unit is None:
-        return any(_key(v) in doc.values for v in n.values)
-    dim, factor = n.unit
-    if any((dim, _key(v * factor)) in doc.with_unit for v in n.values):
-        return True
-    return any(_key(v) in doc.unitless for v in n.values)
+        if any(k in doc.values for k in keys):
+            return True
+    else:
+        dim, factor = n.unit
+        if any((dim, _key(v * factor)) in doc.with_unit for v in n.values):
+            return True
+        if any(k in doc.unitless for k in keys):
+            return True
+    return any(k in doc.number_words for k in keys)
 
 
 def _term_supported(term: str, doc: _Document) -> bool:
@@ -604,7 +674,7 @@ def check_grounding(document: str, evidence: str) -> GroundingReport:
     found = sum(1 for u in units if u in doc.stems) + sum(1 for *_, ok in ev.items if ok)
     score = 1.0 if total == 0 else found / total
     sentences = split_sentences(evidence)
-    spans = _align(document, evidence, sentences, ev.items)
+    spans = _align(doc, evidence, sentences)
     return GroundingReport(
         score=score,
         unsupported=unsupported,
@@ -623,19 +693,14 @@ MAX_WINDOW = 3
 
 
 def _sentence_units(text: str) -> set[str]:
-    units = set(_content_units(text))
-    units.update("#" + k for k in re.findall(r"\d+", text))
-    return units
+    return set(_content_units(text, digits=True))
 
 
 def _align(
-    document: str,
-    evidence: str,
-    sentences: list[tuple[int, int]],
-    items: list[tuple[int, int, str, bool]],
+    doc: _Document, evidence: str, sentences: list[tuple[int, int]]
 ) -> tuple[tuple[int, int] | None, ...]:
-    doc_sentences = split_sentences(document)
-    doc_units = [_sentence_units(document[s:e]) for s, e in doc_sentences]
+    doc_sentences = doc.sentences
+    doc_units = doc.sentence_units
     out: list[tuple[int, int] | None] = []
     for s, e in sentences:
         units = _sentence_units(evidence[s:e])
