@@ -253,7 +253,7 @@ class CausalLMReranker:
             return []
         prompts = self._encode(query, docs)
         logits, generated = self._run_sync(self._job(prompts, generate, top_n, score_threshold))
-        return self._results(prompts, logits, generated, top_n, score_threshold)
+        return self._results(prompts, logits, generated, top_n, score_threshold, docs)
 
     async def arerank(
         self,
@@ -272,7 +272,7 @@ class CausalLMReranker:
             return []
         prompts = await self._aencode(query, docs)
         logits, generated = await self._run_async(self._job(prompts, generate, top_n, score_threshold))
-        return self._results(prompts, logits, generated, top_n, score_threshold)
+        return self._results(prompts, logits, generated, top_n, score_threshold, docs)
 
     # ----------------------------------------------------------------- the work
     def _check(
@@ -334,17 +334,19 @@ class CausalLMReranker:
         generated: dict[int, list[int]],
         top_n: int | None,
         threshold: float | None,
+        documents: list[str],
     ) -> list[PrismResult]:
         """Output processing: plain engine output → results, ranked by the one rule."""
         results = [
-            self._result(i, p, logit, generated.get(i))
+            self._result(i, p, logit, generated.get(i), documents[i])
             for i, (p, logit) in enumerate(zip(prompts, logits, strict=True))
         ]
         return select(results, top_n, threshold)
 
     def _result(
-        self, index: int, prompt: EncodedPrompt, logit: float, generated: list[int] | None
+        self, index: int, prompt: EncodedPrompt, logit: float, generated: list[int] | None, document: str
     ) -> PrismResult:
+        """One result; ``document`` is the caller's text (generating backends check evidence against it)."""
         return PrismResult(
             index=index,
             score=sigmoid(logit),

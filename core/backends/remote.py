@@ -40,6 +40,7 @@ from prism_core.config import EngineConfig
 from prism_core.errors import PrismError
 from prism_core.protocol import SCORE_ONLY, Capabilities
 from prism_core.ranking import select, sigmoid
+from prism_core.grounding import ground_result
 from prism_core.results import PrismResult
 from prism_core.validation import (
     check_documents,
@@ -384,7 +385,8 @@ class RemoteReranker:
         info = self._server_info()
         body, expect = self._request_body(info, query, docs, top_n, threshold, evidence)
         response = self._send("POST", _RERANK_PATH, body)
-        return self._results(info, self._json(response, _RERANK_PATH), len(docs), top_n, threshold, expect)
+        results = self._results(info, self._json(response, _RERANK_PATH), len(docs), top_n, threshold, expect)
+        return [ground_result(r, docs[r.index]) for r in results]
 
     async def _acall(
         self, query: str, docs: list[str], top_n: int | None, threshold: float | None, evidence: bool
@@ -392,7 +394,8 @@ class RemoteReranker:
         info = await self._aserver_info()
         body, expect = self._request_body(info, query, docs, top_n, threshold, evidence)
         response = await self._asend("POST", _RERANK_PATH, body)
-        return self._results(info, self._json(response, _RERANK_PATH), len(docs), top_n, threshold, expect)
+        results = self._results(info, self._json(response, _RERANK_PATH), len(docs), top_n, threshold, expect)
+        return [ground_result(r, docs[r.index]) for r in results]
 
     def _request_body(
         self,
@@ -639,11 +642,46 @@ class RemoteReranker:
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise bad(f"results[{position}].{name} must be {kind.__name__} or null, got {value!r:.80}")
             fields[name] = value
+        fields.update(_grounding_fields(item, position, bad))
         relevant = fields.pop("relevant", float(logit) > 0)
         return PrismResult(index=index, score=score, logit=float(logit), relevant=relevant, **fields)
 
 
 _RETRY = object()
+
+
+def _grounding_fields(item: Mapping[str, Any], position: int, bad: Any) -> dict[str, Any]:
+    """``grounding``, ``unsupported`` and ``evidence_spans`` as the server sent them, checked (a server
+    that does not send them gets them computed here, from the documents, by :func:`ground_result`)."""
+    out: dict[str, Any] = {}
+    grounding = item.get("grounding")
+    if grounding is not None:
+        if isinstance(grounding, bool) or not isinstance(grounding, (int, float)) or not 0 <= grounding <= 1:
+            raise bad(f"results[{position}].grounding must be a number in [0, 1] or null, got {grounding!r:.80}")
+        out["grounding"] = float(grounding)
+    unsupported = item.get("unsupported")
+    if unsupported is not None:
+        if not isinstance(unsupported, list) or not all(isinstance(u, str) for u in unsupported):
+            raise bad(f"results[{position}].unsupported must be a list of strings or null, got {unsupported!r:.80}")
+        out["unsupported"] = tuple(unsupported)
+    spans = item.get("evidence_spans")
+    if spans is not None:
+        ok = isinstance(spans, list) and all(
+            s is None
+            or (
+                isinstance(s, list)
+                and len(s) == 2
+                and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in s)
+                and s[0] <= s[1]
+            )
+            for s in spans
+        )
+        if not ok:
+            raise bad(f"results[{position}].evidence_spans must be a list of [start, end] or null, got {spans!r:.80}")
+        out["evidence_spans"] = tuple(None if s is None else (s[0], s[1]) for s in spans)
+    if ("grounding" in out) != ("unsupported" in out):
+        return {}  # half a report: recomputed from the document
+    return out
 
 
 def _capabilities(info: Mapping[str, Any] | None) -> Capabilities:

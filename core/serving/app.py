@@ -517,6 +517,9 @@ def _result_item(result: PrismResult, documents: Sequence[str] | None) -> dict[s
         "raw_output",
         "document_tokens",
         "evidence_tokens",
+        "grounding",
+        "unsupported",
+        "evidence_spans",
     ):
         item[name] = data[name]
     if documents is not None:
