@@ -45,7 +45,16 @@ SWAPPED = {1, 4}
 #: Input indices for which evidence is generated (complete or not): grounding keys in the metadata.
 EVIDENCE_GENERATED = {1, 2, 4}
 
-OUR_KEYS = ["relevance_score", "contribution", "evidence_used", "original_content"]
+OUR_KEYS = [
+    "relevance_score",
+    "contribution",
+    "evidence_used",
+    "original_content",
+    "grounding",
+    "unsupported",
+    "evidence_spans",
+    "evidence_rejected",
+]
 
 #: ``(options, expected input indices)`` for the ``top_n`` and ``score_threshold`` rules.
 TOP_N_AND_THRESHOLD_CASES: list[tuple[dict[str, Any], list[int]]] = [
