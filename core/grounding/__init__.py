@@ -30,10 +30,10 @@ hundred words (``benchmarks/grounding.py``).
   mixed-case words (``iPhone``, ``PyTorch``) and acronyms (``NASA``, ``EU``): supported when the
   document contains them (case and ``-``/``_``/space differences ignored); an acronym also when
   the initials of consecutive document words spell it (``European Union`` → ``EU``).
-* Names: capitalised words that do not start a sentence, in texts whose script has case and whose
-  mid-sentence capitalisation is rare (so not in German, where every noun is capitalised, nor in
-  title-cased text): supported by a document word sharing its first ``max(4, ⌈0.75·n⌉)``
-  letters, which tolerates inflection (``Москвы`` / ``Москва``).
+* Names: capitalised words that do not start a sentence, in scripts with case, unless the document
+  capitalises every noun (German: its function words make up 8 % of its words) or most of its
+  words (titles): supported by a document word sharing its first ``max(4, ⌈0.75·n⌉)`` letters,
+  which tolerates inflection (``Москвы`` / ``Москва``).
 
 **The support score** is the share of the evidence's content units found in the document. A
 content unit is a verbatim item (found when supported, as above), a word of three or more letters
@@ -50,8 +50,8 @@ narrower window. Alignment gives up (``None``) when the best window holds fewer 
 
 **Blind spots**: meaning is not checked: a rewrite that negates a claim, swaps who did what to
 whom, or keeps every number but attaches it to the wrong thing passes. Names are not checked in
-scripts without case (CJK, Arabic, Hebrew...) nor in German-like text, and their prefix match lets
-a near-miss with a long common prefix through. Number signs, ranges and numbers spelled out in
+scripts without case (CJK, Arabic, Hebrew...) nor in German text, a name that starts a sentence is
+not checked, and the prefix match lets a near-miss with a long common prefix through. Number signs, ranges and numbers spelled out in
 the evidence are not checked; numbers written as words are recognised in the document only up to
 twelve. A fabricated item that also occurs elsewhere in the document passes. Units outside the
 table are treated as plain words.

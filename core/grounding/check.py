@@ -18,6 +18,7 @@ from typing import Any
 from prism_core.grounding.tables import (
     MONTHS,
     MULTIPLIERS,
+    GERMAN_MARKERS,
     NOT_NAMES,
     NUMBER_WORDS,
     PREFIX_CURRENCIES,
@@ -471,8 +472,12 @@ class _Document:
         return "".join(w[0] for w in self.words if w not in STOPWORDS)
 
     @cached_property
-    def capitalised_share(self) -> float:
-        return _capitalised_share(self.text)
+    def capitalises_nouns(self) -> bool:
+        """German-like (its function words make up 8 % of the words) or mostly capitalised (titles):
+        a capital then does not mark a name."""
+        words = self.words
+        german = sum(1 for w in words if w in GERMAN_MARKERS)
+        return (len(words) >= 8 and german >= 0.08 * len(words)) or _capitalised_share(self.text) > 0.45
 
     def has_word_like(self, word: str) -> bool:
         """A document word equal to ``word`` or sharing its first ``max(4, ⌈0.75·len⌉)`` letters."""
@@ -571,7 +576,7 @@ def _scan(ev: _Evidence, doc: _Document, check_names: bool | None) -> bool | Non
         if kind is None:
             if check_names is not False and _is_name(text, m.start(), chunk):
                 if check_names is None:
-                    check_names = doc.capitalised_share < 0.2 and _capitalised_share(text) < 0.25
+                    check_names = not doc.capitalises_nouns
                 if check_names and chunk.casefold() not in NOT_NAMES:
                     ev.add(m.start(), m.end(), chunk, doc.has_word_like(chunk))
             continue

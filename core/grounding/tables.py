@@ -151,3 +151,10 @@ STOPWORDS = frozenset(
 NOT_NAMES = frozenset(
     "i i'm i've mr mrs ms dr prof monday tuesday wednesday thursday friday saturday sunday".split()
 )
+
+#: Frequent German function words: a document where they are common capitalises every noun, so a
+#: capital there does not mark a name.
+GERMAN_MARKERS = frozenset(
+    "der die das den dem des und ist nicht mit von ein eine einer einem eines sich auch wurde werden "
+    "sind für auf bei zu im zum zur dass wird war".split()
+)
