@@ -67,7 +67,10 @@ _NUMBER = re.compile(
 )
 _ORDINAL = re.compile(r"(?:st|nd|rd|th)(?![^\W\d_])")
 # A unit or scale word after a number: a word (with a final dot: Mio.), a symbol, or a compound (km/h, m²).
-_TAIL = re.compile(r"[%°℃℉$€£¥₹]+[^\W\d_]?|[^\W\d_]+(?:/[^\W\d_]+|²|\.)?")
+_TAIL = re.compile(
+    rf"[%°℃℉$€£¥₹]+[^\W\d_{_CJK_RANGES}]?|[{_CJK_RANGES}]+"
+    rf"|[^\W\d_{_CJK_RANGES}]+(?:/[^\W\d_{_CJK_RANGES}]+|²|\.)?"
+)
 # A "chunk": word characters joined by - _ . : / ' (B-52, os.path.join, COVID-19, state-of-the-art).
 _CHUNK = re.compile(rf"[^\W{_CJK_RANGES}](?:[^\W{_CJK_RANGES}]|[-_.:/'’](?=[^\W{_CJK_RANGES}]))*(?:\(\))?")
 _CJK = re.compile(rf"[{_CJK_RANGES}]+")
@@ -578,7 +581,10 @@ def _scan(ev: _Evidence, doc: _Document, check_names: bool | None) -> bool | Non
                 if check_names is None:
                     check_names = not doc.capitalises_nouns
                 if check_names and chunk.casefold() not in NOT_NAMES:
-                    ev.add(m.start(), m.end(), chunk, doc.has_word_like(chunk))
+                    ok = _term_supported(chunk, doc) or all(
+                        doc.has_word_like(part) for part in re.split(r"[-'’.]", chunk) if part
+                    )
+                    ev.add(m.start(), m.end(), chunk, ok)
             continue
         if kind == "acronym":
             ok = _acronym_supported(chunk, doc)
