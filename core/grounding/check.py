@@ -580,7 +580,8 @@ def _scan(ev: _Evidence, doc: _Document, check_names: bool | None) -> bool | Non
             if check_names is not False and _is_name(text, m.start(), chunk):
                 if check_names is None:
                     check_names = not doc.capitalises_nouns
-                if check_names and chunk.casefold() not in NOT_NAMES:
+                folded = chunk.casefold()
+                if check_names and folded not in NOT_NAMES and folded not in STOPWORDS:
                     ok = _term_supported(chunk, doc) or all(
                         doc.has_word_like(part) for part in re.split(r"[-'’.]", chunk) if part
                     )

@@ -149,7 +149,8 @@ STOPWORDS = frozenset(
 
 #: Words that are ordinary even when capitalised mid-sentence (titles, weekdays, pronouns).
 NOT_NAMES = frozenset(
-    "i i'm i've mr mrs ms dr prof monday tuesday wednesday thursday friday saturday sunday".split()
+    "i i'm i've mr mrs ms dr prof monday tuesday wednesday thursday friday saturday sunday "
+    "it its he she we you they a an in on at as by to of is if or so no yes there here".split()
 )
 
 #: Frequent German function words: a document where they are common capitalises every noun, so a
