@@ -50,7 +50,8 @@ NUMERIC = {
         "The Eiffel Tower (Paris) is 330 m tall and opened on 1889-03-31; 7,300,000 visitors came in 2022.",
     ),
     "de": (
-        "Die Brücke ist 1.083 Meter lang und wurde am 5. März 2024 für 12,5 Mio. Euro eröffnet. Sie verbindet "
+        "Die Brücke ist 1.083 Meter lang und wurde am 5. März 2024 für 12,5 Mio. Euro eröffnet. "
+        "Sie verbindet "
         "die Altstadt mit dem Hafen und trägt täglich rund 24 000 Fahrzeuge. Der Bau dauerte 31 Monate; "
         "beteiligt waren 420 Arbeiter. Die Pfeiler reichen 18,5 m tief in den Grund. ",
         "Die 1 083 m lange Brücke wurde am 05.03.2024 eröffnet und kostete 12,5 Millionen Euro.",
@@ -154,16 +155,18 @@ def render(result: dict[str, Any], started: dt.datetime, load: tuple[str, str], 
         f"Command: `python benchmarks/grounding.py --write` · {started:%Y-%m-%d %H:%M} · commit `{commit}` · "
         f"Python {platform.python_version()}, {os.cpu_count()} cores · load average (1/5/15 min) before "
         f"{load[0]}, after {load[1]}  ",
-        "`prism_core.check_grounding(document, evidence)` per pair, single thread; a pair's time is the median "
-        f"of {repeat} runs. Flagged: pairs with an unsupported item (every fabricated evidence, no faithful one, "
-        "when the check is right).",
+        "`prism_core.check_grounding(document, evidence)` per pair, single thread; a pair's time is the "
+        f"median of {repeat} runs. Flagged: pairs with an unsupported item (every fabricated evidence, no "
+        "faithful one, when the check is right).",
         "",
-        "| workload | pairs | doc words (chars) | evidence words | flagged | median µs | p90 µs | max µs | CPU µs/check |",
+        "| workload | pairs | doc words (chars) | evidence words | flagged | median µs | p90 µs | max µs "
+        "| CPU µs/check |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in result["rows"]:
         lines.append(
-            f"| {r['kind']} | {r['pairs']} | {r['words']:.0f} ({r['chars']:.0f}) | {r['evidence_words']:.0f} | "
+            f"| {r['kind']} | {r['pairs']} | {r['words']:.0f} ({r['chars']:.0f}) | "
+            f"{r['evidence_words']:.0f} | "
             f"{r['flagged']}/{r['pairs']} | {1e6 * r['median']:.0f} | {1e6 * r['p90']:.0f} | "
             f"{1e6 * r['max']:.0f} | {1e6 * r['cpu']:.0f} |"
         )
@@ -171,7 +174,9 @@ def render(result: dict[str, Any], started: dt.datetime, load: tuple[str, str], 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeat", type=int, default=30, help="runs per pair (default 30)")
     parser.add_argument("--write", action="store_true", help="put the section into RESULTS.md")
     args = parser.parse_args(argv)

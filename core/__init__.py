@@ -15,10 +15,10 @@ from prism_core.errors import (
     PrismError,
     UnknownBackendError,
 )
+from prism_core.grounding import GroundingReport, check_grounding
 from prism_core.protocol import Capabilities, Reranker
 from prism_core.registry import BACKENDS, detect_backend, load_reranker
 from prism_core.results import PrismResult
-from prism_core.grounding import GroundingReport, check_grounding
 
 __all__ = [
     "BACKENDS",

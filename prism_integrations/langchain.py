@@ -88,7 +88,8 @@ class PrismDocumentCompressor(BaseDocumentCompressor):
     with any verbatim item the document does not contain is not swapped in: the body stays the
     original, ``evidence_used`` is ``False`` and ``evidence_rejected`` is ``"ungrounded"``; whenever
     evidence was generated the metadata also holds ``grounding``, ``unsupported`` and
-    ``evidence_spans``, see :func:`prism_core.check_grounding`). With ``use_evidence`` and ``add_contribution``
+    ``evidence_spans``, see :func:`prism_core.check_grounding`). With ``use_evidence`` and
+    ``add_contribution``
     both off, or on a score-only backend, nothing is generated (a pure scoring pass); on a
     score-only backend those two are no-ops, said once per compressor in an INFO log line.
     ``top_n`` and ``score_threshold`` apply to the ranking; irrelevant documents are dropped

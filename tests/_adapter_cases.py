@@ -245,7 +245,6 @@ def shared_containers(inputs: Any, outputs: Any) -> list[str]:
 # --- the option table ------------------------------------------------------------------------------
 
 
-
 #: ``(option, value, accepted)``: the same outcome is expected from the three adapters and the engine.
 OPTION_TABLE: list[Any] = [
     ("top_n", None, True),

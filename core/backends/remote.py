@@ -38,9 +38,9 @@ from typing import Any, ClassVar
 
 from prism_core.config import EngineConfig
 from prism_core.errors import PrismError
+from prism_core.grounding import ground_result
 from prism_core.protocol import SCORE_ONLY, Capabilities
 from prism_core.ranking import select, sigmoid
-from prism_core.grounding import ground_result
 from prism_core.results import PrismResult
 from prism_core.validation import (
     check_documents,
@@ -657,12 +657,16 @@ def _grounding_fields(item: Mapping[str, Any], position: int, bad: Any) -> dict[
     grounding = item.get("grounding")
     if grounding is not None:
         if isinstance(grounding, bool) or not isinstance(grounding, (int, float)) or not 0 <= grounding <= 1:
-            raise bad(f"results[{position}].grounding must be a number in [0, 1] or null, got {grounding!r:.80}")
+            raise bad(
+                f"results[{position}].grounding must be a number in [0, 1] or null, got {grounding!r:.80}"
+            )
         out["grounding"] = float(grounding)
     unsupported = item.get("unsupported")
     if unsupported is not None:
         if not isinstance(unsupported, list) or not all(isinstance(u, str) for u in unsupported):
-            raise bad(f"results[{position}].unsupported must be a list of strings or null, got {unsupported!r:.80}")
+            raise bad(
+                f"results[{position}].unsupported must be a list of strings or null, got {unsupported!r:.80}"
+            )
         out["unsupported"] = tuple(unsupported)
     spans = item.get("evidence_spans")
     if spans is not None:
@@ -677,7 +681,10 @@ def _grounding_fields(item: Mapping[str, Any], position: int, bad: Any) -> dict[
             for s in spans
         )
         if not ok:
-            raise bad(f"results[{position}].evidence_spans must be a list of [start, end] or null, got {spans!r:.80}")
+            raise bad(
+                f"results[{position}].evidence_spans must be a list of [start, end] or null, "
+                f"got {spans!r:.80}"
+            )
         out["evidence_spans"] = tuple(None if s is None else (s[0], s[1]) for s in spans)
     if ("grounding" in out) != ("unsupported" in out):
         return {}  # half a report: recomputed from the document

@@ -137,7 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="passages graded per system at most (default: 100)",
     )
     judge.add_argument(
-        "--judge-timeout", type=float, default=60.0, metavar="S", help="seconds per judge request (default: 60)"
+        "--judge-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds per judge request (default: 60)",
     )
     runs.add_argument(
         "--progress",

@@ -59,7 +59,8 @@ Rubric:
   does not support, copied exactly from the evidence; an empty list when there are none.
 
 Answer with exactly one JSON object and nothing else:
-{"faithfulness": <1-5>, "completeness": <1-5>, "verdict": "faithful" or "unfaithful", "unsupported": [<strings>]}"""
+{"faithfulness": <1-5>, "completeness": <1-5>, "verdict": "faithful" or "unfaithful",
+ "unsupported": [<strings>]}"""
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
 
@@ -201,7 +202,9 @@ class LLMJudge:
         try:
             content = data["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as exc:
-            raise ValueError(f"the judge's response has no choices[0].message.content: {str(data)[:120]!r}") from exc
+            raise ValueError(
+                f"the judge's response has no choices[0].message.content: {str(data)[:120]!r}"
+            ) from exc
         if not isinstance(content, str):
             raise ValueError(f"the judge's message content is not a string: {content!r:.120}")
         return parse_grade(content)
@@ -229,7 +232,9 @@ def judge_run(run: SystemRun, data: EvalSet, judge: LLMJudge, *, max_passages: i
             entry: dict[str, Any] = {"grounded": outcome.grounded}
             try:
                 entry.update(
-                    judge.grade(data.queries[query_id], data.documents[outcome.doc_id].content, outcome.evidence)
+                    judge.grade(
+                        data.queries[query_id], data.documents[outcome.doc_id].content, outcome.evidence
+                    )
                 )
             except Exception as exc:  # recorded, the run goes on
                 entry["error"] = f"{type(exc).__name__}: {exc}"
@@ -268,7 +273,5 @@ def judge_summary(judgments: dict[tuple[str, str], dict[str, Any]]) -> dict[str,
             1 for j in graded if j["grounded"] and j["verdict"] == "unfaithful"
         ),
         "both_unfaithful": sum(1 for j in graded if not j["grounded"] and j["verdict"] == "unfaithful"),
-        "passages": [
-            {"query_id": q, "doc_id": d, **j} for (q, d), j in judgments.items()
-        ],
+        "passages": [{"query_id": q, "doc_id": d, **j} for (q, d), j in judgments.items()],
     }

@@ -117,7 +117,9 @@ def _token_accounting(
         out["saved_by_evidence_share"] = 0.0 if original else None
         out["saved_by_dropping_share"] = 0.0 if original else None
         return out
-    swapped = [d for d in returned if d.relevant and d.evidence_complete and (d.grounded or not grounded_only)]
+    swapped = [
+        d for d in returned if d.relevant and d.evidence_complete and (d.grounded or not grounded_only)
+    ]
     kept_whole = [
         d for d in returned if d.relevant and not (d.evidence_complete and (d.grounded or not grounded_only))
     ]
@@ -442,7 +444,14 @@ def _saved(tokens: dict[str, Any]) -> str:
 
 
 def _grounding_markdown(systems: dict[str, dict[str, Any]], grounded_only: bool) -> list[str]:
-    header = ["System", "Evidence passages", "Fully grounded", "Mean support", "Unsupported / 100", "Not swapped"]
+    header = [
+        "System",
+        "Evidence passages",
+        "Fully grounded",
+        "Mean support",
+        "Unsupported / 100",
+        "Not swapped",
+    ]
     lines = [
         "",
         "## Grounding of the evidence",

@@ -51,10 +51,12 @@ narrower window. Alignment gives up (``None``) when the best window holds fewer 
 **Blind spots**: meaning is not checked: a rewrite that negates a claim, swaps who did what to
 whom, or keeps every number but attaches it to the wrong thing passes. Names are not checked in
 scripts without case (CJK, Arabic, Hebrew...) nor in German text, a name that starts a sentence is
-not checked, and the prefix match lets a near-miss with a long common prefix through. Number signs, ranges and numbers spelled out in
-the evidence are not checked; numbers written as words are recognised in the document only up to
-twelve. A fabricated item that also occurs elsewhere in the document passes. Units outside the
-table are treated as plain words.
+not checked, and the prefix match lets a near-miss with a long common prefix through. Number signs,
+ranges and numbers spelled out in the evidence are not checked; numbers written as words are
+recognised in the document only up to twelve. A number with a unit is supported by the same value
+written without a unit anywhere in the document. A fabricated item that also occurs elsewhere in
+the document passes. Units outside the table are treated as plain words; currencies are not
+converted, nor are non-decimal unit conversions exact beyond nine significant digits.
 
 Example:
     >>> from prism_core import check_grounding

@@ -16,9 +16,9 @@ from functools import cached_property
 from typing import Any
 
 from prism_core.grounding.tables import (
+    GERMAN_MARKERS,
     MONTHS,
     MULTIPLIERS,
-    GERMAN_MARKERS,
     NOT_NAMES,
     NUMBER_WORDS,
     PREFIX_CURRENCIES,
@@ -52,7 +52,9 @@ _DATE_MONTH_FIRST = re.compile(
 _DIGIT_RUN = re.compile(r"(?<!\d)\d")
 _WORD_BEFORE = re.compile(r"(?<![^\W\d_])[^\W\d_]{3,10}\.?\s+(?:de\s+|of\s+)?$")
 _LATIN_OR_DIGIT = re.compile(rf"[{_LATIN_ETC}\d_]")
-_TIME = re.compile(r"(?<![\d:.])(?P<h>\d{1,2})[:h](?P<mi>\d{2})(?::\d{2})?(?:\s?(?P<ap>[ap])\.?m\.?)?(?![\d:])", re.I)
+_TIME = re.compile(
+    r"(?<![\d:.])(?P<h>\d{1,2})[:h](?P<mi>\d{2})(?::\d{2})?(?:\s?(?P<ap>[ap])\.?m\.?)?(?![\d:])", re.I
+)
 
 
 def _alt(words: list[str]) -> str:
@@ -542,9 +544,7 @@ def _term_supported(term: str, doc: _Document) -> bool:
 
 
 def _acronym_supported(term: str, doc: _Document) -> bool:
-    return _term_supported(term, doc) or (
-        len(term) >= 2 and term.replace("&", "").casefold() in doc.initials
-    )
+    return _term_supported(term, doc) or (len(term) >= 2 and term.replace("&", "").casefold() in doc.initials)
 
 
 def _scan(ev: _Evidence, doc: _Document, check_names: bool | None) -> bool | None:

@@ -5,6 +5,11 @@ Everything here is matched case-insensitively after NFKC normalisation of the to
 
 from __future__ import annotations
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 #: Month names (and common abbreviations) → month number, in the languages the check reads dates in:
 #: English, French, German, Spanish, Italian, Portuguese, Dutch and Russian (genitive, as in dates).
 MONTHS: dict[str, int] = {}
@@ -33,9 +38,15 @@ MULTIPLIERS: dict[str, float] = {}
 for _factor, _names in (
     (1e3, "thousand thousands k tsd tsd. mille mil тыс тыс. 千"),
     (1e4, "万 萬"),
-    (1e6, "million millions mn mio mio. millionen millón millones milione milioni milhão milhões млн млн. 百万"),
+    (
+        1e6,
+        "million millions mn mio mio. millionen millón millones milione milioni milhão milhões млн млн. 百万",
+    ),
     (1e8, "亿 億"),
-    (1e9, "billion billions bn mrd mrd. milliard milliards milliarde milliarden miliardo miliardi млрд млрд."),
+    (
+        1e9,
+        "billion billions bn mrd mrd. milliard milliards milliarde milliarden miliardo miliardi млрд млрд.",
+    ),
     (1e12, "trillion trillions billionen 兆 万亿"),
 ):
     for _name in _names.split():
@@ -45,9 +56,18 @@ for _factor, _names in (
 #: their own with factor 1 (no exchange rates); temperatures too (no conversion between scales).
 UNITS: dict[str, tuple[str, float]] = {}
 for _dim, _factor, _names in (
-    ("length", 1.0, "m metre metres meter meters mètre mètres metro metros metri metern 米 公尺 メートル м метр метра метров"),
-    ("length", 1e3, "km kilometre kilometres kilometer kilometers kilomètre kilomètres kilómetro kilómetros "
-     "chilometri kilometern 公里 千米 キロメートル км"),
+    (
+        "length",
+        1.0,
+        "m metre metres meter meters mètre mètres metro metros metri metern 米 公尺 メートル "
+        "м метр метра метров",
+    ),
+    (
+        "length",
+        1e3,
+        "km kilometre kilometres kilometer kilometers kilomètre kilomètres kilómetro kilómetros "
+        "chilometri kilometern 公里 千米 キロメートル км",
+    ),
     ("length", 1e-2, "cm centimetre centimetres centimeter centimeters 厘米 см"),
     ("length", 1e-3, "mm millimetre millimetres millimeter millimeters 毫米 мм"),
     ("length", 1609.344, "mi mile miles meile meilen"),
@@ -134,28 +154,31 @@ NUMBER_WORDS.update({"dozen": 12, "hundred": 100, "hundert": 100, "cent": 100, "
 
 #: Short function words that are not content (the support score ignores them). A small list per
 #: language; words of one or two letters are ignored anyway.
-STOPWORDS = frozenset(
+STOPWORDS = _words(
     """
-    the and for are was were that this with from have has had not but its into than then also been
-    which who whom whose what when where why how all any can may will would should could about over
-    under there their they them these those such only very more most other some our your his her
-    und der die das den dem des ein eine einer eines einem ist sind war waren mit von für auf aus bei
-    nicht auch wie als oder aber zum zur dass sich
-    les des une est sont dans pour par sur avec pas que qui aux ces ses elle ils été
-    los las una por con para del que son fue era como más sus
-    gli della delle dei con per che sono una non
-    """.split()
+    the and for are was were that this with from have has had not but its into than then also
+    been which who whom whose what when where why how all any can may will would should could
+    about over under there their they them these those such only very more most other some our
+    your his her und der die das den dem des ein eine einer eines einem ist sind war waren mit
+    von für auf aus bei nicht auch wie als oder aber zum zur dass sich les des une est sont dans
+    pour par sur avec pas que qui aux ces ses elle ils été los las una por con para del que son
+    fue era como más sus gli della delle dei con per che sono una non
+    """
 )
 
 #: Words that are ordinary even when capitalised mid-sentence (titles, weekdays, pronouns).
-NOT_NAMES = frozenset(
-    "i i'm i've mr mrs ms dr prof monday tuesday wednesday thursday friday saturday sunday "
-    "it its he she we you they a an in on at as by to of is if or so no yes there here".split()
+NOT_NAMES = _words(
+    """
+    i i'm i've mr mrs ms dr prof monday tuesday wednesday thursday friday saturday sunday it its
+    he she we you they a an in on at as by to of is if or so no yes there here
+    """
 )
 
 #: Frequent German function words: a document where they are common capitalises every noun, so a
 #: capital there does not mark a name.
-GERMAN_MARKERS = frozenset(
-    "der die das den dem des und ist nicht mit von ein eine einer einem eines sich auch wurde werden "
-    "sind für auf bei zu im zum zur dass wird war".split()
+GERMAN_MARKERS = _words(
+    """
+    der die das den dem des und ist nicht mit von ein eine einer einem eines sich auch wurde
+    werden sind für auf bei zu im zum zur dass wird war
+    """
 )

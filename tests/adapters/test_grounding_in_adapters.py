@@ -74,7 +74,7 @@ def run(request: pytest.FixtureRequest) -> Any:
 def test_ungrounded_evidence_is_not_swapped_by_default(run: Any) -> None:
     out = run(TEXTS)
     assert [i for i, _, _ in out] == [0, 1]
-    i, body, meta = out[0]
+    _, body, meta = out[0]
     assert body == TEXTS[0]  # the original stays
     assert meta["evidence_used"] is False and "original_content" not in meta
     assert meta["evidence_rejected"] == "ungrounded"

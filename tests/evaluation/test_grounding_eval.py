@@ -45,7 +45,9 @@ def test_grounding_figures_and_tokens_saved_split(toy: Path) -> None:
     assert (g["fully_grounded"], g["fully_grounded_share"]) == (2, pytest.approx(2 / 3))
     assert g["unsupported_items"] == 1 and g["unsupported_per_100_passages"] == pytest.approx(100 / 3)
     assert g["rejected_ungrounded"] == 1  # WIDE: complete but ungrounded, keeps its text
-    assert g["unsupported_examples"] == [{"query_id": "line1", "doc_id": "line1/2", "unsupported": ["9,999 m"]}]
+    assert g["unsupported_examples"] == [
+        {"query_id": "line1", "doc_id": "line1/2", "unsupported": ["9,999 m"]}
+    ]
     assert 0.0 < g["mean_support"] < 1.0
     # Tokens: original 100 + 50 + 40 + 30 = 220; TALL swapped (100 -> 20); WIDE and CUT keep their
     # text (50 + 30); OTHER dropped (40).
@@ -53,7 +55,9 @@ def test_grounding_figures_and_tokens_saved_split(toy: Path) -> None:
     assert t["context_tokens"] == 20 + 50 + 30
     assert t["saved_by_evidence_share"] == pytest.approx(80 / 220)
     assert t["saved_by_dropping_share"] == pytest.approx(40 / 220)
-    assert t["tokens_saved_share"] == pytest.approx(t["saved_by_evidence_share"] + t["saved_by_dropping_share"])
+    assert t["tokens_saved_share"] == pytest.approx(
+        t["saved_by_evidence_share"] + t["saved_by_dropping_share"]
+    )
     assert report["settings"]["grounded_only"] is True
     returned = {r["doc_id"]: r for r in report["per_query"]["scripted"]["line1"]["returned"]}
     assert returned["line1/2"]["unsupported"] == ["9,999 m"] and returned["line1/3"]["unsupported"] == []
@@ -109,13 +113,19 @@ class _JudgeServer:
                     content = "I think it is fine."
                 elif "9,999" in data["evidence"]:
                     content = json.dumps(
-                        {"faithfulness": 1, "completeness": 3, "verdict": "unfaithful", "unsupported": ["9,999 m"]}
+                        {
+                            "faithfulness": 1,
+                            "completeness": 3,
+                            "verdict": "unfaithful",
+                            "unsupported": ["9,999 m"],
+                        }
                     )
                 else:
-                    content = (
-                        '```json\n{"faithfulness": 5, "completeness": 4, "verdict": "faithful", "unsupported": []}\n```'
-                    )
-                answer = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+                    grade = {"faithfulness": 5, "completeness": 4, "verdict": "faithful", "unsupported": []}
+                    content = f"```json\n{json.dumps(grade)}\n```"
+                answer = json.dumps(
+                    {"choices": [{"message": {"role": "assistant", "content": content}}]}
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
@@ -124,7 +134,9 @@ class _JudgeServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> _JudgeServer:
         self.thread.start()
@@ -204,7 +216,10 @@ def test_unreachable_judge_is_recorded_not_raised(toy: Path) -> None:
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
-        ('{"faithfulness": 6, "completeness": 4, "verdict": "faithful"}', "faithfulness must be an integer from 1 to 5"),
+        (
+            '{"faithfulness": 6, "completeness": 4, "verdict": "faithful"}',
+            "faithfulness must be an integer from 1 to 5",
+        ),
         ('{"faithfulness": 5, "completeness": 4, "verdict": "yes"}', "verdict must be"),
         ('{"faithfulness": 5, "completeness": true, "verdict": "faithful"}', "completeness must be"),
         ("[1, 2]", "not a JSON object"),

@@ -27,17 +27,42 @@ PRICE_ES = "El billete cuesta 29,40 € desde el 5 de marzo de 2024; la torre mi
 #: (document, evidence, expected unsupported items) — faithful rewrites expect ().
 CASES: list[tuple[str, str, str, tuple[str, ...]]] = [
     # English: units, date formats, URL normalisation
-    ("en faithful", EIFFEL, "The Eiffel Tower (330 m) opened on 1889-03-31; see https://toureiffel.paris/en/.", ()),
+    (
+        "en faithful",
+        EIFFEL,
+        "The Eiffel Tower (330 m) opened on 1889-03-31; see https://toureiffel.paris/en/.",
+        (),
+    ),
     ("en faithful date", EIFFEL, "It opened on March 31, 1889 and is 0.33 km tall.", ()),
     ("en number", EIFFEL, "The Eiffel Tower is 512 metres tall.", ("512 metres",)),
     ("en unit", EIFFEL, "The Eiffel Tower is 330 feet tall.", ("330 feet",)),
     ("en date", EIFFEL, "It opened on 31 May 1889.", ("31 May 1889",)),
-    ("en url", EIFFEL, "Details: https://eiffel.example.com/tickets.", ("https://eiffel.example.com/tickets",)),
+    (
+        "en url",
+        EIFFEL,
+        "Details: https://eiffel.example.com/tickets.",
+        ("https://eiffel.example.com/tickets",),
+    ),
     ("en email", EIFFEL, "Write to tickets@toureiffel.paris.", ("tickets@toureiffel.paris",)),
-    ("en name", EIFFEL, "It was designed by the company of Gustave Eiffel and Thomas Edison.", ("Thomas", "Edison")),
+    (
+        "en name",
+        EIFFEL,
+        "It was designed by the company of Gustave Eiffel and Thomas Edison.",
+        ("Thomas", "Edison"),
+    ),
     # German: 1.083 = 1,083 = 1 083, dates written differently, scale words
-    ("de faithful", BRIDGE_DE, "Die Brücke ist 1 083 m lang; eröffnet am 05.03.2024 für 12,5 Millionen Euro.", ()),
-    ("en from de", BRIDGE_DE, "The bridge is 1,083 m long and opened on 2024-03-05 for EUR 12.5 million.", ()),
+    (
+        "de faithful",
+        BRIDGE_DE,
+        "Die Brücke ist 1 083 m lang; eröffnet am 05.03.2024 für 12,5 Millionen Euro.",
+        (),
+    ),
+    (
+        "en from de",
+        BRIDGE_DE,
+        "The bridge is 1,083 m long and opened on 2024-03-05 for EUR 12.5 million.",
+        (),
+    ),
     ("de number", BRIDGE_DE, "Die Brücke ist 1.380 m lang.", ("1.380 m",)),
     ("de date", BRIDGE_DE, "Eröffnet am 6. März 2024.", ("6. März 2024",)),
     ("de scale", BRIDGE_DE, "Sie kostete 125 Mio. Euro.", ("125 Mio. Euro",)),
@@ -60,7 +85,12 @@ CASES: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("es faithful", PRICE_ES, "Desde el 5 de marzo de 2024 el billete cuesta 29,40 euros.", ()),
     ("es price", PRICE_ES, "El billete cuesta 35,40 €.", ("35,40 €",)),
     # Code, terms, acronyms, times
-    ("code faithful", CODE_DOC, "Run `pip install prism-integrations`; os.path.join; GPT-4 at 2:30 pm; the EU.", ()),
+    (
+        "code faithful",
+        CODE_DOC,
+        "Run `pip install prism-integrations`; os.path.join; GPT-4 at 2:30 pm; the EU.",
+        (),
+    ),
     ("code span", CODE_DOC, "Run `pip install prism`.", ("`pip install prism`",)),
     ("code name", CODE_DOC, "Call os.path.joinpath in Python 3.12.", ("os.path.joinpath",)),
     ("term", CODE_DOC, "The GPT-5 API answers.", ("GPT-5",)),

@@ -16,7 +16,13 @@ DOC = "The Eiffel Tower is 330 metres tall. It opened on 31 March 1889."
 
 def test_to_dict_is_json_safe_and_round_trips() -> None:
     r = PrismResult(
-        0, 0.9, 2.2, True, evidence="It is 512 m tall.", grounding=0.5, unsupported=("512 m",),
+        0,
+        0.9,
+        2.2,
+        True,
+        evidence="It is 512 m tall.",
+        grounding=0.5,
+        unsupported=("512 m",),
         evidence_spans=((0, 36), None),
     )
     data = r.to_dict()
@@ -36,12 +42,20 @@ def prism(tiny_qwen35_path: str) -> PrismReranker:
 @pytest.mark.parametrize(
     ("generated", "grounded"),
     [
-        ("yes<contribution>It is tall.</contribution>\n<evidence>The tower is 330 m tall (1889).</evidence>", True),
+        (
+            "yes<contribution>It is tall.</contribution>\n<evidence>The tower is 330 m tall.</evidence>",
+            True,
+        ),
         ("yes<contribution>It is tall.</contribution>\n<evidence>The tower is 512 m tall.</evidence>", False),
-        ("yes<contribution>It is tall.</contribution>\n<evidence>The tower is 512 m", False),  # budget ran out
+        (
+            "yes<contribution>It is tall.</contribution>\n<evidence>The tower is 512 m",
+            False,
+        ),  # budget ran out
     ],
 )
-def test_prism_output_processing_checks_the_evidence(prism: PrismReranker, generated: str, grounded: bool) -> None:
+def test_prism_output_processing_checks_the_evidence(
+    prism: PrismReranker, generated: str, grounded: bool
+) -> None:
     """The backend's own output processing fills grounding from the caller's document."""
     ids = prism.tokenizer.encode(generated, add_special_tokens=False)
     result = prism._result(3, EncodedPrompt(ids=[1, 2], truncated=False, document_tokens=9), 1.5, ids, DOC)
@@ -74,7 +88,13 @@ def test_prism_rerank_fills_grounding_for_every_generated_evidence(prism: PrismR
 
 
 def _item(**fields: Any) -> dict[str, Any]:
-    return {"index": 0, "relevance_score": 0.9, "logit": 2.1972245773362196, "evidence": "It is 512 m tall.", **fields}
+    return {
+        "index": 0,
+        "relevance_score": 0.9,
+        "logit": 2.1972245773362196,
+        "evidence": "It is 512 m tall.",
+        **fields,
+    }
 
 
 def test_remote_client_reads_or_computes_grounding() -> None:
@@ -99,8 +119,16 @@ def test_server_result_item_carries_the_fields() -> None:
     from prism_core.serving.app import _result_item
     from prism_core.serving.schemas import RerankResultItem
 
-    r = PrismResult(0, 0.9, 2.2, True, evidence="It is 512 m tall.", grounding=0.5, unsupported=("512 m",),
-                    evidence_spans=((0, 12),))
+    r = PrismResult(
+        0,
+        0.9,
+        2.2,
+        True,
+        evidence="It is 512 m tall.",
+        grounding=0.5,
+        unsupported=("512 m",),
+        evidence_spans=((0, 12),),
+    )
     item = _result_item(r, None)
     assert (item["grounding"], item["unsupported"], item["evidence_spans"]) == (0.5, ["512 m"], [[0, 12]])
     assert RerankResultItem.model_validate(item).model_dump()["unsupported"] == ["512 m"]
