@@ -132,3 +132,19 @@ def test_server_result_item_carries_the_fields() -> None:
     item = _result_item(r, None)
     assert (item["grounding"], item["unsupported"], item["evidence_spans"]) == (0.5, ["512 m"], [[0, 12]])
     assert RerankResultItem.model_validate(item).model_dump()["unsupported"] == ["512 m"]
+
+
+def test_cli_records_carry_grounding(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from fakes import FakeReranker
+
+    from prism_core.cli import rerank as cli
+
+    doc = "The bridge is 2,737 metres long. [fabricated:0.9]"
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"query": "how long", "documents": [doc, "x [yes:0.8]", "y [no:0.1]"]}) + "\n")
+    assert cli.main([str(path), "--no-progress"], reranker_factory=lambda _: FakeReranker()) == 0
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    by_index = {r["index"]: r for r in record["results"]}
+    assert by_index[0]["unsupported"] == ["999 km"] and 0 < by_index[0]["grounding"] < 1  # checked here
+    assert (by_index[1]["grounding"], by_index[1]["unsupported"]) == (1.0, [])  # the backend's report
+    assert (by_index[2]["grounding"], by_index[2]["unsupported"]) == (None, None)  # no evidence
