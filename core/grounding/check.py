@@ -49,8 +49,9 @@ _DATE_MONTH_FIRST = re.compile(
     r"(?P<mn4>[^\W\d_]{3,10})\.?\s+(?:(?:de\s+|of\s+)?(?P<y4>\d{4})(?!\d)"
     r"|(?P<d4>\d{1,2})(?:st|nd|rd|th)?(?:,?\s+(?P<y5>\d{4})(?!\d))?(?![\w:]))"
 )
-_DIGIT_RUN = re.compile(r"(?<!\d)\d")
-_WORD_BEFORE = re.compile(r"(?<![^\W\d_])[^\W\d_]{3,10}\.?\s+(?:de\s+|of\s+)?$")
+_DIGIT_RUN = re.compile(r"(?<!\d)\d+")
+_WORD_BEFORE = re.compile(r"(?<![^\W\d_])([^\W\d_]{3,10})\.?\s+(?:de\s+|of\s+)?$")
+_WORD_AFTER = re.compile(r"(?:st|nd|rd|th|er|e|\.|º)?\s+(?:of\s+|de\s+)?([^\W\d_]{3,10})")
 _LATIN_OR_DIGIT = re.compile(rf"[{_LATIN_ETC}\d_]")
 _TIME = re.compile(
     r"(?<![\d:.])(?P<h>\d{1,2})[:h](?P<mi>\d{2})(?::\d{2})?(?:\s?(?P<ap>[ap])\.?m\.?)?(?![\d:])", re.I
@@ -77,7 +78,8 @@ _TAIL = re.compile(
 _CHUNK = re.compile(rf"[^\W{_CJK_RANGES}](?:[^\W{_CJK_RANGES}]|[-_.:/'’](?=[^\W{_CJK_RANGES}]))*(?:\(\))?")
 _CJK = re.compile(rf"[{_CJK_RANGES}]+")
 _CJK_CHAR = re.compile(rf"[{_CJK_RANGES}]")
-_UNIT_TOKEN = re.compile(rf"[^\W\d_{_CJK_RANGES}\u3040-\U0010ffff]{{3,}}|[{_CJK_RANGES}]+|\d+")
+_UNIT_WORD = re.compile(rf"[^\W\d_{_CJK_RANGES}\u3040-\U0010ffff]{{3,}}")
+_DIGITS = re.compile(r"\d+")
 _HAS_DIGIT = re.compile(r"\d")
 _HAS_LETTER = re.compile(rf"[{_LATIN_ETC}]")
 _MIXED_CASE = re.compile(r"[a-z][A-Z]|[A-Z][a-z]+[A-Z]")
@@ -140,6 +142,8 @@ def _key(value: float) -> str:
 
 def _number_values(raw: str) -> tuple[float, ...] | None:
     """Candidate values of a written number (``1,083`` → 1083 and 1.083); ``None`` when malformed."""
+    if raw.isdigit():
+        return (float(raw),)
     text = _nfkc(raw).replace("\u00a0", " ").replace("\u202f", " ").replace("’", "'")
     seps = [c for c in text if not c.isdigit()]
     if not seps:
@@ -281,6 +285,19 @@ def _date_value(m: re.Match[str], text: str) -> frozenset[tuple] | None:
     return frozenset(values) if values else None
 
 
+def _may_start_date(text: str, end: int, size: int) -> bool:
+    """Cheap test: can a date start at a digit run of ``size`` digits ending at ``end``?"""
+    nxt = text[end : end + 1]
+    if nxt in ("-", "/", ".") and text[end + 1 : end + 2].isdigit():
+        return True
+    if size == 4:
+        return bool(nxt) and (nxt in "年년" or (nxt == " " and text[end + 1 : end + 2] in ("年", "년")))
+    if size <= 2:
+        word = _WORD_AFTER.match(text, end)
+        return word is not None and word.group(1).lower() in MONTHS
+    return False
+
+
 def _dates(text: str, spans: list[tuple[int, int]]) -> Iterator[tuple[int, int, str, frozenset[tuple]]]:
     """Dates in ``text``, tried only at digit runs (month first: at the word before the run)."""
     end = 0
@@ -292,10 +309,10 @@ def _dates(text: str, spans: list[tuple[int, int]]) -> Iterator[tuple[int, int, 
         values = None
         if pos > 3 and text[pos - 1].isspace():
             word = _WORD_BEFORE.search(text, max(0, pos - 20), pos)
-            if word is not None and word.start() >= end:
+            if word is not None and word.start() >= end and word.group(1).lower() in MONTHS:
                 m = _DATE_MONTH_FIRST.match(text, word.start())
                 values = _date_value(m, text) if m is not None else None
-        if values is None:
+        if values is None and _may_start_date(text, digit.end(), digit.end() - pos):
             m = _DATE_AT_DIGIT.match(text, pos)
             values = _date_value(m, text) if m is not None else None
         if m is not None and values is not None:
@@ -362,19 +379,15 @@ def _add_sentence(text: str, start: int, end: int, out: list[tuple[int, int]]) -
 def _content_units(text: str, digits: bool = False) -> list[str]:
     """Content units of a text (casefolded): stems of words of 3+ letters that are not stopwords,
     character bigrams of runs in scripts without spaces and, with ``digits``, digit runs (``#330``)."""
-    units: list[str] = []
-    for token in _UNIT_TOKEN.findall(text.casefold()):
-        first = token[0]
-        if first.isdigit():
-            if digits:
-                units.append("#" + token)
-        elif first >= "\u3040" or "\u0e00" <= first <= "\u0e7f":  # the rest of _UNIT_TOKEN is CJK/Thai
-            if len(token) == 1:
-                units.append(token)
-            else:
-                units.extend(token[i : i + 2] for i in range(len(token) - 1))
-        elif token not in STOPWORDS:
-            units.append(token[:5])
+    folded = text.casefold()
+    units = [w[:5] for w in _UNIT_WORD.findall(folded) if w not in STOPWORDS]
+    for run in _CJK.findall(folded):
+        if len(run) == 1:
+            units.append(run)
+        else:
+            units.extend(run[i : i + 2] for i in range(len(run) - 1))
+    if digits:
+        units.extend("#" + d for d in _DIGITS.findall(folded))
     return units
 
 
