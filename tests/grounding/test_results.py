@@ -39,6 +39,7 @@ def prism(tiny_qwen35_path: str) -> PrismReranker:
     return PrismReranker(tiny_qwen35_path, device="cpu", max_new_tokens=24).load()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("generated", "grounded"),
     [
@@ -69,6 +70,7 @@ def test_prism_output_processing_checks_the_evidence(
     assert result.grounded is grounded
 
 
+@pytest.mark.slow
 def test_prism_without_evidence_has_no_grounding(prism: PrismReranker) -> None:
     ids = prism.tokenizer.encode("no", add_special_tokens=False)
     prompt = EncodedPrompt(ids=[1], truncated=False, document_tokens=9)
@@ -77,6 +79,7 @@ def test_prism_without_evidence_has_no_grounding(prism: PrismReranker) -> None:
         assert (r.grounding, r.unsupported, r.evidence_spans) == (None, None, None)
 
 
+@pytest.mark.slow
 def test_prism_rerank_fills_grounding_for_every_generated_evidence(prism: PrismReranker) -> None:
     """End to end on the tiny model: wherever evidence came out, it carries its check."""
     docs = [DOC, "Paris is the capital of France.", "Bananas are yellow."]
