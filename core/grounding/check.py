@@ -32,7 +32,9 @@ __all__ = ["GroundingReport", "check_grounding", "split_sentences"]
 _LATIN_ETC = "A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff"
 _CJK_RANGES = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u0e00-\u0e7f"
 _URL = re.compile(r"(?:https?|ftp)://[^\s<>\"'`]+|www\.[^\s<>\"'`]+", re.I)
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_EMAIL_LOCAL = re.compile(r"(?<![\w.+-])[\w.+-]+$")
+_EMAIL_DOMAIN = re.compile(r"@[\w-]+(?:\.[\w-]+)+")
+_SCHEME_BEFORE = re.compile(r"(?<![a-z])(?:https?|ftp)$")
 _BACKTICK = re.compile(r"`([^`\n]+)`")
 _MN = r"(?P<mn>(?<![^\W\d_])[^\W\d_]{3,10})"  # a month name: checked against MONTHS after the match (fast)
 _ORD = r"(?:st|nd|rd|th|er|e|\.|º)?"
@@ -52,6 +54,8 @@ _DATE_MONTH_FIRST = re.compile(
 _DIGIT_RUN = re.compile(r"(?<!\d)\d+")
 _WORD_BEFORE = re.compile(r"(?<![^\W\d_])([^\W\d_]{3,10})\.?\s+(?:de\s+|of\s+)?$")
 _WORD_AFTER = re.compile(r"(?:st|nd|rd|th|er|e|\.|º)?\s+(?:of\s+|de\s+)?([^\W\d_]{3,10})")
+_WORD_CHAR = re.compile(rf"[^\W{_CJK_RANGES}]")  # a chunk character (CJK text around code is not)
+_JOINERS = "-_.:/'’"
 _LATIN_OR_DIGIT = re.compile(rf"[{_LATIN_ETC}\d_]")
 _TIME = re.compile(
     r"(?<![\d:.])(?P<h>\d{1,2})[:h](?P<mi>\d{2})(?::\d{2})?(?:\s?(?P<ap>[ap])\.?m\.?)?(?![\d:])", re.I
@@ -414,7 +418,8 @@ class _Document:
 
     @cached_property
     def _parsed(self) -> tuple[set[str], set[tuple[str, str]], set[str], set[tuple]]:
-        spans: list[tuple[int, int]] = []
+        # the evidence's URLs and addresses are masked before its dates and numbers: so are these
+        spans = _urls(self.text) + _emails(self.text)
         dates: set[tuple] = set()
         values: set[str] = set()
         for _, _, _, vals in _dates(self.text, spans):
@@ -528,6 +533,38 @@ class _Evidence:
         self.spans.append((start, end))
 
 
+def _urls(text: str) -> list[tuple[int, int]]:
+    """Spans of the URLs in ``text`` (found from their ``://`` or ``www.``: no full-text regex scan)."""
+    out: list[tuple[int, int]] = []
+    lower = text.lower()
+    for marker in ("://", "www."):
+        at = lower.find(marker)
+        while at >= 0:
+            start = at
+            if marker == "://":
+                scheme = _SCHEME_BEFORE.search(lower, max(0, at - 5), at)
+                start = scheme.start() if scheme is not None else -1
+            if start >= 0 and not _covered(start, out):
+                m = _URL.match(text, start)
+                if m is not None:
+                    out.append(m.span())
+            at = lower.find(marker, at + 1)
+    return sorted(out)
+
+
+def _emails(text: str) -> list[tuple[int, int]]:
+    """Spans of the e-mail addresses in ``text`` (found from their ``@``)."""
+    out: list[tuple[int, int]] = []
+    at = text.find("@")
+    while at >= 0:
+        local = _EMAIL_LOCAL.search(text, max(0, at - 64), at)
+        domain = _EMAIL_DOMAIN.match(text, at)
+        if local is not None and domain is not None and (not out or local.start() >= out[-1][1]):
+            out.append((local.start(), domain.end()))
+        at = text.find("@", at + 1)
+    return out
+
+
 def _url_key(url: str) -> str:
     url = _nfkc(url).casefold().rstrip(".,;:!?)]}»\"'")
     url = re.sub(r"^(?:https?|ftp)://", "", url)
@@ -562,16 +599,18 @@ def _acronym_supported(term: str, doc: _Document) -> bool:
 
 def _scan(ev: _Evidence, doc: _Document, check_names: bool | None) -> bool | None:
     text = ev.text
-    for m in _URL.finditer(text):
-        url = m.group(0).rstrip(".,;:!?)]}»\"'")
-        key = _url_key(url)
-        ev.add(m.start(), m.start() + len(url), url, key in _url_key_doc(doc))
-    for m in _EMAIL.finditer(text):
-        if not _covered(m.start(), ev.spans):
-            ev.add(m.start(), m.end(), m.group(0), _nfkc(m.group(0)).casefold() in doc.folded)
+    for start, end in _urls(text):
+        url = text[start:end].rstrip(".,;:!?)]}»\"'")
+        ev.add(start, start + len(url), url, _url_key(url) in _url_key_doc(doc))
+    for start, end in _emails(text):
+        if not _covered(start, ev.spans):
+            address = text[start:end]
+            ev.add(start, end, address, _nfkc(address).casefold() in doc.folded)
     for m in _BACKTICK.finditer(text):
         if not _covered(m.start(), ev.spans):
             code = m.group(1).strip()
+            if not code:
+                continue
             ok = _contains_code(doc.text, code) or _contains_code(doc.spaced, " ".join(code.split()))
             ev.add(m.start(), m.end(), m.group(0), ok)
     for start, end, raw, values in _dates(text, ev.spans):
@@ -611,15 +650,25 @@ def _scan(ev: _Evidence, doc: _Document, check_names: bool | None) -> bool | Non
 
 
 def _contains_code(text: str, code: str) -> bool:
-    """``code`` in ``text`` as a whole (``pip install prism`` is not in ``pip install prism-x``)."""
+    """``code`` in ``text`` as a whole (``pip install prism`` is not in ``pip install prism-x``).
+
+    An occurrence is part of a longer word when a word character touches it, or a joiner
+    (``-_.:/'``) followed (or preceded) by a word character, as in the evidence's own chunks.
+    """
+    if not code:
+        return True
     start = text.find(code)
     while start >= 0:
         end = start + len(code)
-        before = text[start - 1] if start else " "
-        after = text[end] if end < len(text) else " "
-        if not (code[0].isalnum() and (before.isalnum() or before in "_-")) and not (
-            code[-1].isalnum() and (after.isalnum() or after in "_-")
-        ):
+        glued_before = _WORD_CHAR.match(code[0]) and (
+            (start >= 1 and _WORD_CHAR.match(text[start - 1]))
+            or (start >= 2 and text[start - 1] in _JOINERS and _WORD_CHAR.match(text[start - 2]))
+        )
+        glued_after = _WORD_CHAR.match(code[-1]) and (
+            (end < len(text) and _WORD_CHAR.match(text[end]))
+            or (end + 1 < len(text) and text[end] in _JOINERS and _WORD_CHAR.match(text[end + 1]))
+        )
+        if not glued_before and not glued_after:
             return True
         start = text.find(code, start + 1)
     return False
@@ -628,7 +677,7 @@ def _contains_code(text: str, code: str) -> bool:
 def _url_key_doc(doc: _Document) -> set[str]:
     cached: set[str] | None = getattr(doc, "_urls", None)
     if cached is None:
-        cached = {_url_key(m.group(0)) for m in _URL.finditer(doc.text)}
+        cached = {_url_key(doc.text[start:end]) for start, end in _urls(doc.text)}
         doc._urls = cached  # type: ignore[attr-defined]
     return cached
 
