@@ -178,3 +178,21 @@ def test_bad_input_is_refused_by_name(document: object, evidence: object) -> Non
     name = "document" if not isinstance(document, str) else "evidence"
     with pytest.raises(TypeError, match=f"{name} must be a str"):
         check_grounding(document, evidence)  # type: ignore[arg-type]
+
+
+def test_random_text_never_raises_and_always_grounds_itself() -> None:
+    """Malformed model output never raises; a text copied from the document is always grounded."""
+    import random
+
+    pieces = [*"0123456789 ,.'’-/:%$€年月日년월米 kmh\n`@_()[]<>#*ßİǅ½²①１\u00a0\u202f"]
+    pieces += ["http://", "www.", "e.g.", "Mio.", "million", "万", "°C", "per cent", "COVID-19", "os.path"]
+    pieces += ["x()", "`code`", "a@b.co", " May ", "12:30", "2024-03-05", "5.3.2024", "März", "Eiffel"]
+    rng = random.Random(7)
+    for _ in range(300):
+        document = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 80)))
+        evidence = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        report = check_grounding(document, evidence)
+        assert 0.0 <= report.score <= 1.0
+        assert all(item in evidence for item in report.unsupported)
+        assert all(s is None or 0 <= s[0] <= s[1] <= len(document) for s in report.spans)
+        assert check_grounding(document, document).unsupported == (), repr(document)
