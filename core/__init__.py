@@ -15,6 +15,7 @@ from prism_core.errors import (
     PrismError,
     UnknownBackendError,
 )
+from prism_core.grounding import GroundingReport, check_grounding
 from prism_core.protocol import Capabilities, Reranker
 from prism_core.registry import BACKENDS, detect_backend, load_reranker
 from prism_core.results import PrismResult
@@ -26,6 +27,7 @@ __all__ = [
     "CrossEncoderReranker",
     "EngineClosedError",
     "EngineConfig",
+    "GroundingReport",
     "ModelLoadError",
     "NonFiniteScoreError",
     "PrismError",
@@ -36,6 +38,7 @@ __all__ = [
     "RemoteReranker",
     "Reranker",
     "UnknownBackendError",
+    "check_grounding",
     "detect_backend",
     "load_reranker",
 ]

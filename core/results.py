@@ -33,6 +33,15 @@ class PrismResult:
         chunk: The ``[start, end)`` character offsets, in the original document, of the window
             that gave the score when the document was read in windows (``long_documents="chunk"``);
             ``None`` when it was read whole (or cut: see ``truncated``).
+        grounding: The evidence's support score in ``[0, 1]`` from
+            :func:`prism_core.check_grounding` (the share of its content found in the document),
+            when evidence was generated; else ``None``.
+        unsupported: The evidence's verbatim items (numbers, dates, URLs, e-mail addresses, code,
+            terms, names) that the document does not contain, as written in the evidence; ``()``
+            when all are supported; ``None`` when no evidence was generated.
+        evidence_spans: Per evidence sentence (in :func:`prism_core.grounding.split_sentences`
+            order), the ``(start, end)`` character offsets of the supporting span in the original
+            document, or ``None`` where alignment gave up; ``None`` when no evidence was generated.
 
     Example:
         >>> r = PrismResult(index=0, score=0.9, logit=2.2, relevant=True)
@@ -52,7 +61,22 @@ class PrismResult:
     document_tokens: int | None = None
     evidence_tokens: int | None = None
     chunk: tuple[int, int] | None = None
+    grounding: float | None = None
+    unsupported: tuple[str, ...] | None = None
+    evidence_spans: tuple[tuple[int, int] | None, ...] | None = None
+
+    @property
+    def grounded(self) -> bool | None:
+        """``True`` when evidence was generated and none of its verbatim items is unsupported;
+        ``None`` when there is no evidence or it was not checked."""
+        return None if self.unsupported is None else not self.unsupported
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the result as a JSON-serialisable ``dict`` (field order as declared)."""
-        return asdict(self)
+        """Return the result as a JSON-serialisable ``dict`` (field order as declared; tuples as lists,
+        so the dict equals its own JSON round trip)."""
+        out = asdict(self)
+        if self.unsupported is not None:
+            out["unsupported"] = list(self.unsupported)
+        if self.evidence_spans is not None:
+            out["evidence_spans"] = [None if s is None else list(s) for s in self.evidence_spans]
+        return out

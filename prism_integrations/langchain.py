@@ -15,6 +15,7 @@ from prism_core.protocol import Reranker
 from prism_integrations._common import (
     DEFAULT_ADD_CONTRIBUTION,
     DEFAULT_DROP_IRRELEVANT,
+    DEFAULT_GROUNDED_ONLY,
     DEFAULT_KEEP_ORIGINAL,
     DEFAULT_MIN_QUALITY,
     DEFAULT_QUALITY_WEIGHT,
@@ -86,7 +87,12 @@ class PrismDocumentCompressor(BaseDocumentCompressor):
     Ranking options (the same in all three adapters, checked by :mod:`prism_core.validation`:
     NumPy numbers are accepted, ``"3"`` and ``True`` are not numbers): ``top_n=None`` (no limit),
     ``score_threshold=None`` (no cut), ``use_evidence=True``, ``add_contribution=True``,
-    ``keep_original=True``, ``drop_irrelevant=True``. With ``use_evidence`` and ``add_contribution``
+    ``keep_original=True``, ``drop_irrelevant=True``, ``grounded_only=True`` (an evidence passage
+    with any verbatim item the document does not contain is not swapped in: the body stays the
+    original, ``evidence_used`` is ``False`` and ``evidence_rejected`` is ``"ungrounded"``; whenever
+    evidence was generated the metadata also holds ``grounding``, ``unsupported`` and
+    ``evidence_spans``, see :func:`prism_core.check_grounding`). With ``use_evidence`` and
+    ``add_contribution``
     both off, or on a score-only backend, nothing is generated (a pure scoring pass); on a
     score-only backend those two are no-ops, said once per compressor in an INFO log line.
     ``top_n`` and ``score_threshold`` apply to the ranking; irrelevant documents are dropped
@@ -147,6 +153,8 @@ class PrismDocumentCompressor(BaseDocumentCompressor):
     """Keep the original body in ``metadata["original_content"]`` when it was replaced."""
     drop_irrelevant: bool = DEFAULT_DROP_IRRELEVANT
     """Leave out documents judged irrelevant (``score <= 0.5``)."""
+    grounded_only: bool = DEFAULT_GROUNDED_ONLY
+    """Swap in only evidence that passes the grounding check (``_common.GROUNDED_ONLY_DOC``)."""
     quality: QualityField = None
     """The quality prior (a :class:`prism_core.quality.QualityScorer`), or ``None``."""
     min_quality: float | None = DEFAULT_MIN_QUALITY

@@ -16,12 +16,14 @@ from prism_core.protocol import Reranker
 from prism_integrations._common import (
     DEFAULT_ADD_CONTRIBUTION,
     DEFAULT_DROP_IRRELEVANT,
+    DEFAULT_GROUNDED_ONLY,
     DEFAULT_KEEP_ORIGINAL,
     DEFAULT_MIN_QUALITY,
     DEFAULT_QUALITY_WEIGHT,
     DEFAULT_SCORE_THRESHOLD,
     DEFAULT_TOP_N,
     DEFAULT_USE_EVIDENCE,
+    GROUNDED_ONLY_DOC,
     EngineResolver,
     EngineSpecField,
     Item,
@@ -117,7 +119,10 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
 
     Ranking options (the same in all three adapters): ``top_n=None``, ``score_threshold=None``,
     ``use_evidence=True``, ``add_contribution=True``, ``keep_original=True``,
-    ``drop_irrelevant=True``; with ``use_evidence`` and ``add_contribution`` both off, or on a
+    ``drop_irrelevant=True``, ``grounded_only=True`` (evidence with a verbatim item the node's text
+    does not contain is not swapped in: ``evidence_rejected: "ungrounded"``; ``grounding``,
+    ``unsupported`` and ``evidence_spans`` are in the metadata whenever evidence was generated);
+    with ``use_evidence`` and ``add_contribution`` both off, or on a
     score-only backend, nothing is generated. ``to_dict``/``from_dict`` (and the JSON twins)
     round-trip the configuration; a postprocessor built with ``reranker=`` refuses to serialise.
 
@@ -171,6 +176,7 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
     drop_irrelevant: bool = Field(
         default=DEFAULT_DROP_IRRELEVANT, description="Leave out nodes judged irrelevant."
     )
+    grounded_only: bool = Field(default=DEFAULT_GROUNDED_ONLY, description=GROUNDED_ONLY_DOC)
     quality: QualityField = Field(default=None, description="The quality prior (a QualityScorer), or None.")
     min_quality: float | None = Field(
         default=DEFAULT_MIN_QUALITY, description="Drop nodes whose raw quality (0-5) is below this."

@@ -42,8 +42,19 @@ ORDER_ALL = [1, 4, 2, 3, 5, 0]
 ORDER_RELEVANT = [1, 4, 2, 3]
 #: Input indices whose evidence is complete (body swapped by default).
 SWAPPED = {1, 4}
+#: Input indices for which evidence is generated (complete or not): grounding keys in the metadata.
+EVIDENCE_GENERATED = {1, 2, 4}
 
-OUR_KEYS = ["relevance_score", "contribution", "evidence_used", "original_content"]
+OUR_KEYS = [
+    "relevance_score",
+    "contribution",
+    "evidence_used",
+    "original_content",
+    "grounding",
+    "unsupported",
+    "evidence_spans",
+    "evidence_rejected",
+]
 
 #: ``(options, expected input indices)`` for the ``top_n`` and ``score_threshold`` rules.
 TOP_N_AND_THRESHOLD_CASES: list[tuple[dict[str, Any], list[int]]] = [
@@ -81,6 +92,10 @@ def expected_metadata(i: int, *, use_evidence: bool = True, keep_original: bool 
     meta["evidence_used"] = swapped
     if swapped and keep_original:
         meta["original_content"] = TEXTS[i]
+    if i in EVIDENCE_GENERATED:  # the fake reports these grounded, with one span over the document
+        meta["grounding"] = 1.0
+        meta["unsupported"] = []
+        meta["evidence_spans"] = [[0, len(TEXTS[i])]]
     return meta
 
 

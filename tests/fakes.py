@@ -5,8 +5,13 @@ It implements :class:`prism_core.Reranker` (and the extra ``ascore``/``load`` co
 marker in its text, so a test states in the document itself what the "model" will say.
 
 Markers (first match wins):
-    ``[yes:S]``        relevant, score S, complete evidence (``EVIDENCE(<doc>)``)
-    ``[partial:S]``    relevant, score S, evidence cut by the budget (``evidence_complete=False``)
+    ``[yes:S]``        relevant, score S, complete evidence (``EVIDENCE(<doc>)``), reported grounded
+                       (``grounding=1.0``, ``unsupported=()``, one span over the whole document)
+    ``[fabricated:S]`` relevant, score S, complete evidence that adds a number the document does not
+                       have (``<doc> It is 999 km long.``), grounding NOT filled in (a backend that
+                       does not check: the adapters' shared mapping checks it)
+    ``[partial:S]``    relevant, score S, evidence cut by the budget (``evidence_complete=False``),
+                       reported grounded
     ``[notags:S]``     relevant, score S, output without any tags (evidence=None)
     ``[no:S]``         not relevant, score S
 Documents without a marker are not relevant with score 0.01.
@@ -24,7 +29,7 @@ from collections.abc import Sequence
 from prism_core.protocol import SCORE_ONLY, Capabilities
 from prism_core.results import PrismResult
 
-_MARK = re.compile(r"\[(yes|partial|notags|no):([0-9.]+)\]")
+_MARK = re.compile(r"\[(yes|fabricated|partial|notags|no):([0-9.]+)\]")
 
 
 def _logit(p: float) -> float:
@@ -53,15 +58,20 @@ class FakeReranker:
         if not (relevant and evidence):
             return base
         contribution = f"CONTRIBUTION({index})"
+        grounded = {"grounding": 1.0, "unsupported": (), "evidence_spans": ((0, len(doc)),)}
         if kind == "yes":
             raw = f"yes<contribution>{contribution}</contribution><evidence>EVIDENCE({doc})</evidence>"
             return PrismResult(
-                index, score, base.logit, True, contribution, f"EVIDENCE({doc})", True, False, raw
+                index, score, base.logit, True, contribution, f"EVIDENCE({doc})", True, False, raw, **grounded
             )
+        if kind == "fabricated":
+            evidence = f"{doc} It is 999 km long."
+            raw = f"yes<contribution>{contribution}</contribution><evidence>{evidence}</evidence>"
+            return PrismResult(index, score, base.logit, True, contribution, evidence, True, False, raw)
         if kind == "partial":
             raw = f"yes<contribution>{contribution}</contribution><evidence>EVIDENCE(cut"
             return PrismResult(
-                index, score, base.logit, True, contribution, "EVIDENCE(cut", False, False, raw
+                index, score, base.logit, True, contribution, "EVIDENCE(cut", False, False, raw, **grounded
             )
         return PrismResult(index, score, base.logit, True, None, None, False, False, "yes but no tags at all")
 

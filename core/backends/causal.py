@@ -299,7 +299,7 @@ class CausalLMReranker:
         prompts, owners = self._encode(query, docs, budget, mode)
         if len(prompts) == len(docs):  # every document read in one row: one job, as always
             logits, generated = self._run_sync(self._job(prompts, generate, top_n, score_threshold))
-            return self._results(prompts, logits, generated, top_n, score_threshold)
+            return self._results(prompts, logits, generated, top_n, score_threshold, docs)
         logits, _ = self._run_sync(self._job(prompts, False, None, None))
         chosen, doc_logits, picks = self._best_windows(
             prompts, owners, logits, len(docs), top_n, score_threshold
@@ -308,7 +308,7 @@ class CausalLMReranker:
         if generate and picks:
             _, ids = self._run_sync(self._job([chosen[i] for i in picks], True, None, None))
             described = {picks[k]: v for k, v in ids.items()}
-        return self._results(chosen, doc_logits, described, top_n, score_threshold)
+        return self._results(chosen, doc_logits, described, top_n, score_threshold, docs)
 
     async def arerank(
         self,
@@ -331,7 +331,7 @@ class CausalLMReranker:
         prompts, owners = await self._aencode(query, docs, budget, mode)
         if len(prompts) == len(docs):
             logits, generated = await self._run_async(self._job(prompts, generate, top_n, score_threshold))
-            return self._results(prompts, logits, generated, top_n, score_threshold)
+            return self._results(prompts, logits, generated, top_n, score_threshold, docs)
         logits, _ = await self._run_async(self._job(prompts, False, None, None))
         chosen, doc_logits, picks = self._best_windows(
             prompts, owners, logits, len(docs), top_n, score_threshold
@@ -340,7 +340,7 @@ class CausalLMReranker:
         if generate and picks:
             _, ids = await self._run_async(self._job([chosen[i] for i in picks], True, None, None))
             generated = {picks[k]: v for k, v in ids.items()}
-        return self._results(chosen, doc_logits, generated, top_n, score_threshold)
+        return self._results(chosen, doc_logits, generated, top_n, score_threshold, docs)
 
     @staticmethod
     def _best_windows(
@@ -427,10 +427,11 @@ class CausalLMReranker:
         generated: dict[int, list[int]],
         top_n: int | None,
         threshold: float | None,
+        documents: list[str],
     ) -> list[PrismResult]:
         """Output processing: plain engine output → results, ranked by the one rule."""
         results = [
-            self._result(i, p, logit, generated.get(i))
+            self._result(i, p, logit, generated.get(i), documents[i])
             for i, (p, logit) in enumerate(zip(prompts, logits, strict=True))
         ]
         results = [
@@ -439,8 +440,9 @@ class CausalLMReranker:
         return select(results, top_n, threshold)
 
     def _result(
-        self, index: int, prompt: EncodedPrompt, logit: float, generated: list[int] | None
+        self, index: int, prompt: EncodedPrompt, logit: float, generated: list[int] | None, document: str
     ) -> PrismResult:
+        """One result; ``document`` is the caller's text (generating backends check evidence against it)."""
         return PrismResult(
             index=index,
             score=sigmoid(logit),

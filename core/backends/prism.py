@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prism_core.backends.causal import CausalLMReranker
+from prism_core.grounding import check_grounding
 from prism_core.prism.parsing import EVIDENCE_CLOSE, parse_output
 from prism_core.prism.prompt import PRISM_TEMPLATE
 from prism_core.protocol import Capabilities
@@ -73,14 +74,19 @@ class PrismReranker(CausalLMReranker):
         return PRISM_TEMPLATE
 
     def _result(
-        self, index: int, prompt: EncodedPrompt, logit: float, generated: list[int] | None
+        self, index: int, prompt: EncodedPrompt, logit: float, generated: list[int] | None, document: str
     ) -> PrismResult:
+        """Output processing for one document: parse the generated text, count the evidence's tokens
+        and check the evidence against the caller's original ``document``
+        (:func:`prism_core.check_grounding`: ``grounding``, ``unsupported``, ``evidence_spans``)."""
         raw = self.tokenizer.decode(generated, skip_special_tokens=True) if generated is not None else None
         parsed = parse_output(raw)
         evidence_tokens = None
+        report = None
         if parsed.evidence is not None:
             assert self._prompts is not None
             evidence_tokens = self._prompts.count_tokens(parsed.evidence)
+            report = check_grounding(document, parsed.evidence)
         return PrismResult(
             index=index,
             score=sigmoid(logit),
@@ -93,4 +99,7 @@ class PrismReranker(CausalLMReranker):
             raw_output=raw,
             document_tokens=prompt.document_tokens,
             evidence_tokens=evidence_tokens,
+            grounding=None if report is None else report.score,
+            unsupported=None if report is None else report.unsupported,
+            evidence_spans=None if report is None else report.spans,
         )

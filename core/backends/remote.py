@@ -52,6 +52,7 @@ from prism_core.backends.remote_apis import (
 )
 from prism_core.config import EngineConfig
 from prism_core.errors import PrismError
+from prism_core.grounding import ground_result
 from prism_core.protocol import SCORE_ONLY, Capabilities
 from prism_core.ranking import select, sigmoid
 from prism_core.results import PrismResult
@@ -583,7 +584,8 @@ class RemoteReranker:
                 parts.append(self._results(api, self._json(response, path), n, expect))
             else:
                 self._route = _Route(api, path, route.max_documents, route.max_body_bytes)
-                return self._merge(parts, [p[0] for p in plan], options)
+                merged = self._merge(parts, [p[0] for p in plan], options)
+                return [ground_result(r, docs[r.index]) for r in merged]
         raise self._no_route()
 
     async def _acall(self, query: str, docs: list[str], options: _Options) -> list[PrismResult]:
@@ -600,7 +602,8 @@ class RemoteReranker:
                 parts.append(self._results(api, self._json(response, path), n, expect))
             else:
                 self._route = _Route(api, path, route.max_documents, route.max_body_bytes)
-                return self._merge(parts, [p[0] for p in plan], options)
+                merged = self._merge(parts, [p[0] for p in plan], options)
+                return [ground_result(r, docs[r.index]) for r in merged]
         raise self._no_route()
 
     def _no_route(self) -> RemoteRequestError:
@@ -846,6 +849,7 @@ class RemoteReranker:
             ):
                 raise bad(f"results[{position}].chunk must be [start, end) or null, got {chunk!r:.80}")
             fields["chunk"] = (chunk[0], chunk[1])
+        fields.update(_grounding_fields(item, position, bad))
         relevant = fields.pop("relevant", float(logit) > 0)
         return PrismResult(index=index, score=score, logit=float(logit), relevant=relevant, **fields)
 
@@ -875,6 +879,47 @@ class _Options:
 def _limit(limits: Any, name: str) -> int | None:
     value = limits.get(name) if isinstance(limits, Mapping) else None
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _grounding_fields(item: Mapping[str, Any], position: int, bad: Any) -> dict[str, Any]:
+    """``grounding``, ``unsupported`` and ``evidence_spans`` as the server sent them, checked (a server
+    that does not send them gets them computed here, from the documents, by :func:`ground_result`)."""
+    out: dict[str, Any] = {}
+    grounding = item.get("grounding")
+    if grounding is not None:
+        if isinstance(grounding, bool) or not isinstance(grounding, (int, float)) or not 0 <= grounding <= 1:
+            raise bad(
+                f"results[{position}].grounding must be a number in [0, 1] or null, got {grounding!r:.80}"
+            )
+        out["grounding"] = float(grounding)
+    unsupported = item.get("unsupported")
+    if unsupported is not None:
+        if not isinstance(unsupported, list) or not all(isinstance(u, str) for u in unsupported):
+            raise bad(
+                f"results[{position}].unsupported must be a list of strings or null, got {unsupported!r:.80}"
+            )
+        out["unsupported"] = tuple(unsupported)
+    spans = item.get("evidence_spans")
+    if spans is not None:
+        ok = isinstance(spans, list) and all(
+            s is None
+            or (
+                isinstance(s, list)
+                and len(s) == 2
+                and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in s)
+                and s[0] <= s[1]
+            )
+            for s in spans
+        )
+        if not ok:
+            raise bad(
+                f"results[{position}].evidence_spans must be a list of [start, end] or null, "
+                f"got {spans!r:.80}"
+            )
+        out["evidence_spans"] = tuple(None if s is None else (s[0], s[1]) for s in spans)
+    if ("grounding" in out) != ("unsupported" in out):
+        return {}  # half a report: recomputed from the document
+    return out
 
 
 def _capabilities(info: Mapping[str, Any] | None) -> Capabilities:

@@ -3,7 +3,8 @@
 ::
 
     prism-rerank eval [DATA] --model M [--backend B] [--model M2 --backend B2 ...] \\
-        [--candidates K] [--top-n N] [--retriever bm25|dense | --run RUN_FILE] --out DIR
+        [--candidates K] [--top-n N] [--retriever bm25|dense | --run RUN_FILE] \\
+        [--judge URL [--judge-model NAME] [--judge-max N]] --out DIR
 
 ``DATA`` is a BEIR-layout directory (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``),
 a JSONL of ``{"query", "documents", "labels"}`` lines, or ``builtin`` (the default): a small set
@@ -18,6 +19,14 @@ The first stage (BM25 by default, dense retrieval with ``--retriever dense``, a 
 ``--model`` (paired in order with ``--backend``; one ``--backend`` applies to all) reranks them;
 the first stage alone is the baseline. ``DIR`` receives ``report.json``, ``report.md`` and
 ``quality_vs_tokens.png`` (needs matplotlib). The Markdown report is printed too.
+
+Per evidence-generating system the report checks every generated evidence passage against its
+document (:func:`prism_core.check_grounding`): the share fully grounded, the mean support score,
+unsupported items per 100 passages; tokens saved are split into "saved by evidence" and "saved by
+dropping documents" (judged irrelevant). Ungrounded evidence is not counted as swapped in (the
+adapters' ``grounded_only=True``; ``--no-grounded-only`` counts it). ``--judge URL`` adds an LLM
+judge (any OpenAI-compatible chat endpoint; rubric in :mod:`prism_core.evaluation.judge`) and its
+agreement with the deterministic check.
 
 Exit statuses: 0 success, 1 a model could not be loaded, a query failed, or an extra is missing,
 2 bad arguments or bad input data, 130 interrupted.
@@ -112,6 +121,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--resamples", type=positive_int, default=10000, help="randomization test resamples (default: 10000)"
     )
     runs.add_argument("--no-plot", dest="plot", action="store_false", help="do not draw the PNG plot")
+    runs.add_argument(
+        "--no-grounded-only",
+        dest="grounded_only",
+        action="store_false",
+        help="count ungrounded evidence as swapped in (the adapters' grounded_only=False)",
+    )
+    judge = parser.add_argument_group("LLM judge (optional)")
+    judge.add_argument(
+        "--judge",
+        metavar="URL",
+        help="OpenAI-compatible chat endpoint grading each evidence passage (faithfulness, completeness); "
+        "an API key, if needed, is read from PRISM_JUDGE_API_KEY",
+    )
+    judge.add_argument("--judge-model", metavar="NAME", help="the model field of the judge requests")
+    judge.add_argument(
+        "--judge-max",
+        type=positive_int,
+        default=100,
+        metavar="N",
+        help="passages graded per system at most (default: 100)",
+    )
+    judge.add_argument(
+        "--judge-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds per judge request (default: 60)",
+    )
     runs.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -276,6 +313,14 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, factory: Rer
         return 2
 
     progress = setup_terminal(args.progress)  # before any model loads: its bars too
+    judge = None
+    if args.judge is not None:
+        from prism_core.evaluation.judge import LLMJudge
+
+        try:
+            judge = LLMJudge(args.judge, model=args.judge_model, timeout=args.judge_timeout)
+        except ValueError as exc:
+            parser.error(str(exc))
     base = ModelOptions.from_args(args)
     systems: list[System] = []
     taken: set[str] = set()
@@ -354,6 +399,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, factory: Rer
             progress=progress,
             notes=None if progress or args.progress is False else note,
             settings=settings,
+            grounded_only=args.grounded_only,
+            judge=judge,
+            judge_max=args.judge_max,
         )
     except EvalDataError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

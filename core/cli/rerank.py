@@ -101,6 +101,7 @@ from prism_core.cli.options import (
 )
 from prism_core.cli.terminal import setup_terminal
 from prism_core.errors import EngineClosedError, ModelLoadError
+from prism_core.grounding import ground_result
 from prism_core.protocol import Reranker
 from prism_core.quality.blend import apply_quality, engine_cuts
 from prism_core.quality.scorer import QualityScorer
@@ -402,7 +403,7 @@ class _Runner:
         """The result records of one query, best first."""
         if self._quality is None:
             results = self._rerank(query, documents, self.args.top_n, self.args.threshold)
-            return [{"rank": rank, **r.to_dict()} for rank, r in enumerate(results, 1)]
+            return [{"rank": rank, **_grounded(r, documents).to_dict()} for rank, r in enumerate(results, 1)]
         rules: dict[str, Any] = {
             "min_quality": self.quality_options.min_quality,
             "quality_weight": self.quality_options.weight,
@@ -428,7 +429,7 @@ class _Runner:
         return [
             {
                 "rank": rank,
-                **by_index[d.index].to_dict(),
+                **_grounded(by_index[d.index], documents).to_dict(),
                 "quality_score": d.quality,
                 "blended_score": d.score,
             }
@@ -623,6 +624,13 @@ def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory
         except (OSError, ValueError):  # pragma: no cover - stdout without a descriptor
             pass
         return 1
+
+
+def _grounded(result: PrismResult, documents: list[str]) -> PrismResult:
+    """The result with its evidence checked against its document, when its backend did not check it."""
+    if 0 <= result.index < len(documents):
+        return ground_result(result, documents[result.index])
+    return result
 
 
 if __name__ == "__main__":  # pragma: no cover

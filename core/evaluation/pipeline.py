@@ -109,6 +109,9 @@ def evaluate(
     progress: bool = False,
     notes: Callable[[str], None] | None = None,
     settings: dict[str, Any] | None = None,
+    grounded_only: bool = True,
+    judge: Any = None,
+    judge_max: int = 100,
 ) -> dict[str, Any]:
     """Run the first stage and every system, and return the report (see :mod:`.report`).
 
@@ -128,6 +131,10 @@ def evaluate(
         notes: Where to say, without a bar, how far each system got and about how long is left
             (after its first query and at each quarter); ``None``: say nothing.
         settings: Extra settings to record in the report.
+        grounded_only: Token accounting swaps in only evidence that passes the grounding check.
+        judge: An :class:`prism_core.evaluation.judge.LLMJudge` grading the evidence passages, or
+            ``None``.
+        judge_max: At most this many passages graded per system.
 
     Raises:
         ValueError: Duplicate system names, bad numbers, an unknown retriever.
@@ -174,6 +181,16 @@ def evaluate(
                 notes=notes,
             )
         )
+    if judge is not None:
+        from prism_core.evaluation.judge import judge_run
+
+        check_positive_int(judge_max, "judge_max")
+        try:
+            for run in runs:
+                if run.evidence:
+                    judge_run(run, data, judge, max_passages=judge_max)
+        finally:
+            judge.close()
     counter = next((c for c in (token_counter(s.reranker) for s in systems) if c is not None), None)
     counted_with = next((s.name for s in systems if token_counter(s.reranker) is not None), None)
     baseline = first_stage_run(stage, data, hits, query_ids, counter)
@@ -190,7 +207,13 @@ def evaluate(
         seed=seed,
         resamples=resamples,
         queries_limited=limited,
-        settings={"evidence": evidence, "first_stage_tokens_counted_with": counted_with, **(settings or {})},
+        settings={
+            "evidence": evidence,
+            "first_stage_tokens_counted_with": counted_with,
+            "judge": None if judge is None else {**judge.describe(), "max_passages": judge_max},
+            **(settings or {}),
+        },
+        grounded_only=grounded_only,
     )
     return report
 

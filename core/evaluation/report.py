@@ -11,7 +11,17 @@ every query and document. Token accounting follows what the framework adapters d
   relevant with complete evidence (summed).
 - ``context_tokens``: what the pipeline passes on: evidence for those documents, the original for
   relevant ones without complete evidence, nothing for documents judged irrelevant (dropped).
-- ``tokens_saved_share``: ``1 - context_tokens / original_tokens``.
+- ``tokens_saved_share``: ``1 - context_tokens / original_tokens``, the sum of
+  ``saved_by_evidence_share`` (``(swapped_original_tokens - evidence_tokens) / original_tokens``:
+  what the evidence swap saves) and ``saved_by_dropping_share`` (tokens of returned documents judged
+  irrelevant, dropped, over ``original_tokens``).
+
+Evidence is swapped in only when it passes the grounding check (the adapters' default
+``grounded_only=True``): a complete evidence passage with an unsupported verbatim item keeps its
+document's text. Per evidence system, ``grounding`` holds the share of generated evidence passages
+that are fully grounded, their mean support score, the unsupported items per 100 passages and the
+passages rejected by ``grounded_only``; with an LLM judge (``--judge``), ``judge`` holds its grades
+and its agreement with the deterministic check (see :mod:`prism_core.evaluation.judge`).
 
 For the first stage and score-only rerankers ``context_tokens == original_tokens``.
 
@@ -89,7 +99,9 @@ def _returned(query: QueryRun, top_n: int) -> list[DocOutcome]:
     return query.returned if query.returned is not None else query.ranking[:top_n]
 
 
-def _token_accounting(run: SystemRun, ranked: list[QueryRun], top_n: int) -> dict[str, Any]:
+def _token_accounting(
+    run: SystemRun, ranked: list[QueryRun], top_n: int, grounded_only: bool = True
+) -> dict[str, Any]:
     returned = [d for q in ranked for d in _returned(q, top_n)]
     original = _sum([d.document_tokens for d in returned])
     out: dict[str, Any] = {
@@ -102,9 +114,16 @@ def _token_accounting(run: SystemRun, ranked: list[QueryRun], top_n: int) -> dic
         out["context_tokens"] = original
         out["context_tokens_per_query"] = _share(original, len(ranked))
         out["tokens_saved_share"] = 0.0 if original else None
+        out["saved_by_evidence_share"] = 0.0 if original else None
+        out["saved_by_dropping_share"] = 0.0 if original else None
         return out
-    swapped = [d for d in returned if d.relevant and d.evidence_complete]
-    kept_whole = [d for d in returned if d.relevant and not d.evidence_complete]
+    swapped = [
+        d for d in returned if d.relevant and d.evidence_complete and (d.grounded or not grounded_only)
+    ]
+    kept_whole = [
+        d for d in returned if d.relevant and not (d.evidence_complete and (d.grounded or not grounded_only))
+    ]
+    dropped = _sum([d.document_tokens for d in returned if not d.relevant])
     evidence = _sum([d.evidence_tokens for d in swapped])
     swapped_original = _sum([d.document_tokens for d in swapped])
     kept_original = _sum([d.document_tokens for d in kept_whole])
@@ -125,9 +144,37 @@ def _token_accounting(run: SystemRun, ranked: list[QueryRun], top_n: int) -> dic
             "context_tokens": context,
             "context_tokens_per_query": _share(context, len(ranked)),
             "tokens_saved_share": None if context is None or not original else 1.0 - context / original,
+            "saved_by_evidence_share": None
+            if evidence is None or swapped_original is None or not original
+            else (swapped_original - evidence) / original,
+            "saved_by_dropping_share": None if dropped is None or not original else dropped / original,
         }
     )
     return out
+
+
+def _grounding_accounting(ranked: list[QueryRun]) -> dict[str, Any]:
+    """The grounding check over every generated evidence passage of the returned documents."""
+    generated = [(q.query_id, d) for q in ranked for d in (q.returned or []) if d.evidence is not None]
+    scores = [d.grounding for _, d in generated if d.grounding is not None]
+    items = sum(len(d.unsupported or ()) for _, d in generated)
+    grounded = sum(1 for _, d in generated if d.grounded)
+    return {
+        "evidence_generated": len(generated),
+        "fully_grounded": grounded,
+        "fully_grounded_share": _share(grounded, len(generated)),
+        "mean_support": statistics.fmean(scores) if scores else None,
+        "unsupported_items": items,
+        "unsupported_per_100_passages": 100.0 * items / len(generated) if generated else None,
+        "rejected_ungrounded": sum(
+            1 for _, d in generated if d.relevant and d.evidence_complete and not d.grounded
+        ),
+        "unsupported_examples": [
+            {"query_id": q, "doc_id": d.doc_id, "unsupported": list(d.unsupported or ())}
+            for q, d in generated
+            if d.unsupported
+        ][:10],
+    }
 
 
 def _evidence_accounting(ranked: list[QueryRun], data: EvalSet) -> dict[str, Any]:
@@ -164,6 +211,7 @@ def _system_entry(
     query_ids: Sequence[str],
     values: dict[str, dict[str, float]],
     top_n: int,
+    grounded_only: bool = True,
 ) -> dict[str, Any]:
     queries = [run.queries[q] for q in query_ids]
     failed = [q for q in queries if q.error is not None]
@@ -193,13 +241,18 @@ def _system_entry(
         "returned": sum(len(_returned(q, top_n)) for q in ranked),
         "truncated": sum(1 for q in ranked for d in q.ranking if d.truncated),
     }
-    tokens = _token_accounting(run, ranked, top_n)
+    tokens = _token_accounting(run, ranked, top_n, grounded_only)
     entry["tokens"] = tokens
     entry["token_source"] = run.token_source
     if run.evidence:
         entry["original_tokens"] = tokens["original_tokens"]
         entry["evidence_tokens"] = tokens["evidence_tokens"]
         entry["evidence_stats"] = _evidence_accounting(ranked, data)
+        entry["grounding"] = _grounding_accounting(ranked)
+        if run.judgments is not None:
+            from prism_core.evaluation.judge import judge_summary
+
+            entry["judge"] = judge_summary(run.judgments)
     if run.kind == "reranker":
         scoring = [q.scoring_seconds for q in ranked if q.scoring_seconds is not None]
         evidence = [q.evidence_seconds for q in ranked if q.evidence_seconds is not None]
@@ -226,6 +279,8 @@ def _query_detail(
             "evidence_tokens": d.evidence_tokens,
             "evidence_complete": d.evidence_complete,
             "evidence": d.evidence,
+            "grounding": d.grounding,
+            "unsupported": None if d.unsupported is None else list(d.unsupported),
         }
         for d in _returned(query, top_n)
     ]
@@ -251,6 +306,7 @@ def build_report(
     resamples: int = 10000,
     queries_limited: int = 0,
     settings: dict[str, Any] | None = None,
+    grounded_only: bool = True,
 ) -> dict[str, Any]:
     """Compute metrics and tests and assemble the JSON-safe report.
 
@@ -266,6 +322,8 @@ def build_report(
         resamples: Resamples of the randomisation tests.
         queries_limited: Evaluable queries left out by a ``--max-queries`` limit.
         settings: Extra settings to record (command-line options).
+        grounded_only: Token accounting swaps in only evidence that passes the grounding check
+            (the adapters' default).
     """
     query_ids = data.evaluated_query_ids()
     per_query: dict[str, dict[str, dict[str, float]]] = {}
@@ -276,7 +334,7 @@ def build_report(
         per_query[run.name] = {
             q: _query_detail(run.queries[q], values, metric_names, top_n) for q in query_ids
         }
-        systems[run.name] = _system_entry(run, data, candidates, query_ids, values, top_n)
+        systems[run.name] = _system_entry(run, data, candidates, query_ids, values, top_n, grounded_only)
 
     significance = []
     names = [r.name for r in runs]
@@ -340,6 +398,7 @@ def build_report(
         },
         "settings": {
             "top_n": top_n,
+            "grounded_only": grounded_only,
             "metrics": list(metric_names),
             "significance": {
                 "tests": ["paired t-test", "paired randomization"],
@@ -372,6 +431,91 @@ def _n(value: float | None) -> str:
 
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _saved(tokens: dict[str, Any]) -> str:
+    total = tokens.get("tokens_saved_share")
+    if total is None:
+        return "–"
+    return (
+        f"{_pct(total)} ({_pct(tokens.get('saved_by_evidence_share'))} + "
+        f"{_pct(tokens.get('saved_by_dropping_share'))})"
+    )
+
+
+def _grounding_markdown(systems: dict[str, dict[str, Any]], grounded_only: bool) -> list[str]:
+    header = [
+        "System",
+        "Evidence passages",
+        "Fully grounded",
+        "Mean support",
+        "Unsupported / 100",
+        "Not swapped",
+    ]
+    lines = [
+        "",
+        "## Grounding of the evidence",
+        "",
+        "Each generated evidence passage checked against its document (`prism_core.check_grounding`): "
+        "fully grounded = every number, date, URL, e-mail address, code span, term and name in it is in "
+        "the document; support = share of its content found in the document. "
+        + (
+            "Not swapped: complete evidence kept out by `grounded_only` (the original text is used)."
+            if grounded_only
+            else "grounded_only is off: ungrounded evidence was counted as swapped in."
+        ),
+        "",
+        _row(header),
+        _rule(len(header)),
+    ]
+    for name, s in systems.items():
+        g = s["grounding"]
+        lines.append(
+            _row(
+                [
+                    name,
+                    g["evidence_generated"],
+                    f"{g['fully_grounded']} ({_pct(g['fully_grounded_share'])})",
+                    _f(g["mean_support"]),
+                    _f(g["unsupported_per_100_passages"], 1),
+                    g["rejected_ungrounded"],
+                ]
+            )
+        )
+    judged = {n: s["judge"] for n, s in systems.items() if s.get("judge")}
+    if judged:
+        header = [
+            "System",
+            "Judged",
+            "Judge: faithful",
+            "Mean faithfulness",
+            "Mean completeness",
+            "Agreement with check",
+            "Judge errors",
+        ]
+        lines += [
+            "",
+            "LLM judge (rubric in `prism_core.evaluation.judge`); agreement: share of judged passages where "
+            "the judge's faithful/unfaithful verdict equals the check's grounded/ungrounded.",
+            "",
+            _row(header),
+            _rule(len(header)),
+        ]
+        for name, j in judged.items():
+            lines.append(
+                _row(
+                    [
+                        name,
+                        j["judged"],
+                        f"{j['faithful']} ({_pct(j['faithful_share'])})",
+                        _f(j["mean_faithfulness"], 2),
+                        _f(j["mean_completeness"], 2),
+                        _pct(j["agreement"]),
+                        j["errors"],
+                    ]
+                )
+            )
+    return lines
 
 
 def _metric_label(name: str) -> str:
@@ -430,7 +574,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                     label,
                     *[_f(s[m]) for m in metrics],
                     _n(tokens.get("context_tokens_per_query")),
-                    _pct(tokens.get("tokens_saved_share")) if s["evidence"] else "–",
+                    _saved(tokens) if s["evidence"] else "–",
                     f"{latency['median_ms']:.0f} / {latency['p90_ms']:.0f}" if latency else "–",
                     _n(s.get("documents_per_second")),
                 ]
@@ -439,7 +583,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         "Tokens/query: tokens of the returned documents that reach the LLM (after the evidence swap for "
-        "evidence-generating systems). Latency: per query, ranking pass plus evidence pass. "
+        "evidence-generating systems). Saved: total (by evidence + by dropping documents judged "
+        "irrelevant). Latency: per query, ranking pass plus evidence pass. "
         "Docs/s: documents scored per second in the ranking pass.",
     ]
     evidence_systems = {n: s for n, s in report["systems"].items() if s["evidence"]}
@@ -451,7 +596,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             "Evidence tokens",
             "Evidence/original",
             "Context tokens",
-            "Saved",
+            "Saved by evidence",
+            "Saved by dropping",
             "Relevant with complete evidence",
             "Relevant dropped (returned; candidates)",
         ]
@@ -479,13 +625,16 @@ def render_markdown(report: dict[str, Any]) -> str:
                         f"{_n(t['evidence_tokens'])} ({e['with_complete_evidence']} docs)",
                         _pct(t["evidence_to_original"]),
                         _n(t["context_tokens"]),
-                        _pct(t["tokens_saved_share"]),
+                        _pct(t["saved_by_evidence_share"]),
+                        _pct(t["saved_by_dropping_share"]),
                         f"{complete}/{returned_relevant} ({_pct(e['labelled_relevant_complete_share'])})",
                         f"{e['labelled_relevant_dropped']}/{returned_relevant}; "
                         f"{e['labelled_relevant_candidates_judged_irrelevant']}/{e['labelled_relevant_candidates']}",
                     ]
                 )
             )
+    if evidence_systems:
+        lines += _grounding_markdown(evidence_systems, report["settings"].get("grounded_only", True))
     if report["significance"]:
         header = ["A", "B", "Metric", "Mean A", "Mean B", "A − B", "p (t-test)", "p (randomization)"]
         lines += [

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from prism_core.evaluation.datasets import EvalSet
 from prism_core.evaluation.retrieval import Candidates
+from prism_core.grounding import ground_result
 from prism_core.protocol import Reranker
 from prism_core.results import PrismResult
 
@@ -50,6 +51,8 @@ class DocOutcome:
         evidence_complete: Contribution and evidence both opened and closed within the budget.
         truncated: The document was cut to fit ``max_length``.
         evidence: The evidence text, when generated.
+        grounding: The evidence's support score (:func:`prism_core.check_grounding`), when generated.
+        unsupported: The evidence's unsupported verbatim items, when generated.
     """
 
     doc_id: str
@@ -60,6 +63,13 @@ class DocOutcome:
     evidence_complete: bool = False
     truncated: bool = False
     evidence: str | None = None
+    grounding: float | None = None
+    unsupported: tuple[str, ...] | None = None
+
+    @property
+    def grounded(self) -> bool:
+        """Evidence was generated and none of its verbatim items is unsupported."""
+        return self.evidence is not None and self.unsupported is not None and not self.unsupported
 
 
 @dataclass
@@ -99,6 +109,8 @@ class SystemRun:
         token_source: ``"backend"`` (result fields), ``"tokenizer"`` (counted here), a mix
             (``"backend+tokenizer"``) or ``None`` (unknown).
         queries: Query id → outcome, for every evaluated query.
+        judgments: ``(query_id, doc_id)`` → the LLM judge's grading of that evidence passage
+            (:mod:`prism_core.evaluation.judge`), when a judge ran; else ``None``.
     """
 
     name: str
@@ -108,6 +120,7 @@ class SystemRun:
     config: dict[str, Any] = field(default_factory=dict)
     evidence: bool = False
     meaningless: bool = False
+    judgments: dict[tuple[str, str], dict[str, Any]] | None = None
     token_source: str | None = None
     queries: dict[str, QueryRun] = field(default_factory=dict)
 
@@ -178,6 +191,7 @@ def _outcome(
     evidence_tokens = result.evidence_tokens
     if evidence_tokens is None and result.evidence is not None and counter is not None:
         evidence_tokens = counter(result.evidence)
+    result = ground_result(result, text)  # a backend that did not check its evidence is checked here
     return DocOutcome(
         doc_id=doc_id,
         score=float(result.score),
@@ -187,6 +201,8 @@ def _outcome(
         evidence_complete=bool(result.evidence_complete) and result.evidence is not None,
         truncated=bool(result.truncated),
         evidence=result.evidence,
+        grounding=result.grounding,
+        unsupported=result.unsupported,
     )
 
 

@@ -11,7 +11,8 @@ ignored (clients of other Cohere-compatible servers send a few), known fields ar
 The response is Cohere's (``id``, ``results: [{index, relevance_score}]`` best first, ``meta``)
 plus, per result, every field of :class:`prism_core.PrismResult` (``logit``, ``relevant``,
 ``contribution``, ``evidence``, ``evidence_complete``, ``truncated``, ``raw_output``,
-``document_tokens``, ``evidence_tokens``), ``null`` where not generated.
+``document_tokens``, ``evidence_tokens``, ``grounding``, ``unsupported``, ``evidence_spans``),
+``null`` where not generated.
 
 Example:
     >>> RerankRequest.model_validate({"query": "q", "documents": ["a"], "top_n": 1}).top_n
@@ -152,6 +153,9 @@ class RerankResultItem(BaseModel):
     document_tokens: int | None = None
     evidence_tokens: int | None = None
     chunk: list[int] | None = None
+    grounding: float | None = None
+    unsupported: list[str] | None = None
+    evidence_spans: list[list[int] | None] | None = None
     document: dict[str, Any] | None = None
 
 

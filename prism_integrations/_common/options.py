@@ -24,15 +24,22 @@ __all__ = [
     "CONTRIBUTION",
     "DEFAULT_ADD_CONTRIBUTION",
     "DEFAULT_DROP_IRRELEVANT",
+    "DEFAULT_GROUNDED_ONLY",
     "DEFAULT_KEEP_ORIGINAL",
     "DEFAULT_SCORE_THRESHOLD",
     "DEFAULT_TOP_N",
     "DEFAULT_USE_EVIDENCE",
+    "EVIDENCE_REJECTED",
+    "EVIDENCE_SPANS",
     "EVIDENCE_USED",
+    "GROUNDED_ONLY_DOC",
+    "GROUNDING",
     "LONG_DOCUMENT_OPTION_NAMES",
     "ORIGINAL_CONTENT",
     "OUR_METADATA_KEYS",
+    "REJECTED_UNGROUNDED",
     "RELEVANCE_SCORE",
+    "UNSUPPORTED",
     "LongDocumentsField",
     "MaxTokensPerDocField",
     "RerankSettings",
@@ -53,6 +60,14 @@ DEFAULT_ADD_CONTRIBUTION = True
 DEFAULT_KEEP_ORIGINAL = True
 #: Leave out documents judged irrelevant (``score <= 0.5`` on every backend).
 DEFAULT_DROP_IRRELEVANT = True
+#: Swap in only evidence whose every verbatim item the document supports (see ``prism_core.grounding``).
+DEFAULT_GROUNDED_ONLY = True
+#: What ``grounded_only`` does, in the words every adapter's field description and docstring use.
+GROUNDED_ONLY_DOC = (
+    "Swap in only evidence that passes the grounding check (every number, date, URL, e-mail address, code "
+    "span, term and name in it is in the document); otherwise keep the original body and set "
+    "metadata['evidence_rejected'] = 'ungrounded'."
+)
 
 #: Metadata key: the relevance score in ``[0, 1]`` (also in the framework's own score slot).
 RELEVANCE_SCORE = "relevance_score"
@@ -62,8 +77,28 @@ CONTRIBUTION = "contribution"
 EVIDENCE_USED = "evidence_used"
 #: Metadata key: the original body, present only when the body was swapped and ``keep_original`` is on.
 ORIGINAL_CONTENT = "original_content"
+#: Metadata key (whenever evidence was generated): the evidence's support score in ``[0, 1]``.
+GROUNDING = "grounding"
+#: Metadata key (whenever evidence was generated): the evidence's unsupported verbatim items (a list).
+UNSUPPORTED = "unsupported"
+#: Metadata key (whenever evidence was generated): per evidence sentence ``[start, end]`` in the
+#: original body, or ``None`` where alignment gave up.
+EVIDENCE_SPANS = "evidence_spans"
+#: Metadata key, only when a complete evidence passage was not swapped in because of a rule: why.
+EVIDENCE_REJECTED = "evidence_rejected"
+#: The value of :data:`EVIDENCE_REJECTED` when ``grounded_only`` kept the original body.
+REJECTED_UNGROUNDED = "ungrounded"
 #: Every metadata key an adapter may write, in the order it writes them (the same for every backend).
-OUR_METADATA_KEYS: tuple[str, ...] = (RELEVANCE_SCORE, CONTRIBUTION, EVIDENCE_USED, ORIGINAL_CONTENT)
+OUR_METADATA_KEYS: tuple[str, ...] = (
+    RELEVANCE_SCORE,
+    CONTRIBUTION,
+    EVIDENCE_USED,
+    ORIGINAL_CONTENT,
+    GROUNDING,
+    UNSUPPORTED,
+    EVIDENCE_SPANS,
+    EVIDENCE_REJECTED,
+)
 
 #: The long-document options (:mod:`prism_core.backends.long_documents`), serialised only when set.
 LONG_DOCUMENT_OPTION_NAMES: tuple[str, ...] = ("max_tokens_per_doc", "long_documents")
@@ -103,7 +138,13 @@ def omit_unset_long_document_options(data: dict[str, Any]) -> dict[str, Any]:
 
 
 #: The on/off options, in documented order.
-BOOL_OPTION_NAMES: tuple[str, ...] = ("use_evidence", "add_contribution", "keep_original", "drop_irrelevant")
+BOOL_OPTION_NAMES: tuple[str, ...] = (
+    "use_evidence",
+    "add_contribution",
+    "keep_original",
+    "drop_irrelevant",
+    "grounded_only",
+)
 
 
 def check_rule_options(values: Mapping[str, Any], *, top_n_name: str = "top_n") -> dict[str, Any]:
@@ -149,6 +190,7 @@ class RerankSettings:
         add_contribution: Put the model's contribution into :data:`CONTRIBUTION` (else ``None``).
         keep_original: When the body was swapped, keep the original in :data:`ORIGINAL_CONTENT`.
         drop_irrelevant: Leave out documents judged irrelevant.
+        grounded_only: Swap in only evidence without unsupported verbatim items (:data:`GROUNDED_ONLY_DOC`).
         top_n_name: The count limit's name in error messages (Haystack: ``top_k``).
         quality: A :class:`prism_core.quality.QualityScorer`, or ``None`` (no quality prior).
         min_quality: Drop documents whose raw quality is below this (``[0, 5]``; needs ``quality``).
@@ -169,6 +211,7 @@ class RerankSettings:
     add_contribution: bool = DEFAULT_ADD_CONTRIBUTION
     keep_original: bool = DEFAULT_KEEP_ORIGINAL
     drop_irrelevant: bool = DEFAULT_DROP_IRRELEVANT
+    grounded_only: bool = DEFAULT_GROUNDED_ONLY
     top_n_name: str = "top_n"
     quality: Any = None
     min_quality: float | None = None

@@ -8,12 +8,18 @@ copies of the items without text. The rules, written once for the three adapters
 * Order: best score first (the engine's order; ties by input position).
 * Filtering: only by rules the caller set: ``score_threshold``, then ``top_n``, then
   ``drop_irrelevant``.
-* Body: a kept, relevant document's body becomes its evidence passage when ``use_evidence`` is on
-  and the evidence is complete; otherwise the original body is kept (nothing is lost).
+* Body: a kept, relevant document's body becomes its evidence passage when ``use_evidence`` is on,
+  the evidence is complete and, with ``grounded_only`` (the default), the grounding check finds no
+  unsupported verbatim item in it (:func:`prism_core.check_grounding`); otherwise the original
+  body is kept (nothing is lost). A result whose backend did not check its evidence (a custom
+  :class:`prism_core.Reranker`) is checked here, against the original body.
 * Metadata: the caller's keys first (copied), then ours, the same for every backend:
   ``relevance_score``, ``contribution`` (``None`` when ``add_contribution`` is off, on a score-only
   backend, or when absent), ``evidence_used`` and, only when the body was swapped and
-  ``keep_original`` is on, ``original_content``. A key of ours already in the caller's metadata (a
+  ``keep_original`` is on, ``original_content``; whenever evidence was generated, ``grounding``,
+  ``unsupported`` (a list) and ``evidence_spans`` (per evidence sentence ``[start, end]`` in the
+  original body, or ``None``); and, only when ``grounded_only`` kept a complete evidence out,
+  ``evidence_rejected: "ungrounded"``. A key of ours already in the caller's metadata (a
   stale ``relevance_score`` from an earlier reranker) is replaced and moved to the end.
 * Items without text (a Haystack ``Document`` whose ``content`` is ``None``, a LlamaIndex image-only
   node) are not scored: they come back after the ranked documents, in input order, unchanged
@@ -45,6 +51,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from prism_core.grounding import ground_result
 from prism_core.protocol import Reranker
 from prism_core.quality.blend import QUALITY_SCORE, QualityOutcome, aapply_quality, apply_quality
 from prism_core.ranking import select
@@ -54,9 +61,14 @@ from prism_integrations._common.copying import merge_metadata
 from prism_integrations._common.engine import EngineResolver
 from prism_integrations._common.options import (
     CONTRIBUTION,
+    EVIDENCE_REJECTED,
+    EVIDENCE_SPANS,
     EVIDENCE_USED,
+    GROUNDING,
     ORIGINAL_CONTENT,
+    REJECTED_UNGROUNDED,
     RELEVANCE_SCORE,
+    UNSUPPORTED,
     RerankSettings,
 )
 
@@ -220,10 +232,13 @@ def _kept(
     quality: float | None = None,
 ) -> KeptDocument:
     """One returned document: the body rule, then the metadata (``quality_score`` last, when given)."""
+    result = ground_result(result, original)
     evidence = result.evidence
-    swap = bool(
+    eligible = bool(
         settings.use_evidence and result.relevant and evidence is not None and result.evidence_complete
     )
+    rejected = eligible and settings.grounded_only and result.grounded is not True
+    swap = eligible and not rejected
     ours: dict[str, Any] = {
         RELEVANCE_SCORE: float(result.score),
         CONTRIBUTION: result.contribution if settings.add_contribution else None,
@@ -231,6 +246,18 @@ def _kept(
     }
     if swap and settings.keep_original:
         ours[ORIGINAL_CONTENT] = original
+    if evidence is not None:
+        ours[GROUNDING] = result.grounding
+        ours[UNSUPPORTED] = list(result.unsupported or ())
+        spans = result.evidence_spans
+        ours[EVIDENCE_SPANS] = None if spans is None else [None if s is None else list(s) for s in spans]
+    if rejected:
+        ours[EVIDENCE_REJECTED] = REJECTED_UNGROUNDED
+        logger.debug(
+            "evidence of document %d not swapped in (grounded_only): unsupported %s",
+            position,
+            list(result.unsupported or ()),
+        )
     if quality is not None:
         ours[QUALITY_SCORE] = quality
     return KeptDocument(

@@ -45,6 +45,7 @@ from prism_integrations._common import (
     CONTRIBUTION,
     DEFAULT_ADD_CONTRIBUTION,
     DEFAULT_DROP_IRRELEVANT,
+    DEFAULT_GROUNDED_ONLY,
     DEFAULT_KEEP_ORIGINAL,
     DEFAULT_SCORE_THRESHOLD,
     DEFAULT_TOP_N,
@@ -91,14 +92,25 @@ def test_defaults_are_documented_values() -> None:
         DEFAULT_ADD_CONTRIBUTION,
         DEFAULT_KEEP_ORIGINAL,
         DEFAULT_DROP_IRRELEVANT,
+        DEFAULT_GROUNDED_ONLY,
     ) == (
         True,
         True,
         True,
         True,
+        True,
     )
-    assert OUR_METADATA_KEYS == (RELEVANCE_SCORE, CONTRIBUTION, EVIDENCE_USED, ORIGINAL_CONTENT)
-    assert OUR_METADATA_KEYS == ("relevance_score", "contribution", "evidence_used", "original_content")
+    assert OUR_METADATA_KEYS[:4] == (RELEVANCE_SCORE, CONTRIBUTION, EVIDENCE_USED, ORIGINAL_CONTENT)
+    assert OUR_METADATA_KEYS == (
+        "relevance_score",
+        "contribution",
+        "evidence_used",
+        "original_content",
+        "grounding",
+        "unsupported",
+        "evidence_spans",
+        "evidence_rejected",
+    )
 
 
 @pytest.mark.parametrize("bad", [0, -3])
@@ -142,7 +154,7 @@ def test_threshold_accepts_and_refuses_strings() -> None:
 
 @pytest.mark.parametrize("bad", [1, 0, "yes", None])
 def test_flags_must_be_bools(bad: Any) -> None:
-    for name in ("use_evidence", "add_contribution", "keep_original", "drop_irrelevant"):
+    for name in ("use_evidence", "add_contribution", "keep_original", "drop_irrelevant", "grounded_only"):
         with pytest.raises(TypeError, match=f"{name} must be a bool"):
             check_rule_options({name: bad})
 

@@ -373,6 +373,7 @@ def test_to_dict_from_dict_exact() -> None:
             "add_contribution": False,
             "keep_original": True,
             "drop_irrelevant": False,
+            "grounded_only": True,
         },
     }
     again = PrismRanker.from_dict(data)

@@ -293,6 +293,7 @@ def test_serialisation_round_trip_exact() -> None:
         "add_contribution": False,
         "keep_original": False,
         "drop_irrelevant": True,
+        "grounded_only": True,
     }
     again = PrismDocumentCompressor.model_validate(dumped)
     assert again.model_dump() == dumped
@@ -448,7 +449,8 @@ def test_backend_in_dense_retrieval_pipeline(request: pytest.FixtureRequest, bac
     assert scores == pytest.approx([direct[_index(d)] for d in out], abs=1e-4)
     for d in out:
         i = _index(d)
-        ours = list(d.metadata)[-4:] if "original_content" in d.metadata else list(d.metadata)[-3:]
+        ours = [k for k in d.metadata if k in OUR_KEYS]
+        assert list(d.metadata)[-len(ours) :] == ours  # ours come last
         assert ours == [k for k in OUR_KEYS if k in d.metadata]  # one schema for every backend
         assert d.metadata["evidence_used"] is (d.page_content != TEXTS[i])
         if not case.generates:

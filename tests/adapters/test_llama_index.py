@@ -382,6 +382,7 @@ def test_to_dict_round_trip_exact() -> None:
         "add_contribution": True,
         "keep_original": True,
         "drop_irrelevant": True,
+        "grounded_only": True,
         "class_name": "PrismNodePostprocessor",
     }
     again = PrismNodePostprocessor.from_dict(data)

@@ -32,6 +32,9 @@ PRISM_FIELDS = (
     "document_tokens",
     "evidence_tokens",
     "chunk",
+    "grounding",
+    "unsupported",
+    "evidence_spans",
 )
 
 

@@ -14,6 +14,7 @@ from prism_core.validation import check_query
 from prism_integrations._common import (
     DEFAULT_ADD_CONTRIBUTION,
     DEFAULT_DROP_IRRELEVANT,
+    DEFAULT_GROUNDED_ONLY,
     DEFAULT_KEEP_ORIGINAL,
     DEFAULT_MIN_QUALITY,
     DEFAULT_QUALITY_WEIGHT,
@@ -83,7 +84,10 @@ class PrismRanker:
 
     Ranking options (the same in all three adapters): ``top_k=None`` (no limit),
     ``score_threshold=None`` (no cut), ``use_evidence=True``, ``add_contribution=True``,
-    ``keep_original=True``, ``drop_irrelevant=True``; ``top_k`` and ``score_threshold`` passed to
+    ``keep_original=True``, ``drop_irrelevant=True``, ``grounded_only=True`` (evidence with a
+    verbatim item the document does not contain is not swapped in: ``evidence_rejected:
+    "ungrounded"``; ``grounding``, ``unsupported`` and ``evidence_spans`` are in ``meta`` whenever
+    evidence was generated); ``top_k`` and ``score_threshold`` passed to
     :meth:`run` override the ones given here. With ``use_evidence`` and ``add_contribution`` both
     off, or on a score-only backend, nothing is generated. Long documents: ``max_tokens_per_doc``
     and ``long_documents`` (``"truncate"`` or ``"chunk"``; ``None``: the engine's defaults) are
@@ -138,6 +142,7 @@ class PrismRanker:
         add_contribution: bool = DEFAULT_ADD_CONTRIBUTION,
         keep_original: bool = DEFAULT_KEEP_ORIGINAL,
         drop_irrelevant: bool = DEFAULT_DROP_IRRELEVANT,
+        grounded_only: bool = DEFAULT_GROUNDED_ONLY,
         quality: QualityScorer | Mapping[str, Any] | None = None,
         min_quality: float | None = DEFAULT_MIN_QUALITY,
         quality_weight: float = DEFAULT_QUALITY_WEIGHT,
@@ -171,6 +176,7 @@ class PrismRanker:
                 "add_contribution": add_contribution,
                 "keep_original": keep_original,
                 "drop_irrelevant": drop_irrelevant,
+                "grounded_only": grounded_only,
             },
             top_n_name="top_k",
         )
@@ -185,6 +191,7 @@ class PrismRanker:
         self.add_contribution: bool = options["add_contribution"]
         self.keep_original: bool = options["keep_original"]
         self.drop_irrelevant: bool = options["drop_irrelevant"]
+        self.grounded_only: bool = options["grounded_only"]
         self.quality: QualityScorer | None = checked_quality
         self.min_quality: float | None = checked_min_quality
         self.quality_weight: float = checked_weight
@@ -270,6 +277,7 @@ class PrismRanker:
             add_contribution=self.add_contribution,
             keep_original=self.keep_original,
             drop_irrelevant=self.drop_irrelevant,
+            grounded_only=self.grounded_only,
             **quality_options_dict(self.quality, self.min_quality, self.quality_weight),
             **long_document_options(self.max_tokens_per_doc, self.long_documents),
         )
