@@ -5,8 +5,8 @@ Example:
     >>> reranker = PrismReranker.shared("infgrad/Prism-Qwen3.5-Reranker-0.8B")  # loads lazily
 """
 
-from prism_core.backends.prism import DEFAULT_MODEL, PrismReranker
-from prism_core.backends.qwen3_reranker import Qwen3Reranker
+from typing import TYPE_CHECKING
+
 from prism_core.config import EngineConfig
 from prism_core.errors import (
     EngineClosedError,
@@ -19,6 +19,13 @@ from prism_core.grounding import GroundingReport, check_grounding
 from prism_core.protocol import Capabilities, Reranker
 from prism_core.registry import BACKENDS, detect_backend, load_reranker
 from prism_core.results import PrismResult
+
+if TYPE_CHECKING:  # imported on first use (see ``__getattr__``): torch only when a local model runs
+    from prism_core.backends.cross_encoder import CrossEncoderReranker
+    from prism_core.backends.prism import DEFAULT_MODEL, PrismReranker
+    from prism_core.backends.qwen3_reranker import Qwen3Reranker
+    from prism_core.backends.remote import RemoteReranker
+    from prism_core.quality import QualityScorer
 
 __all__ = [
     "BACKENDS",
@@ -45,19 +52,24 @@ __all__ = [
 __version__ = "0.2.0"
 
 
+#: Public names whose modules import torch, transformers or sentence-transformers: imported on first
+#: use, so that ``import prism_core`` (and a process that only calls a remote service) pays for none.
+_LAZY = {
+    "CrossEncoderReranker": "prism_core.backends.cross_encoder",
+    "DEFAULT_MODEL": "prism_core.backends.prism",
+    "PrismReranker": "prism_core.backends.prism",
+    "QualityScorer": "prism_core.quality",
+    "Qwen3Reranker": "prism_core.backends.qwen3_reranker",
+    "RemoteReranker": "prism_core.backends.remote",
+}
+
+
 def __getattr__(name: str) -> object:
-    # The cross-encoder backend imports sentence-transformers, the quality prior its encoder stack:
-    # only when asked for.
-    if name == "CrossEncoderReranker":
-        from prism_core.backends.cross_encoder import CrossEncoderReranker
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        return CrossEncoderReranker
-    if name == "RemoteReranker":
-        from prism_core.backends.remote import RemoteReranker
-
-        return RemoteReranker
-    if name == "QualityScorer":
-        from prism_core.quality import QualityScorer
-
-        return QualityScorer
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
