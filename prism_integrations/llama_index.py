@@ -220,6 +220,17 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
         """Set up the (lazy) engine look-up."""
         self._resolver = EngineResolver(self.engine_config, self.reranker)
 
+    def __eq__(self, other: object) -> bool:
+        """Equal when configured alike: every field but LlamaIndex's per-instance ``callback_manager``."""
+        if not isinstance(other, PrismNodePostprocessor):
+            return NotImplemented
+        mine, theirs = dict(self.__dict__), dict(other.__dict__)
+        mine.pop("callback_manager", None)
+        theirs.pop("callback_manager", None)
+        return type(self) is type(other) and mine == theirs and self._resolver == other._resolver
+
+    __hash__ = None  # type: ignore[assignment]  # mutable pydantic model, as BaseModel
+
     @model_serializer(mode="wrap")
     def custom_model_dump(
         self, handler: SerializerFunctionWrapHandler, info: SerializationInfo

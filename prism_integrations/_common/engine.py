@@ -266,6 +266,17 @@ class EngineResolver:
         self._lock = threading.Lock()
         self._said_noop = False
 
+    def __eq__(self, other: object) -> bool:
+        # Two resolvers are the same when they find the same engine: the same spec (a frozen,
+        # comparable configuration), or the same ``reranker`` object. What was looked up already
+        # does not count: the lookup gives the same process-wide engine either way.
+        if not isinstance(other, EngineResolver):
+            return NotImplemented
+        return self.spec == other.spec and self.reranker is other.reranker
+
+    def __hash__(self) -> int:
+        return hash((self.spec, id(self.reranker)))
+
     def __getstate__(self) -> dict[str, Any]:
         # The engine is a process-wide resource (a thread, loaded weights): a copy or an unpickled
         # resolver looks it up again; a ``reranker`` object travels as it is.

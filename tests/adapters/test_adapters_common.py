@@ -860,3 +860,21 @@ def _triple(adapter: Any, position: int) -> tuple[Any, Any, Any]:
     slots: list[Any] = [_Skip(), _Skip(), _Skip()]
     slots[position] = adapter
     return slots[0], slots[1], slots[2]
+
+
+def test_adapters_configured_alike_compare_equal() -> None:
+    """Equality follows the configuration (issue 17: a fresh engine resolver each time made two
+    identically configured adapters, or one and its round trip, compare unequal)."""
+    pytest.importorskip("langchain_core")
+    pytest.importorskip("llama_index.core")
+    from prism_integrations.langchain import PrismDocumentCompressor
+    from prism_integrations.llama_index import PrismNodePostprocessor
+
+    a = PrismDocumentCompressor(model="org/x", backend="prism", top_n=3)
+    assert a == PrismDocumentCompressor(model="org/x", backend="prism", top_n=3)
+    assert a == PrismDocumentCompressor.model_validate(a.model_dump())
+    assert a != PrismDocumentCompressor(model="org/x", backend="prism", top_n=4)
+    x = PrismNodePostprocessor(model="org/x", backend="prism", top_n=3)
+    assert x == PrismNodePostprocessor(model="org/x", backend="prism", top_n=3)
+    assert x != PrismNodePostprocessor(model="org/x", backend="prism", top_n=2)
+    assert x != PrismNodePostprocessor(model="org/y", backend="prism", top_n=3)
