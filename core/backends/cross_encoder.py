@@ -405,6 +405,10 @@ class CrossEncoderJob(Job):
     def finished(self) -> bool:
         return not self.batches
 
+    def expire(self) -> None:
+        """Deadline passed: drop the batches not run yet (their documents keep a NaN logit)."""
+        self.batches.clear()
+
     def result(self) -> list[float]:
         return self.logits
 

@@ -129,6 +129,7 @@ class RerankJob(Job):
         self.waiting: deque[tuple[PrefillState, list[int]]] = deque()  # merged groups to decode
         self.streams: list[tuple[DecodeStream, list[int]]] = []
         self.progress: Callable[[int], Any] | None = None  # called with each scored batch's size
+        self.expired = False  # :meth:`expire` ran (the deadline passed before the work was done)
 
     # ------------------------------------------------------------------ passes
     def next_pass(self) -> Pass | None:
@@ -234,6 +235,18 @@ class RerankJob(Job):
 
     def result(self) -> tuple[list[float], dict[int, list[int]]]:
         return self.logits, self.generated
+
+    def expire(self) -> None:
+        """Deadline passed: keep the rows whose generation finished, drop all the rest of the work.
+
+        Rows still decoding (and kept or waiting rows) get no entry in ``generated``; documents not
+        scored yet keep a NaN logit. ``expired`` tells the front end to flag them.
+        """
+        self.expired = True
+        for stream, docs in self.streams:
+            live = set(stream.active)
+            self.generated.update((d, out) for n, (d, out) in enumerate(zip(docs, stream.outputs)) if n not in live)
+        self.release()
 
     def release(self) -> None:
         self.batches.clear()
