@@ -30,6 +30,12 @@ class PrismResult:
         evidence_tokens: The evidence passage's tokens (same tokenizer), when evidence was
             generated; else ``None``. ``document_tokens - evidence_tokens`` is what the body swap
             saves in an LLM's context.
+        scored: ``False`` only when the call's ``time_budget`` ran out before this document was
+            scored: ``score``, ``logit`` are then placeholders (``0.0``), ``relevant`` is ``False``,
+            and such results come after the ranked ones, in input order (never ranked by nothing).
+        evidence_skipped: Why evidence this document would have had was not generated:
+            ``"time_budget"`` when the call's deadline came first (the body stays the original;
+            ``evidence_complete`` is ``False``); ``None`` otherwise.
 
     Example:
         >>> r = PrismResult(index=0, score=0.9, logit=2.2, relevant=True)
@@ -48,6 +54,8 @@ class PrismResult:
     raw_output: str | None = None
     document_tokens: int | None = None
     evidence_tokens: int | None = None
+    scored: bool = True
+    evidence_skipped: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as a JSON-serialisable ``dict`` (field order as declared)."""

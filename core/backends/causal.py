@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 
+from prism_core.budgets import assemble_results, check_time_budget, deadline_after
+from prism_core.caching.results import CachedPair, Claim, result_cache
 from prism_core.config import EngineConfig
 from prism_core.protocol import Capabilities
-from prism_core.ranking import select, sigmoid
+from prism_core.ranking import passes, select, sigmoid
 from prism_core.results import PrismResult
 from prism_core.runtime.devices import dtype_name, resolve_device, resolve_dtype
 from prism_core.runtime.engine_loop import EngineLoop
@@ -38,6 +42,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_BATCH_TOKENS = {"cuda": 32768, "mps": 8192, "cpu": 16384}
 
 Self = TypeVar("Self", bound="CausalLMReranker")
+#: Per call: scored documents' results, results with generation (both by input position), expired.
+_Parts = tuple[dict[int, PrismResult], dict[int, PrismResult], bool]
 
 
 class CausalLMReranker:
@@ -195,6 +201,9 @@ class CausalLMReranker:
     def score(self, query: str, documents: Sequence[str]) -> list[float]:
         """Relevance scores in ``[0, 1]``, in input order; a pure scoring pass, nothing generated.
 
+        Pairs scored before in this process are served from the result cache
+        (:mod:`prism_core.caching.results`) without touching the model.
+
         Example:
             >>> PrismReranker("some/model").score("q", [])  # doctest: +SKIP
             []
@@ -202,18 +211,16 @@ class CausalLMReranker:
         query, docs = check_query(query), check_documents(documents)
         if not docs:
             return []
-        prompts = self._encode(query, docs)
-        logits, _ = self._run_sync(self._job(prompts, False, None, None))
-        return [sigmoid(x) for x in logits]
+        base, _, _ = self._work_sync(query, docs, False, None, None, None)
+        return [base[i].score for i in range(len(docs))]
 
     async def ascore(self, query: str, documents: Sequence[str]) -> list[float]:
         """:meth:`score` without blocking the event loop (cancelling it cancels the work)."""
         query, docs = check_query(query), check_documents(documents)
         if not docs:
             return []
-        prompts = await self._aencode(query, docs)
-        logits, _ = await self._run_async(self._job(prompts, False, None, None))
-        return [sigmoid(x) for x in logits]
+        base, _, _ = await self._work_async(query, docs, False, None, None, None)
+        return [base[i].score for i in range(len(docs))]
 
     def rerank(
         self,
@@ -223,11 +230,13 @@ class CausalLMReranker:
         top_n: int | None = None,
         score_threshold: float | None = None,
         evidence: bool = True,
+        time_budget: float | None = None,
     ) -> list[PrismResult]:
         """Score and sort; for relevant kept documents of a generating backend, generate evidence.
 
         Generation runs only for documents whose verdict is ``yes`` and that survive
-        ``score_threshold`` and ``top_n``; ``evidence=False`` is a pure scoring pass.
+        ``score_threshold`` and ``top_n``; ``evidence=False`` is a pure scoring pass. Pairs finished
+        before in this process come from the result cache (:mod:`prism_core.caching.results`).
 
         Args:
             query: The query (non-empty).
@@ -236,24 +245,30 @@ class CausalLMReranker:
             score_threshold: Keep results with ``score >= score_threshold``, in [0, 1].
             evidence: Generate contribution and evidence for relevant kept documents (no-op on a
                 score-only backend).
+            time_budget: Seconds this call may take (fail-open, :mod:`prism_core.budgets`): it
+                returns by then (plus one engine step) with what is done; documents whose
+                generation did not finish get ``evidence_skipped="time_budget"``, documents not
+                scored come last in input order with ``scored=False``.
 
         Returns:
             Results sorted by score, best first (ties by input position).
 
         Raises:
             TypeError: A non-string query or document, or a wrongly typed option.
-            ValueError: Empty query, bad ``top_n``/threshold, un-encodable text (names the document),
-                or a query too long for ``max_length``.
+            ValueError: Empty query, bad ``top_n``/threshold/``time_budget``, un-encodable text
+                (names the document), or a query too long for ``max_length``.
             NonFiniteScoreError: The model produced NaN/inf verdict logits (use bf16 or fp32).
         """
+        deadline = deadline_after(check_time_budget(time_budget))
         query, docs, top_n, score_threshold, generate = self._check(
             query, documents, top_n, score_threshold, evidence
         )
         if not docs:
             return []
-        prompts = self._encode(query, docs)
-        logits, generated = self._run_sync(self._job(prompts, generate, top_n, score_threshold))
-        return self._results(prompts, logits, generated, top_n, score_threshold)
+        base, full, expired = self._work_sync(query, docs, generate, top_n, score_threshold, deadline)
+        return assemble_results(
+            len(docs), base, full, top_n=top_n, threshold=score_threshold, generate=generate, expired=expired
+        )
 
     async def arerank(
         self,
@@ -263,16 +278,155 @@ class CausalLMReranker:
         top_n: int | None = None,
         score_threshold: float | None = None,
         evidence: bool = True,
+        time_budget: float | None = None,
     ) -> list[PrismResult]:
         """:meth:`rerank` without blocking the event loop; cancelling the task cancels the work."""
+        deadline = deadline_after(check_time_budget(time_budget))
         query, docs, top_n, score_threshold, generate = self._check(
             query, documents, top_n, score_threshold, evidence
         )
         if not docs:
             return []
-        prompts = await self._aencode(query, docs)
-        logits, generated = await self._run_async(self._job(prompts, generate, top_n, score_threshold))
-        return self._results(prompts, logits, generated, top_n, score_threshold)
+        base, full, expired = await self._work_async(query, docs, generate, top_n, score_threshold, deadline)
+        return assemble_results(
+            len(docs), base, full, top_n=top_n, threshold=score_threshold, generate=generate, expired=expired
+        )
+
+    @property
+    def cache_namespace(self) -> Hashable:
+        """What keys this engine's entries in the result cache: its configuration and classes."""
+        runner = self.runner_class
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            f"{runner.__module__}.{runner.__qualname__}#{id(runner)}",
+            self.engine_config.key(),
+        )
+
+    @property
+    def cache_stats(self) -> dict[str, int]:
+        """This engine's result-cache ``hits`` and ``misses`` (documents), and the shared cache's
+        ``evictions``, ``entries`` and ``bytes``."""
+        stats = result_cache().stats
+        return {
+            **stats.for_engine(self.cache_namespace),
+            "evictions": stats.evictions,
+            "entries": stats.entries,
+            "bytes": stats.bytes,
+        }
+
+    # ----------------------------------------------------------------- cache and engine
+    def _claim(self, query: str, docs: list[str]) -> Claim:
+        cache = result_cache()
+        if not cache.enabled:
+            return cache.begin([b""] * len(docs))
+        namespace = self.cache_namespace
+        return cache.begin([cache.key(namespace, query, d) for d in docs])
+
+    def _todo(
+        self, claim: Claim, generate: bool, top_n: int | None, threshold: float | None
+    ) -> tuple[list[int], dict[int, PrismResult], dict[int, PrismResult]]:
+        """What to send to the model: the missing documents, and (generating) the cached ones that
+        may be returned with evidence but have none cached (only they can need it: a subset's
+        ``top_n`` contains every document of the whole set's ``top_n`` that is in the subset)."""
+        base = {i: p.base if p.base.index == i else replace(p.base, index=i) for i, p in claim.found.items()}
+        full = {
+            i: p.full if p.full.index == i else replace(p.full, index=i)
+            for i, p in claim.found.items()
+            if p.full is not None
+        }
+        todo = set(claim.missing)
+        if generate:
+            for r in select(list(base.values()), top_n, threshold):
+                if passes(r.logit, threshold) and r.index not in full:
+                    todo.add(r.index)
+        return sorted(todo), base, full
+
+    def _absorb(
+        self,
+        todo: list[int],
+        prompts: list[EncodedPrompt],
+        logits: list[float],
+        generated: dict[int, list[int]],
+        base: dict[int, PrismResult],
+        full: dict[int, PrismResult],
+    ) -> dict[int, CachedPair]:
+        """Turn the engine's plain output into results (output processing); return the finished pairs."""
+        computed: dict[int, CachedPair] = {}
+        for j, i in enumerate(todo):
+            logit = logits[j]
+            if math.isnan(logit):  # not scored: the time budget ran out first
+                continue
+            cached = base.get(i)
+            b = cached if cached is not None else self._result(i, prompts[j], logit, None)
+            base[i] = b
+            ids = generated.get(j)
+            f = None
+            if ids is not None:
+                f = self._result(i, prompts[j], logit, ids)
+                if cached is not None:  # keep the cached score: a cached answer is the first computed
+                    f = replace(f, score=b.score, logit=b.logit, relevant=b.relevant)
+                full[i] = f
+            computed[i] = CachedPair(b, f)
+        return computed
+
+    def _work_sync(
+        self,
+        query: str,
+        docs: list[str],
+        generate: bool,
+        top_n: int | None,
+        threshold: float | None,
+        deadline: float | None,
+    ) -> _Parts:
+        cache = result_cache()
+        claim = self._claim(query, docs)
+        try:
+            cache.wait(claim, deadline)
+            todo, base, full = self._todo(claim, generate, top_n, threshold)
+            computed: dict[int, CachedPair] = {}
+            expired = False
+            if todo:
+                prompts = self._encode(query, [docs[i] for i in todo])
+                job = self._job(prompts, generate, top_n, threshold)
+                job.deadline = deadline
+                logits, generated = self._run_sync(job)
+                computed = self._absorb(todo, prompts, logits, generated, base, full)
+                expired = job.expired
+        except BaseException:
+            cache.abandon(claim)
+            raise
+        cache.finish(claim, self.cache_namespace, computed, len(docs) - len(todo))
+        return base, full, expired
+
+    async def _work_async(
+        self,
+        query: str,
+        docs: list[str],
+        generate: bool,
+        top_n: int | None,
+        threshold: float | None,
+        deadline: float | None,
+    ) -> _Parts:
+        cache = result_cache()
+        claim = self._claim(query, docs)
+        try:
+            if claim.waiting and not claim.owned:
+                await asyncio.to_thread(cache.wait, claim, deadline)
+            todo, base, full = self._todo(claim, generate, top_n, threshold)
+            computed: dict[int, CachedPair] = {}
+            expired = False
+            if todo:
+                prompts = await self._aencode(query, [docs[i] for i in todo])
+                job = self._job(prompts, generate, top_n, threshold)
+                job.deadline = deadline
+                logits, generated = await self._run_async(job)
+                computed = self._absorb(todo, prompts, logits, generated, base, full)
+                expired = job.expired
+        except BaseException:
+            cache.abandon(claim)
+            raise
+        cache.finish(claim, self.cache_namespace, computed, len(docs) - len(todo))
+        return base, full, expired
 
     # ----------------------------------------------------------------- the work
     def _check(
@@ -326,21 +480,6 @@ class CausalLMReranker:
         return tqdm(
             total=total, unit="doc", desc=f"{self.display_name} rerank", disable=not show, leave=False
         )
-
-    def _results(
-        self,
-        prompts: list[EncodedPrompt],
-        logits: list[float],
-        generated: dict[int, list[int]],
-        top_n: int | None,
-        threshold: float | None,
-    ) -> list[PrismResult]:
-        """Output processing: plain engine output → results, ranked by the one rule."""
-        results = [
-            self._result(i, p, logit, generated.get(i))
-            for i, (p, logit) in enumerate(zip(prompts, logits, strict=True))
-        ]
-        return select(results, top_n, threshold)
 
     def _result(
         self, index: int, prompt: EncodedPrompt, logit: float, generated: list[int] | None

@@ -35,14 +35,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar, TypeVar, cast
 
 import torch
 
+from prism_core.budgets import assemble_results, check_time_budget, deadline_after
+from prism_core.caching.results import CachedPair, Claim, result_cache
 from prism_core.config import EngineConfig
 from prism_core.errors import ModelLoadError, NonFiniteScoreError
 from prism_core.protocol import SCORE_ONLY
-from prism_core.ranking import select, sigmoid
+from prism_core.ranking import sigmoid
 from prism_core.results import PrismResult
 from prism_core.runtime.batching import plan_batches
 from prism_core.runtime.devices import dtype_name, resolve_device, resolve_dtype
@@ -600,6 +603,9 @@ class CrossEncoderReranker:
     def score(self, query: str, documents: Sequence[str]) -> list[float]:
         """Relevance scores ``sigmoid(logit)`` in ``[0, 1]``, in input order.
 
+        Pairs scored before in this process come from the result cache
+        (:mod:`prism_core.caching.results`) without touching the model.
+
         Example:
             >>> CrossEncoderReranker("some/model").score("q", [])  # doctest: +SKIP
             []
@@ -607,16 +613,16 @@ class CrossEncoderReranker:
         query, docs = check_query(query), check_documents(documents)
         if not docs:
             return []
-        job, _ = self._prepare(query, docs)
-        return [sigmoid(x) for x in self._run_sync(job)]
+        base, _ = self._work_sync(query, docs, None)
+        return [base[i].score for i in range(len(docs))]
 
     async def ascore(self, query: str, documents: Sequence[str]) -> list[float]:
         """:meth:`score` without blocking the event loop (cancelling it cancels the work)."""
         query, docs = check_query(query), check_documents(documents)
         if not docs:
             return []
-        job, _ = await asyncio.to_thread(self._prepare, query, docs)
-        return [sigmoid(x) for x in await self._run_async(job)]
+        base, _ = await self._work_async(query, docs, None)
+        return [base[i].score for i in range(len(docs))]
 
     def rerank(
         self,
@@ -626,6 +632,7 @@ class CrossEncoderReranker:
         top_n: int | None = None,
         score_threshold: float | None = None,
         evidence: bool = True,
+        time_budget: float | None = None,
     ) -> list[PrismResult]:
         """Score and sort; nothing is generated.
 
@@ -635,6 +642,8 @@ class CrossEncoderReranker:
             top_n: Keep the best ``top_n`` results (after the threshold).
             score_threshold: Keep results with ``score >= score_threshold``, in [0, 1].
             evidence: Accepted for a uniform surface: a no-op here (logged once per instance).
+            time_budget: Seconds this call may take (fail-open, :mod:`prism_core.budgets`):
+                documents whose batch did not run by then come last, in input order, ``scored=False``.
 
         Returns:
             Results sorted by score, best first (ties by input position); ``truncated`` is set for
@@ -642,18 +651,22 @@ class CrossEncoderReranker:
 
         Raises:
             TypeError: A non-string query or document, or a wrongly typed option.
-            ValueError: Empty query, bad ``top_n``/threshold, un-encodable text (names the document).
+            ValueError: Empty query, bad ``top_n``/threshold/``time_budget``, un-encodable text
+                (names the document).
             NonFiniteScoreError: The model produced NaN/inf logits (use bf16 or fp32).
 
         Example:
             >>> reranker.rerank("what is rust?", ["Paris.", "Rust is a language."], top_n=1)  # doctest: +SKIP
             [PrismResult(index=1, score=0.98..., ...)]
         """
+        deadline = deadline_after(check_time_budget(time_budget))
         query, docs, top_n, score_threshold = self._check(query, documents, top_n, score_threshold, evidence)
         if not docs:
             return []
-        job, truncated = self._prepare(query, docs)
-        return self._results(self._run_sync(job), truncated, top_n, score_threshold)
+        base, expired = self._work_sync(query, docs, deadline)
+        return assemble_results(
+            len(docs), base, {}, top_n=top_n, threshold=score_threshold, generate=False, expired=expired
+        )
 
     async def arerank(
         self,
@@ -663,13 +676,100 @@ class CrossEncoderReranker:
         top_n: int | None = None,
         score_threshold: float | None = None,
         evidence: bool = True,
+        time_budget: float | None = None,
     ) -> list[PrismResult]:
         """:meth:`rerank` without blocking the event loop; cancelling the task cancels the work."""
+        deadline = deadline_after(check_time_budget(time_budget))
         query, docs, top_n, score_threshold = self._check(query, documents, top_n, score_threshold, evidence)
         if not docs:
             return []
-        job, truncated = await asyncio.to_thread(self._prepare, query, docs)
-        return self._results(await self._run_async(job), truncated, top_n, score_threshold)
+        base, expired = await self._work_async(query, docs, deadline)
+        return assemble_results(
+            len(docs), base, {}, top_n=top_n, threshold=score_threshold, generate=False, expired=expired
+        )
+
+    @property
+    def cache_namespace(self) -> Hashable:
+        """What keys this engine's entries in the result cache: its configuration and class."""
+        return (f"{type(self).__module__}.{type(self).__qualname__}", self.engine_config.key())
+
+    @property
+    def cache_stats(self) -> dict[str, int]:
+        """This engine's result-cache ``hits`` and ``misses`` (documents), and the shared cache's
+        ``evictions``, ``entries`` and ``bytes``."""
+        stats = result_cache().stats
+        return {
+            **stats.for_engine(self.cache_namespace),
+            "evictions": stats.evictions,
+            "entries": stats.entries,
+            "bytes": stats.bytes,
+        }
+
+    # ----------------------------------------------------------------- cache and engine
+    def _claim(self, query: str, docs: list[str]) -> Claim:
+        cache = result_cache()
+        if not cache.enabled:
+            return cache.begin([b""] * len(docs))
+        namespace = self.cache_namespace
+        return cache.begin([cache.key(namespace, query, d) for d in docs])
+
+    @staticmethod
+    def _absorb(
+        todo: list[int], logits: list[float], truncated: list[bool], base: dict[int, PrismResult]
+    ) -> dict[int, CachedPair]:
+        computed: dict[int, CachedPair] = {}
+        for j, i in enumerate(todo):
+            x = logits[j]
+            if math.isnan(x):  # not scored: the time budget ran out first
+                continue
+            base[i] = PrismResult(index=i, score=sigmoid(x), logit=x, relevant=x > 0, truncated=truncated[j])
+            computed[i] = CachedPair(base[i])
+        return computed
+
+    def _work_sync(
+        self, query: str, docs: list[str], deadline: float | None
+    ) -> tuple[dict[int, PrismResult], bool]:
+        cache = result_cache()
+        claim = self._claim(query, docs)
+        try:
+            cache.wait(claim, deadline)
+            base = {i: replace(p.base, index=i) for i, p in claim.found.items()}
+            todo = claim.missing
+            computed: dict[int, CachedPair] = {}
+            expired = False
+            if todo:
+                job, truncated = self._prepare(query, [docs[i] for i in todo])
+                job.deadline = deadline
+                computed = self._absorb(todo, self._run_sync(job), truncated, base)
+                expired = len(computed) < len(todo)
+        except BaseException:
+            cache.abandon(claim)
+            raise
+        cache.finish(claim, self.cache_namespace, computed, len(docs) - len(todo))
+        return base, expired
+
+    async def _work_async(
+        self, query: str, docs: list[str], deadline: float | None
+    ) -> tuple[dict[int, PrismResult], bool]:
+        cache = result_cache()
+        claim = self._claim(query, docs)
+        try:
+            if claim.waiting and not claim.owned:
+                await asyncio.to_thread(cache.wait, claim, deadline)
+            base = {i: replace(p.base, index=i) for i, p in claim.found.items()}
+            todo = claim.missing
+            computed: dict[int, CachedPair] = {}
+            expired = False
+            if todo:
+                job, truncated = await asyncio.to_thread(self._prepare, query, [docs[i] for i in todo])
+                job.deadline = deadline
+                computed = self._absorb(todo, await self._run_async(job), truncated, base)
+                expired = len(computed) < len(todo)
+        except BaseException:
+            cache.abandon(claim)
+            raise
+        cache.finish(claim, self.cache_namespace, computed, len(docs) - len(todo))
+        return base, expired
 
     # ----------------------------------------------------------------- the work
     def _say_once(self, key: str, message: str, *args: Any) -> None:
@@ -745,15 +845,6 @@ class CrossEncoderReranker:
         if show is None:
             show = total >= 64 and sys.stderr.isatty()
         return tqdm(total=total, unit="doc", desc=f"{self.backend} rerank", disable=not show, leave=False)
-
-    def _results(
-        self, logits: list[float], truncated: list[bool], top_n: int | None, threshold: float | None
-    ) -> list[PrismResult]:
-        results = [
-            PrismResult(index=i, score=sigmoid(x), logit=x, relevant=x > 0, truncated=cut)
-            for i, (x, cut) in enumerate(zip(logits, truncated, strict=True))
-        ]
-        return select(results, top_n, threshold)
 
 
 def _make_executor(loaded: LoadedModel) -> CrossEncoderExecutor:

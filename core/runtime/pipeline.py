@@ -245,7 +245,8 @@ class RerankJob(Job):
         self.expired = True
         for stream, docs in self.streams:
             live = set(stream.active)
-            self.generated.update((d, out) for n, (d, out) in enumerate(zip(docs, stream.outputs)) if n not in live)
+            done = [n for n in range(len(docs)) if n not in live]
+            self.generated.update((docs[n], stream.outputs[n]) for n in done)
         self.release()
 
     def release(self) -> None:
