@@ -36,6 +36,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from prism_core.budgets import check_time_budget, unscored_result
 from prism_core.config import EngineConfig
 from prism_core.errors import PrismError
 from prism_core.protocol import SCORE_ONLY, Capabilities
@@ -281,6 +282,7 @@ class RemoteReranker:
         top_n: int | None = None,
         score_threshold: float | None = None,
         evidence: bool = True,
+        time_budget: float | None = None,
     ) -> list[PrismResult]:
         """Results sorted best first (ties by input position); ``score_threshold`` before ``top_n``.
 
@@ -290,6 +292,8 @@ class RemoteReranker:
             top_n: Keep the best ``top_n`` results (after the threshold).
             score_threshold: Keep results with ``score >= score_threshold``, in ``[0, 1]``.
             evidence: Ask for contribution and evidence (only a server that generates them does).
+            time_budget: Seconds the server may spend (sent as the request's ``time_budget`` to our
+                server, which answers by then with what is done; a foreign server is not told).
 
         Raises:
             TypeError, ValueError: Bad input (checked here, as every local backend checks it).
@@ -300,9 +304,10 @@ class RemoteReranker:
         query, docs, top_n, score_threshold, evidence = check_rerank_args(
             query, documents, top_n, score_threshold, evidence
         )
+        time_budget = check_time_budget(time_budget)
         if not docs:
             return []
-        return self._call(query, docs, top_n, score_threshold, evidence)
+        return self._call(query, docs, top_n, score_threshold, evidence, time_budget)
 
     async def arerank(
         self,
@@ -312,14 +317,16 @@ class RemoteReranker:
         top_n: int | None = None,
         score_threshold: float | None = None,
         evidence: bool = True,
+        time_budget: float | None = None,
     ) -> list[PrismResult]:
         """:meth:`rerank` without blocking the event loop (with ``httpx.AsyncClient``)."""
         query, docs, top_n, score_threshold, evidence = check_rerank_args(
             query, documents, top_n, score_threshold, evidence
         )
+        time_budget = check_time_budget(time_budget)
         if not docs:
             return []
-        return await self._acall(query, docs, top_n, score_threshold, evidence)
+        return await self._acall(query, docs, top_n, score_threshold, evidence, time_budget)
 
     # ----------------------------------------------------------------- requests
     def _headers(self) -> dict[str, str]:
@@ -379,18 +386,30 @@ class RemoteReranker:
         self._info, self._info_known = info, True
 
     def _call(
-        self, query: str, docs: list[str], top_n: int | None, threshold: float | None, evidence: bool
+        self,
+        query: str,
+        docs: list[str],
+        top_n: int | None,
+        threshold: float | None,
+        evidence: bool,
+        time_budget: float | None = None,
     ) -> list[PrismResult]:
         info = self._server_info()
-        body, expect = self._request_body(info, query, docs, top_n, threshold, evidence)
+        body, expect = self._request_body(info, query, docs, top_n, threshold, evidence, time_budget)
         response = self._send("POST", _RERANK_PATH, body)
         return self._results(info, self._json(response, _RERANK_PATH), len(docs), top_n, threshold, expect)
 
     async def _acall(
-        self, query: str, docs: list[str], top_n: int | None, threshold: float | None, evidence: bool
+        self,
+        query: str,
+        docs: list[str],
+        top_n: int | None,
+        threshold: float | None,
+        evidence: bool,
+        time_budget: float | None = None,
     ) -> list[PrismResult]:
         info = await self._aserver_info()
-        body, expect = self._request_body(info, query, docs, top_n, threshold, evidence)
+        body, expect = self._request_body(info, query, docs, top_n, threshold, evidence, time_budget)
         response = await self._asend("POST", _RERANK_PATH, body)
         return self._results(info, self._json(response, _RERANK_PATH), len(docs), top_n, threshold, expect)
 
@@ -402,6 +421,7 @@ class RemoteReranker:
         top_n: int | None,
         threshold: float | None,
         evidence: bool,
+        time_budget: float | None = None,
     ) -> tuple[dict[str, Any], tuple[int | None, float | None]]:
         body: dict[str, Any] = {"query": query, "documents": docs}
         if self.model is not None:
@@ -420,6 +440,8 @@ class RemoteReranker:
         if threshold is not None:
             body["score_threshold"] = threshold
         body["evidence"] = bool(evidence and _capabilities(info).evidence)
+        if time_budget is not None:
+            body["time_budget"] = time_budget
         return body, (top_n, threshold)
 
     def _send(
@@ -580,25 +602,29 @@ class RemoteReranker:
         asked_top_n, asked_threshold = expect
         seen: set[int] = set()
         results = []
+        unscored = []  # our server's time budget ran out before these were scored: listed last
         for position, item in enumerate(items):
             result = self._result(item, position, n, bad)
             if result.index in seen:
                 raise bad(f"results[{position}] repeats index {result.index}")
             seen.add(result.index)
+            if not result.scored:
+                unscored.append(result)
+                continue
             if asked_threshold is not None and result.score < asked_threshold:
                 raise bad(
                     f"results[{position}] scores {result.score} below the score_threshold {asked_threshold}"
                 )
             results.append(result)
-        most = n if asked_top_n is None else min(asked_top_n, n)
-        if asked_threshold is None and len(results) != most:
+        most = n - len(unscored) if asked_top_n is None else min(asked_top_n, n - len(unscored))
+        if asked_threshold is None and len(results) != most and not unscored:
             missing = sorted(set(range(n)) - seen)
             what = f"; missing indices {missing[:20]}" if asked_top_n is None else ""
             raise bad(f"expected {most} results, got {len(results)}{what}")
         if len(results) > most:
             raise bad(f"expected at most {most} results, got {len(results)}")
         # Server-side selection is checked above; a foreign server's full list is selected here.
-        return select(results, top_n, threshold)
+        return select(results, top_n, threshold) + unscored
 
     def _result(self, item: Any, position: int, n: int, bad: Any) -> PrismResult:
         if not isinstance(item, Mapping):
@@ -608,6 +634,8 @@ class RemoteReranker:
             raise bad(f"results[{position}].index must be an integer, got {index!r}")
         if not 0 <= index < n:
             raise bad(f"results[{position}].index {index} is out of range for {n} documents")
+        if item.get("scored") is False:
+            return unscored_result(index)
         score = item.get("relevance_score")
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
             raise bad(f"results[{position}].relevance_score must be a finite number, got {score!r}")
@@ -632,6 +660,7 @@ class RemoteReranker:
             ("raw_output", str),
             ("document_tokens", int),
             ("evidence_tokens", int),
+            ("evidence_skipped", str),
         ):
             value = item.get(name)
             if value is None:
