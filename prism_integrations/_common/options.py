@@ -15,6 +15,7 @@ from typing import Any
 from prism_core.protocol import Capabilities
 from prism_core.quality.blend import DEFAULT_QUALITY_WEIGHT, engine_cuts
 from prism_core.validation import check_bool, check_threshold, check_top_n
+from prism_integrations._common.budgets import check_budget_options
 from prism_integrations._common.quality import check_quality_options
 
 __all__ = [
@@ -109,6 +110,9 @@ class RerankSettings:
         quality: A :class:`prism_core.quality.QualityScorer`, or ``None`` (no quality prior).
         min_quality: Drop documents whose raw quality is below this (``[0, 5]``; needs ``quality``).
         quality_weight: ``w`` in ``[0, 1]`` of the blend (``w > 0`` needs ``quality``).
+        max_context_tokens: Token budget of the returned documents (:mod:`.budgets`), or ``None``.
+        time_budget: Seconds per engine call (fail-open), or ``None``.
+        token_counter: Counts tokens for ``max_context_tokens`` (``None``: the model's tokenizer).
 
     Example:
         >>> from prism_core.protocol import Capabilities
@@ -126,6 +130,9 @@ class RerankSettings:
     quality: Any = None
     min_quality: float | None = None
     quality_weight: float = DEFAULT_QUALITY_WEIGHT
+    max_context_tokens: int | None = None
+    time_budget: float | None = None
+    token_counter: Any = None
 
     def __post_init__(self) -> None:
         checked = check_rule_options(
@@ -145,6 +152,15 @@ class RerankSettings:
         object.__setattr__(self, "quality", quality)
         object.__setattr__(self, "min_quality", min_quality)
         object.__setattr__(self, "quality_weight", weight)
+        budgets = check_budget_options(
+            {
+                "max_context_tokens": self.max_context_tokens,
+                "time_budget": self.time_budget,
+                "token_counter": self.token_counter,
+            }
+        )
+        for name, value in budgets.items():
+            object.__setattr__(self, name, value)
 
     @classmethod
     def of(
@@ -154,6 +170,8 @@ class RerankSettings:
         top_n_name: str = "top_n",
         top_n: Any = None,
         score_threshold: Any = None,
+        max_context_tokens: Any = None,
+        time_budget: Any = None,
     ) -> RerankSettings:
         """The rules for one call, read from an adapter's current attributes.
 
@@ -164,6 +182,8 @@ class RerankSettings:
             top_n_name: The count limit's attribute (and parameter) name.
             top_n: Overrides the adapter's count limit for this call (``None``: the adapter's).
             score_threshold: Overrides the adapter's threshold for this call (``None``: the adapter's).
+            max_context_tokens: Overrides the adapter's token budget for this call (``None``: the adapter's).
+            time_budget: Overrides the adapter's time budget for this call (``None``: the adapter's).
         """
         return cls(
             top_n=getattr(adapter, top_n_name) if top_n is None else top_n,
@@ -172,6 +192,13 @@ class RerankSettings:
             quality=getattr(adapter, "quality", None),
             min_quality=getattr(adapter, "min_quality", None),
             quality_weight=getattr(adapter, "quality_weight", DEFAULT_QUALITY_WEIGHT),
+            max_context_tokens=(
+                getattr(adapter, "max_context_tokens", None)
+                if max_context_tokens is None
+                else max_context_tokens
+            ),
+            time_budget=getattr(adapter, "time_budget", None) if time_budget is None else time_budget,
+            token_counter=getattr(adapter, "token_counter", None),
             **{name: getattr(adapter, name) for name in BOOL_OPTION_NAMES},
         )
 
@@ -201,7 +228,14 @@ class RerankSettings:
 
         ``top_n`` and ``score_threshold`` are :meth:`engine_cuts`. ``evidence`` is on only when
         :meth:`generate` says so: with ``use_evidence`` and ``add_contribution`` both off, or on a
-        score-only backend, the call is a pure scoring pass.
+        score-only backend, the call is a pure scoring pass. ``time_budget`` only when set.
         """
         top_n, score_threshold = self.engine_cuts()
-        return {"top_n": top_n, "score_threshold": score_threshold, "evidence": self.generate(capabilities)}
+        kwargs: dict[str, Any] = {
+            "top_n": top_n,
+            "score_threshold": score_threshold,
+            "evidence": self.generate(capabilities),
+        }
+        if self.time_budget is not None:  # only when set: a reranker written before it keeps working
+            kwargs["time_budget"] = self.time_budget
+        return kwargs
