@@ -44,7 +44,9 @@ __all__ = [
     "check_token_counter",
     "count_with",
     "deadline_after",
+    "engine_token_counter",
     "fit_token_budget",
+    "returned_tokens",
     "unscored_result",
 ]
 
@@ -197,3 +199,53 @@ def count_with(counter: TokenCounter, text: str, what: str) -> int:
     if isinstance(value, bool) or tokens < 0:
         raise ValueError(f"token_counter must return an int >= 0, got {value!r:.80} for {what}")
     return tokens
+
+
+def engine_token_counter(engine: Any) -> Callable[[str], int] | None:
+    """The model's own token counter, when the engine has a tokenizer (loads the model)."""
+    prompts = getattr(engine, "prompt_tokenizer", None)
+    count = getattr(prompts, "count_tokens", None)
+    if callable(count):
+        return count
+    tokenizer = getattr(engine, "tokenizer", None)
+    if tokenizer is not None and callable(tokenizer):
+        return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return None
+
+
+def returned_tokens(
+    texts: Sequence[str],
+    results: Sequence[PrismResult],
+    swapped: Sequence[bool],
+    counter: TokenCounter | None,
+    engine: Any,
+) -> list[int]:
+    """Tokens each returned text adds to the context.
+
+    With ``counter``, it counts every text. Otherwise the counts the engine already made with the
+    model's tokenizer are used (``evidence_tokens`` for a swapped body, ``document_tokens`` for an
+    uncut body), and the model's tokenizer counts the rest.
+
+    Raises:
+        ValueError: Neither a counter nor a tokenizer is available (a remote engine reporting no
+            counts): pass ``token_counter``.
+    """
+    out: list[int] = []
+    fallback: Callable[[str], int] | None = None
+    for n, (text, result, swap) in enumerate(zip(texts, results, swapped, strict=True)):
+        if counter is not None:
+            out.append(count_with(counter, text, f"returned document {n}"))
+            continue
+        known = result.evidence_tokens if swap else (None if result.truncated else result.document_tokens)
+        if known is not None:
+            out.append(int(known))
+            continue
+        if fallback is None:
+            fallback = engine_token_counter(engine)
+            if fallback is None:
+                raise ValueError(
+                    f"max_context_tokens: {type(engine).__name__} reports no token counts and has no "
+                    "tokenizer; pass token_counter= (a callable str -> int, e.g. your LLM's tokenizer)"
+                )
+        out.append(int(fallback(text)))
+    return out

@@ -23,7 +23,7 @@ the metadata keys, and the token budget applied to the documents an adapter is a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prism_core.budgets import (
@@ -31,10 +31,10 @@ from prism_core.budgets import (
     check_max_context_tokens,
     check_time_budget,
     check_token_counter,
-    count_with,
+    engine_token_counter,
     fit_token_budget,
+    returned_tokens,
 )
-from prism_core.results import PrismResult
 
 __all__ = [
     "BUDGET_OPTION_NAMES",
@@ -107,56 +107,6 @@ def omit_unset_budgets(data: dict[str, Any]) -> dict[str, Any]:
         if name in data and data[name] is None:
             del data[name]
     return data
-
-
-def engine_token_counter(engine: Any) -> Callable[[str], int] | None:
-    """The model's own token counter, when the engine has a tokenizer (loads the model)."""
-    prompts = getattr(engine, "prompt_tokenizer", None)
-    count = getattr(prompts, "count_tokens", None)
-    if callable(count):
-        return count
-    tokenizer = getattr(engine, "tokenizer", None)
-    if tokenizer is not None and callable(tokenizer):
-        return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
-    return None
-
-
-def returned_tokens(
-    texts: Sequence[str],
-    results: Sequence[PrismResult],
-    swapped: Sequence[bool],
-    counter: TokenCounter | None,
-    engine: Any,
-) -> list[int]:
-    """Tokens each returned text adds to the context.
-
-    With ``counter``, it counts every text. Otherwise the counts the engine already made with the
-    model's tokenizer are used (``evidence_tokens`` for a swapped body, ``document_tokens`` for an
-    uncut body), and the model's tokenizer counts the rest.
-
-    Raises:
-        ValueError: Neither a counter nor a tokenizer is available (a remote engine reporting no
-            counts): pass ``token_counter``.
-    """
-    out: list[int] = []
-    fallback: Callable[[str], int] | None = None
-    for n, (text, result, swap) in enumerate(zip(texts, results, swapped, strict=True)):
-        if counter is not None:
-            out.append(count_with(counter, text, f"returned document {n}"))
-            continue
-        known = result.evidence_tokens if swap else (None if result.truncated else result.document_tokens)
-        if known is not None:
-            out.append(int(known))
-            continue
-        if fallback is None:
-            fallback = engine_token_counter(engine)
-            if fallback is None:
-                raise ValueError(
-                    f"max_context_tokens: {type(engine).__name__} reports no token counts and has no "
-                    "tokenizer; pass token_counter= (a callable str -> int, e.g. your LLM's tokenizer)"
-                )
-        out.append(int(fallback(text)))
-    return out
 
 
 def fit(
