@@ -392,9 +392,10 @@ class _Runner:
                 self.next_line = lineno + 1
                 return True
             query, documents = parse_line(text)
-            record = {"line": lineno, "query": query, "results": self._results(query, documents)}
+            results = self._results(query, documents)
+            record: dict[str, Any] = {"line": lineno, "query": query, "results": results}
             if self.args.max_context_tokens is not None:
-                record["results"], record["dropped_by_budget"] = self._budget(record["results"], documents)
+                record["results"], record["dropped_by_budget"] = self._budget(results, documents)
             try:
                 out = self.writer.dumps(record)
             except ValueError:

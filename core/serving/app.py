@@ -14,7 +14,10 @@ Endpoints:
 Errors: 401 without the bearer API key (when one is set; ``/health`` and ``/metrics`` stay open),
 413 for a body or a document count over the limits, 422 naming the bad field (malformed JSON,
 wrong types, a lone surrogate in a document, a blank query), 503 while loading, 504 when a request
-runs past ``request_timeout`` (its engine work is cancelled), 500 for an engine failure. A client
+runs past ``request_timeout`` (its engine work is cancelled) **unless the client sent a
+``time_budget``**: then the engine's deadline is ``min(time_budget, request_timeout)`` and the answer
+is a 200 with what is done by then (fail-open, :mod:`prism_core.budgets`; 504 only if the engine
+overran that by ``TIME_BUDGET_GRACE``), 500 for an engine failure. A client
 that disconnects has its engine work cancelled too. On SIGTERM, uvicorn stops accepting connections
 and finishes the requests in flight before the process exits.
 
@@ -54,6 +57,7 @@ from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, Response  # noqa: E402
 from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
+from prism_core.budgets import fit_token_budget, returned_tokens  # noqa: E402
 from prism_core.config import EngineConfig  # noqa: E402
 from prism_core.errors import EngineClosedError, NonFiniteScoreError  # noqa: E402
 from prism_core.protocol import Reranker  # noqa: E402
@@ -64,6 +68,9 @@ from prism_core.serving.schemas import InfoResponse, RerankRequest, RerankRespon
 logger = logging.getLogger(__name__)
 
 SERVER_NAME = "prism-rerank"
+#: With a client's ``time_budget``, seconds past ``request_timeout`` the server still waits for the
+#: engine (which returns by the deadline plus one engine step) before it answers 504.
+TIME_BUDGET_GRACE = 30.0
 KNOWN_ENDPOINTS = ("/v2/rerank", "/v1/info", "/health", "/metrics")
 
 LoadMode = Literal["background", "blocking", "none"]
@@ -400,15 +407,24 @@ def create_app(
                 f"{settings.max_documents} per request",
             )
         started = time.perf_counter()
+        timeout = settings.request_timeout
+        budget: dict[str, float] = {}
+        if body.time_budget is not None:
+            # The client asked for what is done by a deadline: the server's timeout takes the same
+            # fail-open path (a 200 with what is done), and the wait gets a grace for one engine step.
+            spend = body.time_budget if timeout is None else min(body.time_budget, timeout)
+            budget["time_budget"] = spend
+            timeout = None if timeout is None else timeout + TIME_BUDGET_GRACE
         work = engine.arerank(
             body.query,
             body.documents,
             top_n=body.top_n,
             score_threshold=body.score_threshold,
             evidence=body.evidence,
+            **budget,
         )
         try:
-            results = await _run_cancellable(work, request, settings.request_timeout)
+            results = await _run_cancellable(work, request, timeout)
         except _Disconnected:
             return _error(499, "client disconnected; the request's work was cancelled")
         except asyncio.TimeoutError:
@@ -430,6 +446,15 @@ def create_app(
         except Exception as exc:
             logger.exception("rerank failed")
             return _error(500, f"the engine failed: {type(exc).__name__}: {exc}")
+        dropped: list[int] | None = None
+        costs: dict[int, int] = {}
+        if body.max_context_tokens is not None:
+            try:
+                results, costs, dropped = await asyncio.to_thread(
+                    _fit_context, engine, results, body.documents, body.evidence, body.max_context_tokens
+                )
+            except ValueError as exc:
+                return _error(422, f"max_context_tokens: {exc}")
         metrics.documents.inc(len(body.documents))
         # The answer's meta: this request's generated text re-tokenized (the end-of-turn token, skipped
         # when decoding, is not counted); /metrics counts the engine's tokens exactly.
@@ -438,7 +463,8 @@ def create_app(
             {
                 "id": str(uuid.uuid4()),
                 "results": [
-                    _result_item(r, body.documents if body.return_documents else None) for r in results
+                    _result_item(r, body.documents if body.return_documents else None, costs.get(r.index))
+                    for r in results
                 ],
                 "meta": {
                     "api_version": {"version": "2"},
@@ -448,6 +474,7 @@ def create_app(
                     "backend": backend,
                     "evidence": bool(body.evidence and getattr(engine.capabilities, "evidence", False)),
                     "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
+                    **({} if dropped is None else {"dropped_by_budget": dropped}),
                 },
             }
         )
@@ -504,7 +531,23 @@ async def _run_cancellable(
                 await task
 
 
-def _result_item(result: PrismResult, documents: Sequence[str] | None) -> dict[str, Any]:
+def _fit_context(
+    engine: Reranker, results: list[PrismResult], documents: Sequence[str], evidence: bool, budget: int
+) -> tuple[list[PrismResult], dict[int, int], list[int]]:
+    """``max_context_tokens`` on a response: kept results, their ``context_tokens``, left-out indices."""
+    swapped = [bool(evidence and r.relevant and r.evidence and r.evidence_complete) for r in results]
+    texts = [
+        r.evidence if s and r.evidence else documents[r.index] for r, s in zip(results, swapped, strict=True)
+    ]
+    costs = returned_tokens(texts, results, swapped, None, engine)
+    kept, dropped = fit_token_budget(costs, budget)
+    counts = {results[i].index: costs[i] for i in kept}
+    return [results[i] for i in kept], counts, [results[i].index for i in dropped]
+
+
+def _result_item(
+    result: PrismResult, documents: Sequence[str] | None, context_tokens: int | None = None
+) -> dict[str, Any]:
     item: dict[str, Any] = {"index": result.index, "relevance_score": result.score}
     data = result.to_dict()
     for name in (
@@ -517,8 +560,12 @@ def _result_item(result: PrismResult, documents: Sequence[str] | None) -> dict[s
         "raw_output",
         "document_tokens",
         "evidence_tokens",
+        "scored",
+        "evidence_skipped",
     ):
         item[name] = data[name]
+    if context_tokens is not None:
+        item["context_tokens"] = context_tokens
     if documents is not None:
         item["document"] = {"text": documents[result.index]}
     return item

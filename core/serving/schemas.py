@@ -9,7 +9,8 @@ other Cohere-compatible servers send a few), known fields are checked strictly: 
 The response is Cohere's (``id``, ``results: [{index, relevance_score}]`` best first, ``meta``)
 plus, per result, every field of :class:`prism_core.PrismResult` (``logit``, ``relevant``,
 ``contribution``, ``evidence``, ``evidence_complete``, ``truncated``, ``raw_output``,
-``document_tokens``, ``evidence_tokens``), ``null`` where not generated.
+``document_tokens``, ``evidence_tokens``, ``scored``, ``evidence_skipped``), ``null`` where not
+generated, and ``context_tokens`` with ``max_context_tokens``.
 
 Example:
     >>> RerankRequest.model_validate({"query": "q", "documents": ["a"], "top_n": 1}).top_n
@@ -48,6 +49,12 @@ class RerankRequest(BaseModel):
         return_documents: Add ``document: {"text": ...}`` to each result (Cohere v1 style).
         max_tokens_per_doc: Accepted for compatibility and ignored: the server's ``max_length`` caps
             every (query, document) input, and results say ``truncated``.
+        time_budget: Seconds this request may take (Prism extra, fail-open): the answer is a 200
+            with what is done by then (capped by the server's ``request_timeout``, which then answers
+            200 too, not 504); see :mod:`prism_core.budgets`.
+        max_context_tokens: Token budget of the returned text (Prism extra): the best results whose
+            text (the evidence when generated and complete, else the document) fits, by the model's
+            tokenizer; each gets ``context_tokens``, ``meta.dropped_by_budget`` lists the rest.
     """
 
     model_config = ConfigDict(strict=True, extra="ignore")
@@ -60,6 +67,8 @@ class RerankRequest(BaseModel):
     evidence: bool = False
     return_documents: bool = False
     max_tokens_per_doc: Annotated[int, Field(ge=1)] | None = None
+    time_budget: Annotated[float, Field(gt=0.0, le=86400.0, allow_inf_nan=False)] | None = None
+    max_context_tokens: Annotated[int, Field(ge=1)] | None = None
 
 
 class RerankResultItem(BaseModel):
@@ -76,6 +85,9 @@ class RerankResultItem(BaseModel):
     raw_output: str | None = None
     document_tokens: int | None = None
     evidence_tokens: int | None = None
+    scored: bool = True
+    evidence_skipped: str | None = None
+    context_tokens: int | None = None
     document: dict[str, str] | None = None
 
 
