@@ -112,6 +112,7 @@ class CausalLMReranker:
         self._loop: EngineLoop | None = None
         self._prompts: PromptTokenizer | None = None
         self._load_lock = threading.Lock()
+        self._namespace: Hashable | None = None
 
     # ----------------------------------------------------------------- configuration and loading
     def template(self) -> PromptTemplate:
@@ -295,12 +296,14 @@ class CausalLMReranker:
     @property
     def cache_namespace(self) -> Hashable:
         """What keys this engine's entries in the result cache: its configuration and classes."""
-        runner = self.runner_class
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            f"{runner.__module__}.{runner.__qualname__}#{id(runner)}",
-            self.engine_config.key(),
-        )
+        if self._namespace is None:
+            runner = self.runner_class
+            self._namespace = (
+                f"{type(self).__module__}.{type(self).__qualname__}",
+                f"{runner.__module__}.{runner.__qualname__}#{id(runner)}",
+                self.engine_config.key(),
+            )
+        return self._namespace
 
     @property
     def cache_stats(self) -> dict[str, int]:

@@ -500,6 +500,7 @@ class CrossEncoderReranker:
         self._loaded: LoadedModel | None = None
         self._loop: EngineLoop | None = None
         self._load_lock = threading.Lock()
+        self._namespace: Hashable | None = None
         self._said: set[str] = set()
         self._said_lock = threading.Lock()
         if self.max_new_tokens is not None:
@@ -691,7 +692,9 @@ class CrossEncoderReranker:
     @property
     def cache_namespace(self) -> Hashable:
         """What keys this engine's entries in the result cache: its configuration and class."""
-        return (f"{type(self).__module__}.{type(self).__qualname__}", self.engine_config.key())
+        if self._namespace is None:
+            self._namespace = (f"{type(self).__module__}.{type(self).__qualname__}", self.engine_config.key())
+        return self._namespace
 
     @property
     def cache_stats(self) -> dict[str, int]:

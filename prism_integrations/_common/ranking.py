@@ -377,6 +377,13 @@ def _budget(ranking: Ranking, settings: RerankSettings, engine: Any, name: str) 
     return replace(ranking, kept=out, dropped_by_budget=[kept[i].index for i in dropped])
 
 
+async def _abudget(ranking: Ranking, settings: RerankSettings, engine: Any, name: str) -> Ranking:
+    """:func:`_budget` off the event loop (counting may tokenize, or load the tokenizer)."""
+    if settings.max_context_tokens is None:
+        return ranking
+    return await asyncio.to_thread(_budget, ranking, settings, engine, name)
+
+
 def _prepare(query: Any, items: Sequence[Item], name: str) -> tuple[str, list[int], list[str], list[int]]:
     query = check_query(query)
     scored: list[int] = []
@@ -483,7 +490,7 @@ async def arerank_items(
     scorer = settings.quality
     if scorer is None:
         ranking = _finish(results, texts, items, scored, unscored, settings)
-        return await asyncio.to_thread(_budget, ranking, settings, engine, name)
+        return await _abudget(ranking, settings, engine, name)
     ranked, returnable = _quality_inputs(results, len(texts), settings)
     outcome = await aapply_quality(
         ranked,
@@ -495,4 +502,4 @@ async def arerank_items(
         top_n=settings.top_n,
     )
     ranking = _finish_quality(results, texts, items, scored, unscored, settings, outcome, name)
-    return await asyncio.to_thread(_budget, ranking, settings, engine, name)
+    return await _abudget(ranking, settings, engine, name)
