@@ -76,10 +76,16 @@ def test_max_context_tokens_keeps_what_fits(live_server: ServerThread, tiny_engi
     full = post(live_server, {"query": QUERY, "documents": DOCS}).json()
     count = tiny_engine.prompt_tokenizer.count_tokens
     costs = [count(DOCS[r["index"]]) for r in full["results"]]
-    budget = costs[0] + costs[2]
-    assert costs[1] > costs[2] or costs[1] > budget - costs[0]
+    budget = sum(costs) // 2
+    expected, left = [], budget  # the rule: best first, skip what does not fit what is left, go on
+    for r, cost in zip(full["results"], costs, strict=True):
+        if cost <= left:
+            expected.append(r["index"])
+            left -= cost
+    assert 0 < len(expected) < len(DOCS)
     answer = post(live_server, {"query": QUERY, "documents": DOCS, "max_context_tokens": budget}).json()
     kept = answer["results"]
+    assert [r["index"] for r in kept] == expected
     assert sum(r["context_tokens"] for r in kept) <= budget
     assert [r["context_tokens"] for r in kept] == [count(DOCS[r["index"]]) for r in kept]
     dropped = answer["meta"]["dropped_by_budget"]
