@@ -243,10 +243,12 @@ class RerankJob(Job):
         scored yet keep a NaN logit. ``expired`` tells the front end to flag them.
         """
         self.expired = True
+        live: dict[int, set[int]] = {}  # parts of a split stream share ``outputs``: live in any part
+        for stream, _ in self.streams:
+            live.setdefault(id(stream.outputs), set()).update(stream.active)
         for stream, docs in self.streams:
-            live = set(stream.active)
-            done = [n for n in range(len(docs)) if n not in live]
-            self.generated.update((docs[n], stream.outputs[n]) for n in done)
+            busy = live[id(stream.outputs)]
+            self.generated.update((docs[n], stream.outputs[n]) for n in range(len(docs)) if n not in busy)
         self.release()
 
     def release(self) -> None:
