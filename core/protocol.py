@@ -63,8 +63,14 @@ class Reranker(Protocol):
         top_n: int | None = None,
         score_threshold: float | None = None,
         evidence: bool = True,
+        time_budget: float | None = None,
     ) -> list[PrismResult]:
-        """Results sorted by score, best first; ``score_threshold`` applies before ``top_n``."""
+        """Results sorted by score, best first; ``score_threshold`` applies before ``top_n``.
+
+        ``time_budget`` (seconds, fail-open; see :mod:`prism_core.budgets`): the call returns by then
+        with what is done. Adapters pass it only when the caller set one, so a reranker written
+        before it existed keeps working without it.
+        """
         ...
 
     async def arerank(
@@ -75,6 +81,7 @@ class Reranker(Protocol):
         top_n: int | None = None,
         score_threshold: float | None = None,
         evidence: bool = True,
+        time_budget: float | None = None,
     ) -> list[PrismResult]:
         """The same as :meth:`rerank`, without blocking the event loop."""
         ...

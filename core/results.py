@@ -42,6 +42,12 @@ class PrismResult:
         evidence_spans: Per evidence sentence (in :func:`prism_core.grounding.split_sentences`
             order), the ``(start, end)`` character offsets of the supporting span in the original
             document, or ``None`` where alignment gave up; ``None`` when no evidence was generated.
+        scored: ``False`` only when the call's ``time_budget`` ran out before this document was
+            scored: ``score``, ``logit`` are then placeholders (``0.0``), ``relevant`` is ``False``,
+            and such results come after the ranked ones, in input order (never ranked by nothing).
+        evidence_skipped: Why evidence this document would have had was not generated:
+            ``"time_budget"`` when the call's deadline came first (the body stays the original;
+            ``evidence_complete`` is ``False``); ``None`` otherwise.
 
     Example:
         >>> r = PrismResult(index=0, score=0.9, logit=2.2, relevant=True)
@@ -70,6 +76,9 @@ class PrismResult:
         """``True`` when evidence was generated and none of its verbatim items is unsupported;
         ``None`` when there is no evidence or it was not checked."""
         return None if self.unsupported is None else not self.unsupported
+
+    scored: bool = True
+    evidence_skipped: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as a JSON-serialisable ``dict`` (field order as declared; tuples as lists,

@@ -17,9 +17,12 @@ from prism_integrations._common import (
     DEFAULT_DROP_IRRELEVANT,
     DEFAULT_GROUNDED_ONLY,
     DEFAULT_KEEP_ORIGINAL,
+    DEFAULT_MAX_CONTEXT_TOKENS,
     DEFAULT_MIN_QUALITY,
     DEFAULT_QUALITY_WEIGHT,
     DEFAULT_SCORE_THRESHOLD,
+    DEFAULT_TIME_BUDGET,
+    DEFAULT_TOKEN_COUNTER,
     DEFAULT_TOP_N,
     DEFAULT_USE_EVIDENCE,
     EngineResolver,
@@ -37,6 +40,7 @@ from prism_integrations._common import (
     fold_adapter_input,
     missing_framework_error,
     not_serializable_message,
+    omit_unset_budgets,
     omit_unset_long_document_options,
     omit_unused_quality,
     quality_from_pickle,
@@ -165,6 +169,12 @@ class PrismDocumentCompressor(BaseDocumentCompressor):
     """Document tokens the engine reads per row (``None``: the engine's default)."""
     long_documents: LongDocumentsField = None
     """``"truncate"`` or ``"chunk"`` for a document over its budget (``None``: the engine's default)."""
+    max_context_tokens: int | None = DEFAULT_MAX_CONTEXT_TOKENS
+    """Token budget of the returned documents' text (evidence where swapped in, else the body)."""
+    time_budget: float | None = DEFAULT_TIME_BUDGET
+    """Seconds per call (fail-open: the call returns by then with what is done)."""
+    token_counter: Any = Field(default=DEFAULT_TOKEN_COUNTER, exclude=True, repr=False)
+    """Counts tokens for ``max_context_tokens`` (``None``: the model's tokenizer); not serialisable."""
 
     _resolver: EngineResolver = PrivateAttr()
 
@@ -175,7 +185,7 @@ class PrismDocumentCompressor(BaseDocumentCompressor):
 
     @model_serializer(mode="wrap")
     def _serialise(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return omit_unset_long_document_options(omit_unused_quality(handler(self)))
+        return omit_unset_budgets(omit_unset_long_document_options(omit_unused_quality(handler(self))))
 
     def model_post_init(self, context: Any, /) -> None:
         """Set up the (lazy) engine look-up."""
@@ -232,6 +242,8 @@ class PrismDocumentCompressor(BaseDocumentCompressor):
     def _check_serialisable(self) -> None:
         if self.reranker is not None:
             raise NotSerializableError(not_serializable_message(type(self).__name__))
+        if self.token_counter is not None:
+            raise NotSerializableError(not_serializable_message(type(self).__name__, "token_counter"))
 
     def _items(self, documents: Any) -> list[Document]:
         return check_items(documents, Document, "a LangChain Document")

@@ -18,9 +18,12 @@ from prism_integrations._common import (
     DEFAULT_DROP_IRRELEVANT,
     DEFAULT_GROUNDED_ONLY,
     DEFAULT_KEEP_ORIGINAL,
+    DEFAULT_MAX_CONTEXT_TOKENS,
     DEFAULT_MIN_QUALITY,
     DEFAULT_QUALITY_WEIGHT,
     DEFAULT_SCORE_THRESHOLD,
+    DEFAULT_TIME_BUDGET,
+    DEFAULT_TOKEN_COUNTER,
     DEFAULT_TOP_N,
     DEFAULT_USE_EVIDENCE,
     GROUNDED_ONLY_DOC,
@@ -40,6 +43,7 @@ from prism_integrations._common import (
     fold_adapter_input,
     missing_framework_error,
     not_serializable_message,
+    omit_unset_budgets,
     omit_unset_long_document_options,
     omit_unused_quality,
     quality_from_pickle,
@@ -190,6 +194,18 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
     long_documents: LongDocumentsField = Field(
         default=None, description="'truncate' or 'chunk' for a long document (None: the engine's default)."
     )
+    max_context_tokens: int | None = Field(
+        default=DEFAULT_MAX_CONTEXT_TOKENS, description="Token budget of the returned nodes' text."
+    )
+    time_budget: float | None = Field(
+        default=DEFAULT_TIME_BUDGET, description="Seconds per call (fail-open: returns what is done)."
+    )
+    token_counter: Any = Field(
+        default=DEFAULT_TOKEN_COUNTER,
+        exclude=True,
+        repr=False,
+        description="Counts tokens for max_context_tokens (None: the model's tokenizer).",
+    )
 
     _resolver: EngineResolver = PrivateAttr()
 
@@ -236,7 +252,7 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
         self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
     ) -> dict[str, Any]:
         """LlamaIndex's serialiser (adds ``class_name``), without the quality keys when unused."""
-        data = omit_unset_long_document_options(omit_unused_quality(handler(self)))
+        data = omit_unset_budgets(omit_unset_long_document_options(omit_unused_quality(handler(self))))
         data["class_name"] = self.class_name()
         return data
 
@@ -290,6 +306,8 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
         """
         if self.reranker is not None:
             raise NotSerializableError(not_serializable_message(type(self).__name__))
+        if self.token_counter is not None:
+            raise NotSerializableError(not_serializable_message(type(self).__name__, "token_counter"))
         return super().to_dict(**kwargs)
 
     @contextmanager

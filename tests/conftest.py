@@ -20,6 +20,10 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/fakes.py, tests/helpers
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no network from tests
+# The process-wide result cache is on by default; tests that count engine work or patch a shared
+# engine must not be served by an earlier test's answers, so the suite runs with it off (and in the
+# processes it starts). tests/unit/test_result_cache.py turns it on for its own tests.
+os.environ.setdefault("PRISM_RESULT_CACHE_ENTRIES", "0")
 
 SPREAD_DOCS = [
     "Rust is a systems programming language focused on memory safety without garbage collection.",

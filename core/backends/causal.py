@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 
 from prism_core.backends.long_documents import best_rows
+from prism_core.budgets import assemble_results, check_time_budget, deadline_after
+from prism_core.caching.results import CachedPair, Claim, result_cache
 from prism_core.config import EngineConfig
 from prism_core.protocol import Capabilities
-from prism_core.ranking import select, sigmoid
+from prism_core.ranking import passes, select, sigmoid
 from prism_core.results import PrismResult
 from prism_core.runtime.devices import dtype_name, resolve_device, resolve_dtype
 from prism_core.runtime.engine_loop import EngineLoop
@@ -41,10 +44,15 @@ logger = logging.getLogger(__name__)
 #: says ``truncated``); ``long_documents="chunk"`` reads it in windows.
 DEFAULT_LONG_DOCUMENTS = "truncate"
 
+
 #: Padded prompt tokens per forward pass when ``batch_tokens`` is not given.
 DEFAULT_BATCH_TOKENS = {"cuda": 32768, "mps": 8192, "cpu": 16384}
 
 Self = TypeVar("Self", bound="CausalLMReranker")
+#: Per call: scored documents' results, results with generation (both by input position), expired.
+_Parts = tuple[dict[int, PrismResult], dict[int, PrismResult], bool]
+#: How long documents are read: ``(max_tokens_per_doc, long_documents)`` as the caller gave them.
+Reading = tuple[int | None, str | None]
 
 
 class CausalLMReranker:
@@ -113,6 +121,7 @@ class CausalLMReranker:
         self._loop: EngineLoop | None = None
         self._prompts: PromptTokenizer | None = None
         self._load_lock = threading.Lock()
+        self._namespace: Hashable | None = None
 
     # ----------------------------------------------------------------- configuration and loading
     def template(self) -> PromptTemplate:
@@ -209,6 +218,9 @@ class CausalLMReranker:
     ) -> list[float]:
         """Relevance scores in ``[0, 1]``, in input order; a pure scoring pass, nothing generated.
 
+        Pairs scored before in this process are served from the result cache
+        (:mod:`prism_core.caching.results`) without touching the model.
+
         Args:
             query: The query (non-empty).
             documents: Candidate texts.
@@ -223,12 +235,11 @@ class CausalLMReranker:
             []
         """
         query, docs = check_query(query), check_documents(documents)
-        budget, mode = check_long_documents(max_tokens_per_doc, long_documents)
+        reading = check_long_documents(max_tokens_per_doc, long_documents)
         if not docs:
             return []
-        prompts, owners = self._encode(query, docs, budget, mode)
-        logits, _ = self._run_sync(self._job(prompts, False, None, None))
-        return [sigmoid(logits[r]) for r in best_rows(logits, owners, len(docs))]
+        base, _, _ = self._work_sync(query, docs, False, None, None, None, reading)
+        return [base[i].score for i in range(len(docs))]
 
     async def ascore(
         self,
@@ -240,12 +251,11 @@ class CausalLMReranker:
     ) -> list[float]:
         """:meth:`score` without blocking the event loop (cancelling it cancels the work)."""
         query, docs = check_query(query), check_documents(documents)
-        budget, mode = check_long_documents(max_tokens_per_doc, long_documents)
+        reading = check_long_documents(max_tokens_per_doc, long_documents)
         if not docs:
             return []
-        prompts, owners = await self._aencode(query, docs, budget, mode)
-        logits, _ = await self._run_async(self._job(prompts, False, None, None))
-        return [sigmoid(logits[r]) for r in best_rows(logits, owners, len(docs))]
+        base, _, _ = await self._work_async(query, docs, False, None, None, None, reading)
+        return [base[i].score for i in range(len(docs))]
 
     def rerank(
         self,
@@ -257,11 +267,13 @@ class CausalLMReranker:
         evidence: bool = True,
         max_tokens_per_doc: int | None = None,
         long_documents: str | None = None,
+        time_budget: float | None = None,
     ) -> list[PrismResult]:
         """Score and sort; for relevant kept documents of a generating backend, generate evidence.
 
         Generation runs only for documents whose verdict is ``yes`` and that survive
-        ``score_threshold`` and ``top_n``; ``evidence=False`` is a pure scoring pass.
+        ``score_threshold`` and ``top_n``; ``evidence=False`` is a pure scoring pass. Pairs finished
+        before in this process come from the result cache (:mod:`prism_core.caching.results`).
 
         Args:
             query: The query (non-empty).
@@ -279,36 +291,33 @@ class CausalLMReranker:
                 prefilled again: at most ``top_n`` extra rows). Only the best window is described,
                 even when several are relevant: its evidence stays one grounded passage, and the
                 generation cost stays one row per document.
+            time_budget: Seconds this call may take (fail-open, :mod:`prism_core.budgets`): it
+                returns by then (plus one engine step) with what is done; documents whose
+                generation did not finish get ``evidence_skipped="time_budget"``, documents not
+                scored come last in input order with ``scored=False``.
 
         Returns:
-            Results sorted by score, best first (ties by input position); ``chunk`` holds the
-            best window's character offsets for a windowed document.
+            Results sorted by score, best first (ties by input position).
 
         Raises:
             TypeError: A non-string query or document, or a wrongly typed option.
-            ValueError: Empty query, bad ``top_n``/threshold, un-encodable text (names the document),
-                or a query too long for ``max_length``.
+            ValueError: Empty query, bad ``top_n``/threshold/``time_budget``, un-encodable text
+                (names the document), or a query too long for ``max_length``.
             NonFiniteScoreError: The model produced NaN/inf verdict logits (use bf16 or fp32).
         """
+        deadline = deadline_after(check_time_budget(time_budget))
         query, docs, top_n, score_threshold, generate = self._check(
             query, documents, top_n, score_threshold, evidence
         )
-        budget, mode = check_long_documents(max_tokens_per_doc, long_documents)
+        reading = check_long_documents(max_tokens_per_doc, long_documents)
         if not docs:
             return []
-        prompts, owners = self._encode(query, docs, budget, mode)
-        if len(prompts) == len(docs):  # every document read in one row: one job, as always
-            logits, generated = self._run_sync(self._job(prompts, generate, top_n, score_threshold))
-            return self._results(prompts, logits, generated, top_n, score_threshold, docs)
-        logits, _ = self._run_sync(self._job(prompts, False, None, None))
-        chosen, doc_logits, picks = self._best_windows(
-            prompts, owners, logits, len(docs), top_n, score_threshold
+        base, full, expired = self._work_sync(
+            query, docs, generate, top_n, score_threshold, deadline, reading
         )
-        described: dict[int, list[int]] = {}
-        if generate and picks:
-            _, ids = self._run_sync(self._job([chosen[i] for i in picks], True, None, None))
-            described = {picks[k]: v for k, v in ids.items()}
-        return self._results(chosen, doc_logits, described, top_n, score_threshold, docs)
+        return assemble_results(
+            len(docs), base, full, top_n=top_n, threshold=score_threshold, generate=generate, expired=expired
+        )
 
     async def arerank(
         self,
@@ -320,27 +329,200 @@ class CausalLMReranker:
         evidence: bool = True,
         max_tokens_per_doc: int | None = None,
         long_documents: str | None = None,
+        time_budget: float | None = None,
     ) -> list[PrismResult]:
         """:meth:`rerank` without blocking the event loop; cancelling the task cancels the work."""
+        deadline = deadline_after(check_time_budget(time_budget))
         query, docs, top_n, score_threshold, generate = self._check(
             query, documents, top_n, score_threshold, evidence
         )
-        budget, mode = check_long_documents(max_tokens_per_doc, long_documents)
+        reading = check_long_documents(max_tokens_per_doc, long_documents)
         if not docs:
             return []
-        prompts, owners = await self._aencode(query, docs, budget, mode)
-        if len(prompts) == len(docs):
-            logits, generated = await self._run_async(self._job(prompts, generate, top_n, score_threshold))
-            return self._results(prompts, logits, generated, top_n, score_threshold, docs)
-        logits, _ = await self._run_async(self._job(prompts, False, None, None))
-        chosen, doc_logits, picks = self._best_windows(
-            prompts, owners, logits, len(docs), top_n, score_threshold
+        base, full, expired = await self._work_async(
+            query, docs, generate, top_n, score_threshold, deadline, reading
         )
-        generated = {}
-        if generate and picks:
-            _, ids = await self._run_async(self._job([chosen[i] for i in picks], True, None, None))
-            generated = {picks[k]: v for k, v in ids.items()}
-        return self._results(chosen, doc_logits, generated, top_n, score_threshold, docs)
+        return assemble_results(
+            len(docs), base, full, top_n=top_n, threshold=score_threshold, generate=generate, expired=expired
+        )
+
+    @property
+    def cache_namespace(self) -> Hashable:
+        """What keys this engine's entries in the result cache: its configuration and classes."""
+        if self._namespace is None:
+            runner = self.runner_class
+            self._namespace = (
+                f"{type(self).__module__}.{type(self).__qualname__}",
+                f"{runner.__module__}.{runner.__qualname__}#{id(runner)}",
+                self.engine_config.key(),
+            )
+        return self._namespace
+
+    @property
+    def cache_stats(self) -> dict[str, int]:
+        """This engine's result-cache ``hits`` and ``misses`` (documents), and the shared cache's
+        ``evictions``, ``entries`` and ``bytes``."""
+        stats = result_cache().stats
+        return {
+            **stats.for_engine(self.cache_namespace),
+            "evictions": stats.evictions,
+            "entries": stats.entries,
+            "bytes": stats.bytes,
+        }
+
+    # ----------------------------------------------------------------- cache and engine
+    def _claim(self, query: str, docs: list[str], reading: Reading) -> Claim:
+        cache = result_cache()
+        if not cache.enabled:
+            return cache.begin([b""] * len(docs))
+        namespace = (self.cache_namespace, reading)  # how a long document is read changes its answer
+        return cache.begin([cache.key(namespace, query, d) for d in docs])
+
+    def _todo(
+        self, claim: Claim, generate: bool, top_n: int | None, threshold: float | None
+    ) -> tuple[list[int], dict[int, PrismResult], dict[int, PrismResult]]:
+        """What to send to the model: the missing documents, and (generating) the cached ones that
+        may be returned with evidence but have none cached (only they can need it: a subset's
+        ``top_n`` contains every document of the whole set's ``top_n`` that is in the subset)."""
+        base = {i: p.base if p.base.index == i else replace(p.base, index=i) for i, p in claim.found.items()}
+        full = {
+            i: p.full if p.full.index == i else replace(p.full, index=i)
+            for i, p in claim.found.items()
+            if p.full is not None
+        }
+        todo = set(claim.missing)
+        if generate:
+            for r in select(list(base.values()), top_n, threshold):
+                if passes(r.logit, threshold) and r.index not in full:
+                    todo.add(r.index)
+        return sorted(todo), base, full
+
+    def _absorb(
+        self,
+        todo: list[int],
+        prompts: list[EncodedPrompt],
+        logits: list[float],
+        generated: dict[int, list[int]],
+        base: dict[int, PrismResult],
+        full: dict[int, PrismResult],
+        docs: list[str],
+    ) -> dict[int, CachedPair]:
+        """Turn the engine's plain output into results (output processing); return the finished pairs.
+
+        ``prompts[j]`` is the row that gave document ``todo[j]`` its score (its best window in chunk
+        mode); ``generated`` is keyed by position in ``todo``.
+        """
+        computed: dict[int, CachedPair] = {}
+        for j, i in enumerate(todo):
+            logit = logits[j]
+            if math.isnan(logit):  # not scored: the time budget ran out first
+                continue
+            cached = base.get(i)
+            chunk = prompts[j].chunk
+            b = cached if cached is not None else self._result(i, prompts[j], logit, None, docs[i])
+            if cached is None and chunk is not None:
+                b = replace(b, chunk=chunk)
+            base[i] = b
+            ids = generated.get(j)
+            f = None
+            if ids is not None:
+                f = self._result(i, prompts[j], logit, ids, docs[i])
+                if chunk is not None:
+                    f = replace(f, chunk=chunk)
+                if cached is not None:  # keep the cached score: a cached answer is the first computed
+                    f = replace(f, score=b.score, logit=b.logit, relevant=b.relevant)
+                full[i] = f
+            computed[i] = CachedPair(b, f)
+        return computed
+
+    def _work_sync(
+        self,
+        query: str,
+        docs: list[str],
+        generate: bool,
+        top_n: int | None,
+        threshold: float | None,
+        deadline: float | None,
+        reading: Reading = (None, None),
+    ) -> _Parts:
+        cache = result_cache()
+        claim = self._claim(query, docs, reading)
+        try:
+            cache.wait(claim, deadline)
+            todo, base, full = self._todo(claim, generate, top_n, threshold)
+            computed: dict[int, CachedPair] = {}
+            expired = False
+            if todo:
+                sub = [docs[i] for i in todo]
+                prompts, owners = self._encode(query, sub, *reading)
+                if len(prompts) == len(sub):  # every document read in one row: one job, as always
+                    job = self._job(prompts, generate, top_n, threshold, deadline)
+                    logits, generated = self._run_sync(job)
+                    expired = job.expired
+                else:  # windows: score them all, then describe the best window of the kept documents
+                    job = self._job(prompts, False, None, None, deadline)
+                    window_logits, _ = self._run_sync(job)
+                    expired = job.expired
+                    prompts, logits, picks = self._best_windows(
+                        prompts, owners, window_logits, len(sub), top_n, threshold
+                    )
+                    generated = {}
+                    if generate and picks and not expired:
+                        job = self._job([prompts[k] for k in picks], True, None, None, deadline)
+                        _, ids = self._run_sync(job)
+                        expired = job.expired
+                        generated = {picks[k]: v for k, v in ids.items()}
+                computed = self._absorb(todo, prompts, logits, generated, base, full, docs)
+        except BaseException:
+            cache.abandon(claim)
+            raise
+        cache.finish(claim, self.cache_namespace, computed, len(docs) - len(todo))
+        return base, full, expired
+
+    async def _work_async(
+        self,
+        query: str,
+        docs: list[str],
+        generate: bool,
+        top_n: int | None,
+        threshold: float | None,
+        deadline: float | None,
+        reading: Reading = (None, None),
+    ) -> _Parts:
+        cache = result_cache()
+        claim = self._claim(query, docs, reading)
+        try:
+            if claim.waiting and not claim.owned:
+                await asyncio.to_thread(cache.wait, claim, deadline)
+            todo, base, full = self._todo(claim, generate, top_n, threshold)
+            computed: dict[int, CachedPair] = {}
+            expired = False
+            if todo:
+                sub = [docs[i] for i in todo]
+                prompts, owners = await self._aencode(query, sub, *reading)
+                if len(prompts) == len(sub):
+                    job = self._job(prompts, generate, top_n, threshold, deadline)
+                    logits, generated = await self._run_async(job)
+                    expired = job.expired
+                else:
+                    job = self._job(prompts, False, None, None, deadline)
+                    window_logits, _ = await self._run_async(job)
+                    expired = job.expired
+                    prompts, logits, picks = self._best_windows(
+                        prompts, owners, window_logits, len(sub), top_n, threshold
+                    )
+                    generated = {}
+                    if generate and picks and not expired:
+                        job = self._job([prompts[k] for k in picks], True, None, None, deadline)
+                        _, ids = await self._run_async(job)
+                        expired = job.expired
+                        generated = {picks[k]: v for k, v in ids.items()}
+                computed = self._absorb(todo, prompts, logits, generated, base, full, docs)
+        except BaseException:
+            cache.abandon(claim)
+            raise
+        cache.finish(claim, self.cache_namespace, computed, len(docs) - len(todo))
+        return base, full, expired
 
     @staticmethod
     def _best_windows(
@@ -352,12 +534,15 @@ class CausalLMReranker:
         threshold: float | None,
     ) -> tuple[list[EncodedPrompt], list[float], list[int]]:
         """Each document's best window and logit, and the documents to generate for (relevant
-        survivors of the threshold and ``top_n``, by the one ranking rule)."""
+        survivors of the threshold and ``top_n``, by the one ranking rule). A document none of whose
+        windows was scored (the time budget ran out) keeps a NaN logit."""
         best = best_rows(logits, owners, n)
         chosen = [prompts[r] for r in best]
         doc_logits = [logits[r] for r in best]
         stubs = [
-            PrismResult(index=i, score=sigmoid(x), logit=x, relevant=x > 0) for i, x in enumerate(doc_logits)
+            PrismResult(index=i, score=sigmoid(x), logit=x, relevant=x > 0)
+            for i, x in enumerate(doc_logits)
+            if not math.isnan(x)
         ]
         picks = sorted(r.index for r in select(stubs, top_n, threshold) if r.relevant)
         return chosen, doc_logits, picks
@@ -386,9 +571,14 @@ class CausalLMReranker:
         return await asyncio.to_thread(self._encode, query, docs, max_tokens_per_doc, mode)
 
     def _job(
-        self, prompts: list[EncodedPrompt], generate: bool, top_n: int | None, threshold: float | None
+        self,
+        prompts: list[EncodedPrompt],
+        generate: bool,
+        top_n: int | None,
+        threshold: float | None,
+        deadline: float | None = None,
     ) -> RerankJob:
-        return RerankJob(
+        job = RerankJob(
             [p.ids for p in prompts],
             generate=generate,
             top_n=top_n,
@@ -397,6 +587,8 @@ class CausalLMReranker:
             batch_tokens=self.batch_tokens,
             stop_strings=self.stop_strings,
         )
+        job.deadline = deadline
+        return job
 
     def _run_sync(self, job: RerankJob) -> tuple[list[float], dict[int, list[int]]]:
         assert self._loop is not None
@@ -419,25 +611,6 @@ class CausalLMReranker:
         return tqdm(
             total=total, unit="doc", desc=f"{self.display_name} rerank", disable=not show, leave=False
         )
-
-    def _results(
-        self,
-        prompts: list[EncodedPrompt],
-        logits: list[float],
-        generated: dict[int, list[int]],
-        top_n: int | None,
-        threshold: float | None,
-        documents: list[str],
-    ) -> list[PrismResult]:
-        """Output processing: plain engine output → results, ranked by the one rule."""
-        results = [
-            self._result(i, p, logit, generated.get(i), documents[i])
-            for i, (p, logit) in enumerate(zip(prompts, logits, strict=True))
-        ]
-        results = [
-            r if p.chunk is None else replace(r, chunk=p.chunk) for r, p in zip(results, prompts, strict=True)
-        ]
-        return select(results, top_n, threshold)
 
     def _result(
         self, index: int, prompt: EncodedPrompt, logit: float, generated: list[int] | None, document: str

@@ -39,16 +39,18 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, TypeVar, cast
 
 import torch
 
 from prism_core.backends.long_documents import best_rows, windows
+from prism_core.budgets import assemble_results, check_time_budget, deadline_after
+from prism_core.caching.results import CachedPair, Claim, result_cache
 from prism_core.config import EngineConfig
 from prism_core.errors import ModelLoadError, NonFiniteScoreError
 from prism_core.protocol import SCORE_ONLY
-from prism_core.ranking import select, sigmoid
+from prism_core.ranking import sigmoid
 from prism_core.results import PrismResult
 from prism_core.runtime.batching import bucket_width, plan_bucketed_batches
 from prism_core.runtime.devices import dtype_name, resolve_device, resolve_dtype
@@ -388,6 +390,10 @@ class CrossEncoderJob(Job):
     def finished(self) -> bool:
         return not self.batches
 
+    def expire(self) -> None:
+        """Deadline passed: drop the batches not run yet (their documents keep a NaN logit)."""
+        self.batches.clear()
+
     def result(self) -> list[float]:
         return self.logits
 
@@ -476,6 +482,7 @@ class CrossEncoderReranker:
         self._loaded: LoadedModel | None = None
         self._loop: EngineLoop | None = None
         self._load_lock = threading.Lock()
+        self._namespace: Hashable | None = None
         self._said: set[str] = set()
         self._said_lock = threading.Lock()
         if self.max_new_tokens is not None:
@@ -587,6 +594,8 @@ class CrossEncoderReranker:
         """Relevance scores ``sigmoid(logit)`` in ``[0, 1]``, in input order.
 
         ``max_tokens_per_doc`` and ``long_documents`` as in :meth:`rerank`.
+        Pairs scored before in this process come from the result cache
+        (:mod:`prism_core.caching.results`) without touching the model.
 
         Example:
             >>> CrossEncoderReranker("some/model").score("q", [])  # doctest: +SKIP
@@ -596,9 +605,8 @@ class CrossEncoderReranker:
         budget, mode = check_long_documents(max_tokens_per_doc, long_documents)
         if not docs:
             return []
-        job, rows = self._prepare(query, docs, budget, mode)
-        logits = self._run_sync(job)
-        return [sigmoid(logits[r]) for r in best_rows(logits, rows.owners, len(docs))]
+        base, _ = self._work_sync(query, docs, None, (budget, mode))
+        return [base[i].score for i in range(len(docs))]
 
     async def ascore(
         self,
@@ -613,9 +621,8 @@ class CrossEncoderReranker:
         budget, mode = check_long_documents(max_tokens_per_doc, long_documents)
         if not docs:
             return []
-        job, rows = await asyncio.to_thread(self._prepare, query, docs, budget, mode)
-        logits = await self._run_async(job)
-        return [sigmoid(logits[r]) for r in best_rows(logits, rows.owners, len(docs))]
+        base, _ = await self._work_async(query, docs, None, (budget, mode))
+        return [base[i].score for i in range(len(docs))]
 
     def rerank(
         self,
@@ -627,6 +634,7 @@ class CrossEncoderReranker:
         evidence: bool = True,
         max_tokens_per_doc: int | None = None,
         long_documents: str | None = None,
+        time_budget: float | None = None,
     ) -> list[PrismResult]:
         """Score and sort; nothing is generated.
 
@@ -640,6 +648,8 @@ class CrossEncoderReranker:
             long_documents: ``"truncate"`` (default: a pair over ``max_length``, or a document over
                 ``max_tokens_per_doc``, is cut and flagged ``truncated``) or ``"chunk"`` (a longer
                 document is read as overlapping windows, scored by its best one, ``chunk`` set).
+            time_budget: Seconds this call may take (fail-open, :mod:`prism_core.budgets`):
+                documents whose batch did not run by then come last, in input order, ``scored=False``.
 
         Returns:
             Results sorted by score, best first (ties by input position); ``truncated`` is set for
@@ -647,19 +657,23 @@ class CrossEncoderReranker:
 
         Raises:
             TypeError: A non-string query or document, or a wrongly typed option.
-            ValueError: Empty query, bad ``top_n``/threshold, un-encodable text (names the document).
+            ValueError: Empty query, bad ``top_n``/threshold/``time_budget``, un-encodable text
+                (names the document).
             NonFiniteScoreError: The model produced NaN/inf logits (use bf16 or fp32).
 
         Example:
             >>> reranker.rerank("what is rust?", ["Paris.", "Rust is a language."], top_n=1)  # doctest: +SKIP
             [PrismResult(index=1, score=0.98..., ...)]
         """
+        deadline = deadline_after(check_time_budget(time_budget))
         query, docs, top_n, score_threshold = self._check(query, documents, top_n, score_threshold, evidence)
         budget, mode = check_long_documents(max_tokens_per_doc, long_documents)
         if not docs:
             return []
-        job, rows = self._prepare(query, docs, budget, mode)
-        return self._results(self._run_sync(job), rows, len(docs), top_n, score_threshold)
+        base, expired = self._work_sync(query, docs, deadline, (budget, mode))
+        return assemble_results(
+            len(docs), base, {}, top_n=top_n, threshold=score_threshold, generate=False, expired=expired
+        )
 
     async def arerank(
         self,
@@ -671,14 +685,111 @@ class CrossEncoderReranker:
         evidence: bool = True,
         max_tokens_per_doc: int | None = None,
         long_documents: str | None = None,
+        time_budget: float | None = None,
     ) -> list[PrismResult]:
         """:meth:`rerank` without blocking the event loop; cancelling the task cancels the work."""
+        deadline = deadline_after(check_time_budget(time_budget))
         query, docs, top_n, score_threshold = self._check(query, documents, top_n, score_threshold, evidence)
         budget, mode = check_long_documents(max_tokens_per_doc, long_documents)
         if not docs:
             return []
-        job, rows = await asyncio.to_thread(self._prepare, query, docs, budget, mode)
-        return self._results(await self._run_async(job), rows, len(docs), top_n, score_threshold)
+        base, expired = await self._work_async(query, docs, deadline, (budget, mode))
+        return assemble_results(
+            len(docs), base, {}, top_n=top_n, threshold=score_threshold, generate=False, expired=expired
+        )
+
+    @property
+    def cache_namespace(self) -> Hashable:
+        """What keys this engine's entries in the result cache: its configuration and class."""
+        if self._namespace is None:
+            self._namespace = (f"{type(self).__module__}.{type(self).__qualname__}", self.engine_config.key())
+        return self._namespace
+
+    @property
+    def cache_stats(self) -> dict[str, int]:
+        """This engine's result-cache ``hits`` and ``misses`` (documents), and the shared cache's
+        ``evictions``, ``entries`` and ``bytes``."""
+        stats = result_cache().stats
+        return {
+            **stats.for_engine(self.cache_namespace),
+            "evictions": stats.evictions,
+            "entries": stats.entries,
+            "bytes": stats.bytes,
+        }
+
+    # ----------------------------------------------------------------- cache and engine
+    def _claim(self, query: str, docs: list[str], reading: tuple[int | None, str | None]) -> Claim:
+        cache = result_cache()
+        if not cache.enabled:
+            return cache.begin([b""] * len(docs))
+        namespace = (self.cache_namespace, reading)  # how a long document is read changes its score
+        return cache.begin([cache.key(namespace, query, d) for d in docs])
+
+    @staticmethod
+    def _absorb(
+        todo: list[int], logits: list[float], rows: DocumentRows, base: dict[int, PrismResult]
+    ) -> dict[int, CachedPair]:
+        """Each document by its best row (its only row unless it was read in windows)."""
+        computed: dict[int, CachedPair] = {}
+        for j, r in enumerate(best_rows(logits, rows.owners, len(todo))):
+            i, x = todo[j], logits[r]
+            if math.isnan(x):  # not scored: the time budget ran out first
+                continue
+            base[i] = PrismResult(
+                index=i,
+                score=sigmoid(x),
+                logit=x,
+                relevant=x > 0,
+                truncated=rows.cut[r],
+                chunk=rows.chunks[r],
+            )
+            computed[i] = CachedPair(base[i])
+        return computed
+
+    def _work_sync(
+        self, query: str, docs: list[str], deadline: float | None, reading: tuple[int | None, str | None]
+    ) -> tuple[dict[int, PrismResult], bool]:
+        cache = result_cache()
+        claim = self._claim(query, docs, reading)
+        try:
+            cache.wait(claim, deadline)
+            base = {i: replace(p.base, index=i) for i, p in claim.found.items()}
+            todo = claim.missing
+            computed: dict[int, CachedPair] = {}
+            expired = False
+            if todo:
+                job, rows = self._prepare(query, [docs[i] for i in todo], *reading)
+                job.deadline = deadline
+                computed = self._absorb(todo, self._run_sync(job), rows, base)
+                expired = len(computed) < len(todo)
+        except BaseException:
+            cache.abandon(claim)
+            raise
+        cache.finish(claim, self.cache_namespace, computed, len(docs) - len(todo))
+        return base, expired
+
+    async def _work_async(
+        self, query: str, docs: list[str], deadline: float | None, reading: tuple[int | None, str | None]
+    ) -> tuple[dict[int, PrismResult], bool]:
+        cache = result_cache()
+        claim = self._claim(query, docs, reading)
+        try:
+            if claim.waiting and not claim.owned:
+                await asyncio.to_thread(cache.wait, claim, deadline)
+            base = {i: replace(p.base, index=i) for i, p in claim.found.items()}
+            todo = claim.missing
+            computed: dict[int, CachedPair] = {}
+            expired = False
+            if todo:
+                job, rows = await asyncio.to_thread(self._prepare, query, [docs[i] for i in todo], *reading)
+                job.deadline = deadline
+                computed = self._absorb(todo, await self._run_async(job), rows, base)
+                expired = len(computed) < len(todo)
+        except BaseException:
+            cache.abandon(claim)
+            raise
+        cache.finish(claim, self.cache_namespace, computed, len(docs) - len(todo))
+        return base, expired
 
     # ----------------------------------------------------------------- the work
     def _say_once(self, key: str, message: str, *args: Any) -> None:
@@ -755,25 +866,6 @@ class CrossEncoderReranker:
         if show is None:
             show = total >= 64 and sys.stderr.isatty()
         return tqdm(total=total, unit="doc", desc=f"{self.backend} rerank", disable=not show, leave=False)
-
-    def _results(
-        self, logits: list[float], rows: DocumentRows, n: int, top_n: int | None, threshold: float | None
-    ) -> list[PrismResult]:
-        """Each document by its best row (its only row unless it was read in windows)."""
-        results = []
-        for i, r in enumerate(best_rows(logits, rows.owners, n)):
-            x = logits[r]
-            results.append(
-                PrismResult(
-                    index=i,
-                    score=sigmoid(x),
-                    logit=x,
-                    relevant=x > 0,
-                    truncated=rows.cut[r],
-                    chunk=rows.chunks[r],
-                )
-            )
-        return select(results, top_n, threshold)
 
 
 def _make_executor(loaded: LoadedModel) -> CrossEncoderExecutor:

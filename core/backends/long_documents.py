@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 #: Tokens a window leaves free under the budget (a window's text re-encoded inside the prompt can
@@ -65,10 +66,12 @@ def windows(offsets: Sequence[tuple[int, int]], length: int, budget: int) -> lis
 
 
 def best_rows(logits: Sequence[float], owners: Sequence[int], n: int) -> list[int]:
-    """For each of ``n`` documents, the row (window) with the highest logit (the first on ties)."""
+    """For each of ``n`` documents, the row (window) with the highest logit (the first on ties); a
+    window not scored (NaN: a time budget ran out) loses to any scored one."""
     best: list[int] = [-1] * n
     for row, (owner, logit) in enumerate(zip(owners, logits, strict=True)):
-        if best[owner] < 0 or logit > logits[best[owner]]:
+        current = logits[best[owner]] if best[owner] >= 0 else math.nan
+        if best[owner] < 0 or logit > current or (math.isnan(current) and not math.isnan(logit)):
             best[owner] = row
     return best
 

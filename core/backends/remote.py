@@ -50,6 +50,7 @@ from prism_core.backends.remote_apis import (
     request_body,
     tei_limits,
 )
+from prism_core.budgets import check_time_budget, unscored_result
 from prism_core.config import EngineConfig
 from prism_core.errors import PrismError
 from prism_core.grounding import ground_result
@@ -353,6 +354,7 @@ class RemoteReranker:
         evidence: bool = True,
         max_tokens_per_doc: int | None = None,
         long_documents: str | None = None,
+        time_budget: float | None = None,
     ) -> list[PrismResult]:
         """Results sorted best first (ties by input position); ``score_threshold`` before ``top_n``.
 
@@ -365,6 +367,8 @@ class RemoteReranker:
             max_tokens_per_doc: The document token budget, sent as ``max_tokens_per_doc``.
             long_documents: ``"truncate"`` or ``"chunk"`` (a prism-rerank server only); ``None``
                 leaves it to the server.
+            time_budget: Seconds the server may spend (sent as the request's ``time_budget`` to our
+                server, which answers by then with what is done; a foreign server is not told).
 
         A request larger than the server's advertised limits (``max_documents``, ``max_body_bytes``
         of ``/v1/info``; TEI's ``max_client_batch_size``) is sent as several, and the answers are
@@ -381,7 +385,11 @@ class RemoteReranker:
             query, documents, top_n, score_threshold, evidence
         )
         options = _Options(
-            top_n, score_threshold, evidence, *check_long_documents(max_tokens_per_doc, long_documents)
+            top_n,
+            score_threshold,
+            evidence,
+            *check_long_documents(max_tokens_per_doc, long_documents),
+            check_time_budget(time_budget),
         )
         if not docs:
             return []
@@ -397,13 +405,18 @@ class RemoteReranker:
         evidence: bool = True,
         max_tokens_per_doc: int | None = None,
         long_documents: str | None = None,
+        time_budget: float | None = None,
     ) -> list[PrismResult]:
         """:meth:`rerank` without blocking the event loop (with ``httpx.AsyncClient``)."""
         query, docs, top_n, score_threshold, evidence = check_rerank_args(
             query, documents, top_n, score_threshold, evidence
         )
         options = _Options(
-            top_n, score_threshold, evidence, *check_long_documents(max_tokens_per_doc, long_documents)
+            top_n,
+            score_threshold,
+            evidence,
+            *check_long_documents(max_tokens_per_doc, long_documents),
+            check_time_budget(time_budget),
         )
         if not docs:
             return []
@@ -550,6 +563,8 @@ class RemoteReranker:
                 evidence=evidence, max_tokens_per_doc=options.max_tokens_per_doc,
                 long_documents=options.long_documents,
             )  # fmt: skip
+            if api == "prism" and options.time_budget is not None:  # only our server takes it
+                body["time_budget"] = options.time_budget
             expect = (options.top_n, options.threshold) if api == "prism" else (None, None)
             plan.append((offset, body, len(part), expect))
         if len(plan) > 1:
@@ -562,15 +577,15 @@ class RemoteReranker:
     def _merge(
         self, parts: list[list[PrismResult]], offsets: list[int], options: _Options
     ) -> list[PrismResult]:
-        """One list over every request, selected by the one ranking rule (a global ``top_n``)."""
-        if len(parts) == 1:
-            return select(parts[0], options.top_n, options.threshold)
+        """One list over every request, selected by the one ranking rule (a global ``top_n``); results
+        our server could not score within a ``time_budget`` come last, in input order."""
         merged = [
-            dataclasses.replace(r, index=r.index + offset)
+            r if not offset else dataclasses.replace(r, index=r.index + offset)
             for part, offset in zip(parts, offsets, strict=True)
             for r in part
         ]
-        return select(merged, options.top_n, options.threshold)
+        unscored = sorted((r for r in merged if not r.scored), key=lambda r: r.index)
+        return select([r for r in merged if r.scored], options.top_n, options.threshold) + unscored
 
     def _call(self, query: str, docs: list[str], options: _Options) -> list[PrismResult]:
         route = self._resolve()
@@ -781,24 +796,28 @@ class RemoteReranker:
         asked_top_n, asked_threshold = expect
         seen: set[int] = set()
         results = []
+        unscored = []  # our server's time budget ran out before these were scored: listed last
         for position, item in enumerate(items):
             result = self._result(item, position, n, bad)
             if result.index in seen:
                 raise bad(f"results[{position}] repeats index {result.index}")
             seen.add(result.index)
+            if not result.scored:
+                unscored.append(result)
+                continue
             if asked_threshold is not None and result.score < asked_threshold:
                 raise bad(
                     f"results[{position}] scores {result.score} below the score_threshold {asked_threshold}"
                 )
             results.append(result)
-        most = n if asked_top_n is None else min(asked_top_n, n)
-        if asked_threshold is None and len(results) != most:
+        most = n - len(unscored) if asked_top_n is None else min(asked_top_n, n - len(unscored))
+        if asked_threshold is None and len(results) != most and not unscored:
             missing = sorted(set(range(n)) - seen)
             what = f"; missing indices {missing[:20]}" if asked_top_n is None else ""
             raise bad(f"expected {most} results, got {len(results)}{what}")
         if len(results) > most:
             raise bad(f"expected at most {most} results, got {len(results)}")
-        return results
+        return results + unscored
 
     def _result(self, item: Any, position: int, n: int, bad: Any) -> PrismResult:
         if not isinstance(item, Mapping):
@@ -808,6 +827,8 @@ class RemoteReranker:
             raise bad(f"results[{position}].index must be an integer, got {index!r}")
         if not 0 <= index < n:
             raise bad(f"results[{position}].index {index} is out of range for {n} documents")
+        if item.get("scored") is False:
+            return unscored_result(index)
         score = item.get("relevance_score")
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
             raise bad(f"results[{position}].relevance_score must be a finite number, got {score!r}")
@@ -832,6 +853,7 @@ class RemoteReranker:
             ("raw_output", str),
             ("document_tokens", int),
             ("evidence_tokens", int),
+            ("evidence_skipped", str),
         ):
             value = item.get(name)
             if value is None:
@@ -874,6 +896,7 @@ class _Options:
     evidence: bool
     max_tokens_per_doc: int | None
     long_documents: str | None
+    time_budget: float | None = None
 
 
 def _limit(limits: Any, name: str) -> int | None:

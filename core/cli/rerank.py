@@ -13,6 +13,14 @@ Each result is :meth:`prism_core.PrismResult.to_dict` plus its 1-based ``rank``;
 sorted best first, cut by ``--threshold`` then ``--top-n`` for each query. Other keys of an input
 object (an ``"id"``...) are ignored.
 
+Budgets (optional): ``--time-budget S`` gives each query ``S`` seconds (fail-open: the line's
+record holds what was done by then; results whose evidence was cut say ``evidence_skipped``,
+unscored ones come last with ``scored: false``). ``--max-context-tokens N`` keeps, per query, the
+best results whose returned text (the evidence when complete, else the document) fits ``N``
+tokens of the model's tokenizer, skipping one that alone exceeds what is left; each kept result
+gets ``context_tokens`` and the record lists ``dropped_by_budget`` (input indices), after the
+quality rules when a quality prior is set.
+
 Quality prior (optional): ``--quality-head H`` (repeatable: the heads are averaged),
 ``--quality-embedder E``, ``--min-quality X``, ``--quality-weight W``, ``--trust-remote-code`` put a
 query-free quality score (JQL-Edu heads on document embeddings, raw scale 0–5) beside the
@@ -74,6 +82,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack, suppress
 from typing import IO, Any
 
+from prism_core.budgets import fit_token_budget, returned_tokens
 from prism_core.cli.demo_model import warn_random_weights_once
 from prism_core.cli.lines import (
     LineError,
@@ -96,6 +105,7 @@ from prism_core.cli.options import (
     load_failure,
     load_now,
     one_line,
+    positive_float,
     positive_int,
     probability,
 )
@@ -202,6 +212,22 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("truncate", "chunk"),
         help="a document over its budget is cut ('truncate', the default: results say truncated) "
         "or read as overlapping windows scored by the best one ('chunk': results say chunk)",
+    )
+    parser.add_argument(
+        "--max-context-tokens",
+        type=positive_int,
+        metavar="N",
+        help="token budget per query: keep the best results whose returned text (the evidence when "
+        "complete, else the document) fits N tokens of the model's tokenizer; a result that alone "
+        "exceeds what is left is skipped and the next ones are tried. Each result gets "
+        "context_tokens; the record lists dropped_by_budget (input indices)",
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=positive_float,
+        metavar="S",
+        help="seconds per query (fail-open): return by then with what is done; unfinished evidence "
+        "is flagged evidence_skipped, unscored documents come last with scored=false",
     )
     parser.add_argument(
         "--no-evidence",
@@ -338,6 +364,9 @@ class _Writer:
 # --------------------------------------------------------------------------------------------
 
 
+_RESULT_FIELDS = frozenset(PrismResult.__dataclass_fields__)
+
+
 class _Runner:
     """Processes input lines one at a time, loading the reranker at the first line that needs it."""
 
@@ -379,7 +408,10 @@ class _Runner:
                 self.next_line = lineno + 1
                 return True
             query, documents = parse_line(text)
-            record = {"line": lineno, "query": query, "results": self._results(query, documents)}
+            results = self._results(query, documents)
+            record: dict[str, Any] = {"line": lineno, "query": query, "results": results}
+            if self.args.max_context_tokens is not None:
+                record["results"], record["dropped_by_budget"] = self._budget(results, documents)
             try:
                 out = self.writer.dumps(record)
             except ValueError:
@@ -417,7 +449,7 @@ class _Runner:
             raise LineError(
                 f"the reranker returned invalid or repeated indices for {len(documents)} documents"
             )
-        ranked = [(r.index, r.score) for r in sorted(results, key=lambda r: -r.score)]
+        ranked = [(r.index, r.score) for r in sorted(results, key=lambda r: -r.score) if r.scored]
         try:
             outcome = apply_quality(
                 ranked, lambda idx: self._quality_scores([documents[i] for i in idx]), **rules
@@ -434,7 +466,30 @@ class _Runner:
                 "blended_score": d.score,
             }
             for rank, d in enumerate(outcome.kept, 1)
+        ] + [  # the time budget left these unscored: last, in input order
+            {"rank": len(outcome.kept) + k, **r.to_dict(), "quality_score": None, "blended_score": None}
+            for k, r in enumerate(sorted((r for r in results if not r.scored), key=lambda r: r.index), 1)
         ]
+
+    def _budget(
+        self, records: list[dict[str, Any]], documents: list[str]
+    ) -> tuple[list[dict[str, Any]], list[int]]:
+        """``--max-context-tokens`` on one query's records (ranks renumbered), and the left-out indices."""
+        results = [PrismResult(**{k: v for k, v in r.items() if k in _RESULT_FIELDS}) for r in records]
+        swapped = [
+            bool(self.args.evidence and r.relevant and r.evidence and r.evidence_complete) for r in results
+        ]
+        texts = [
+            r.evidence if s and r.evidence else documents[r.index]
+            for r, s in zip(results, swapped, strict=True)
+        ]
+        try:
+            costs = returned_tokens(texts, results, swapped, None, self.reranker())
+        except ValueError as exc:
+            raise LineError(one_line(exc)) from None
+        kept, dropped = fit_token_budget(costs, self.args.max_context_tokens)
+        out = [{**records[i], "rank": rank, "context_tokens": costs[i]} for rank, i in enumerate(kept, 1)]
+        return out, [records[i]["index"] for i in dropped]
 
     def _quality_scores(self, texts: list[str]) -> list[float]:
         """Raw quality of ``texts``; the scorer is loaded at the first call (a failure stops the run)."""
@@ -459,6 +514,7 @@ class _Runner:
         if not documents:
             return []
         reranker = self.reranker()
+        budget = {} if self.args.time_budget is None else {"time_budget": self.args.time_budget}
         try:
             long_options = {
                 name: value
@@ -472,6 +528,7 @@ class _Runner:
                 score_threshold=threshold,
                 evidence=self.args.evidence,
                 **long_options,
+                **budget,
             )
         except (ModelLoadError, EngineClosedError) as exc:  # the model itself is gone: stop
             raise ModelUnavailable(load_failure(self.options, exc)) from None

@@ -124,6 +124,8 @@ class Job:
     def __init__(self) -> None:
         self.future: Future[Any] = Future()
         self.submitted_at = 0.0
+        #: ``time.monotonic()`` value past which the loop calls :meth:`expire` (``None``: no deadline).
+        self.deadline: float | None = None
 
     def next_pass(self, max_tokens: int | None = None) -> Pass | None:
         """The next forward pass this job needs now, or ``None``.
@@ -156,6 +158,10 @@ class Job:
     def finished(self) -> bool:
         """Whether the job has nothing left to do."""
         return True
+
+    def expire(self) -> None:
+        """The job's :attr:`deadline` passed: stop spending on it. Afterwards :meth:`finished` must be
+        ``True`` and :meth:`result` must return what is done (default: nothing to stop)."""
 
     def result(self) -> Any:
         """The value the caller's future gets."""
@@ -295,6 +301,7 @@ class EngineLoop:
     def _step(self) -> bool:
         """One step; returns whether anything ran (a pass, a decode step or a finished job)."""
         before = (self.stats.passes, self.stats.decode_steps, self.stats.jobs_done, self.stats.jobs_failed)
+        self._expire_due()
         self._drop_cancelled()
         decoder = self._decoder
         decoding = decoder is not None and decoder.n > 0
@@ -316,6 +323,15 @@ class EngineLoop:
             return []
         start = self._rr % n
         return self._active[start:] + self._active[:start]
+
+    def _expire_due(self) -> None:
+        """Expire every active job past its deadline and finish it now with what is done."""
+        now = time.monotonic()
+        for job in list(self._active):
+            if job.deadline is not None and now >= job.deadline:
+                self._guard(job, job.expire)
+                if self._guard(job, job.finished):
+                    self._finish(job)
 
     def _drop_cancelled(self) -> None:
         for job in list(self._active):

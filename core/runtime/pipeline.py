@@ -166,6 +166,7 @@ class RerankJob(Job):
         self.waiting: deque[DecodeGroup] = deque()  # kept rows, ready to join the decode batch
         self.in_flight = 0  # rows handed to the decode batch and not finished yet
         self.progress: Callable[[int], Any] | None = None  # called with each scored batch's size
+        self.expired = False  # :meth:`expire` ran (the deadline passed before the work was done)
 
     # ------------------------------------------------------------------ passes
     def next_pass(self, max_tokens: int | None = None) -> Pass | None:
@@ -269,6 +270,17 @@ class RerankJob(Job):
 
     def result(self) -> tuple[list[float], dict[int, list[int]]]:
         return self.logits, self.generated
+
+    def expire(self) -> None:
+        """Deadline passed: keep the rows whose generation finished, drop all the rest of the work.
+
+        Rows still decoding leave the shared decode batch when the loop finishes the job (they get
+        no entry in ``generated``), as do kept and waiting rows; documents not scored yet keep a NaN
+        logit. ``expired`` tells the front end to flag them.
+        """
+        self.expired = True
+        self.in_flight = 0
+        self.release()
 
     def release(self) -> None:
         self.batches.clear()

@@ -17,8 +17,11 @@ Endpoints (request and answer shapes per dialect: :mod:`.dialects`):
 Errors: 401 without the bearer API key (when one is set; ``/health`` and ``/metrics`` stay open), 413
 for a body over the limit, 400 for a document count over it (413 in TEI's dialect, as TEI does), 422
 naming the bad field (malformed JSON, wrong types, a lone surrogate in a document, a blank query), 503
-while loading, 504 when a request runs past ``request_timeout`` (its engine work is cancelled), 500 for
-an engine failure. A client that disconnects has its engine work cancelled too. On SIGTERM, uvicorn
+while loading, 504 when a request runs past ``request_timeout`` (its engine work is cancelled)
+**unless the client sent a ``time_budget``**: then the engine's deadline is
+``min(time_budget, request_timeout)`` and the answer is a 200 with what is done by then (fail-open,
+:mod:`prism_core.budgets`; 504 only if the engine overran that by ``TIME_BUDGET_GRACE``), 500 for an
+engine failure. A client that disconnects has its engine work cancelled too. On SIGTERM, uvicorn
 stops accepting connections and finishes the requests in flight before the process exits.
 
 Example:
@@ -45,7 +48,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -59,6 +62,7 @@ from fastapi.responses import JSONResponse, Response  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
+from prism_core.budgets import fit_token_budget, returned_tokens  # noqa: E402
 from prism_core.config import EngineConfig  # noqa: E402
 from prism_core.errors import EngineClosedError, NonFiniteScoreError  # noqa: E402
 from prism_core.protocol import Reranker  # noqa: E402
@@ -77,6 +81,9 @@ from prism_core.serving.schemas import (  # noqa: E402
 logger = logging.getLogger(__name__)
 
 SERVER_NAME = "prism-rerank"
+#: With a client's ``time_budget``, seconds past ``request_timeout`` the server still waits for the
+#: engine (which returns by the deadline plus one engine step) before it answers 504.
+TIME_BUDGET_GRACE = 30.0
 KNOWN_ENDPOINTS = ("/v2/rerank", "/v1/rerank", "/rerank", "/v1/info", "/health", "/metrics")
 
 LoadMode = Literal["background", "blocking", "none"]
@@ -427,18 +434,25 @@ def create_app(
         evidence: bool,
         max_tokens_per_doc: int | None,
         long_documents: str | None,
+        time_budget: float | None = None,
         too_many_status: int = 400,
     ) -> tuple[list[PrismResult], int, int]:
         """Rerank on the engine; ``(results, prompt tokens, generated tokens)`` or raise ``_HTTPError``."""
         refused = refusal(query, len(texts), too_many_status)
         if refused is not None:
             raise refused
-        options = _long_document_options(engine, max_tokens_per_doc, long_documents)
+        options: dict[str, Any] = dict(_long_document_options(engine, max_tokens_per_doc, long_documents))
+        timeout = settings.request_timeout
+        if time_budget is not None:
+            # The client asked for what is done by a deadline: the server's timeout takes the same
+            # fail-open path (a 200 with what is done), and the wait gets a grace for one engine step.
+            options["time_budget"] = time_budget if timeout is None else min(time_budget, timeout)
+            timeout = None if timeout is None else timeout + TIME_BUDGET_GRACE
         work = engine.arerank(
             query, texts, top_n=top_n, score_threshold=score_threshold, evidence=evidence, **options
         )
         try:
-            results = await _run_cancellable(work, request, settings.request_timeout)
+            results = await _run_cancellable(work, request, timeout)
         except _Disconnected:
             raise _HTTPError(499, "client disconnected; the request's work was cancelled") from None
         except asyncio.TimeoutError:
@@ -485,9 +499,19 @@ def create_app(
                 evidence=body.evidence,
                 max_tokens_per_doc=body.max_tokens_per_doc,
                 long_documents=body.long_documents,
+                time_budget=body.time_budget,
             )
         except _HTTPError as exc:
             return _error(exc.status, exc.message, exc.headers, exc.detail)
+        dropped: list[int] | None = None
+        costs: dict[int, int] | None = None
+        if body.max_context_tokens is not None:
+            try:
+                results, costs, dropped = await asyncio.to_thread(
+                    _fit_context, engine, results, body.texts, body.evidence, body.max_context_tokens
+                )
+            except (ValueError, TypeError) as exc:
+                return _error(422, f"max_context_tokens: {exc}")
         return_documents = default_return if body.return_documents is None else body.return_documents
         return_documents = return_documents and not never_return
         answer = rerank_answer(
@@ -503,7 +527,9 @@ def create_app(
             extra_meta={
                 "evidence": bool(body.evidence and getattr(engine.capabilities, "evidence", False)),
                 "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
+                **({} if dropped is None else {"dropped_by_budget": dropped}),
             },
+            context_tokens=costs,
         )
         return JSONResponse(answer)
 
@@ -651,6 +677,20 @@ async def _run_cancellable(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def _fit_context(
+    engine: Reranker, results: list[PrismResult], documents: Sequence[str], evidence: bool, budget: int
+) -> tuple[list[PrismResult], dict[int, int], list[int]]:
+    """``max_context_tokens`` on a response: kept results, their ``context_tokens``, left-out indices."""
+    swapped = [bool(evidence and r.relevant and r.evidence and r.evidence_complete) for r in results]
+    texts = [
+        r.evidence if s and r.evidence else documents[r.index] for r, s in zip(results, swapped, strict=True)
+    ]
+    costs = returned_tokens(texts, results, swapped, None, engine)
+    kept, dropped = fit_token_budget(costs, budget)
+    counts = {results[i].index: costs[i] for i in kept}
+    return [results[i] for i in kept], counts, [results[i].index for i in dropped]
 
 
 def _clean_error(error: Any) -> dict[str, Any]:

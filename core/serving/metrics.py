@@ -15,6 +15,10 @@ Every app gets its own :class:`prometheus_client.CollectorRegistry`, so several 
   ``prism_engine_decode_steps_total``: the engine loop's counters (coalesced passes served several
   requests at once).
 - ``prism_model_loaded``: 1 once the model is loaded.
+- ``prism_result_cache_hits_total``, ``prism_result_cache_misses_total`` (documents served from /
+  sent to the model), ``prism_result_cache_evictions_total``, ``prism_result_cache_entries``,
+  ``prism_result_cache_bytes``: the process-wide result cache (:mod:`prism_core.caching.results`),
+  shared by every engine of the process.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from prometheus_client import (  # noqa: E402
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily  # noqa: E402
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily  # noqa: E402
 from prometheus_client.registry import Collector  # noqa: E402
 
 #: Latency buckets in seconds: a cached score-only call on a GPU to a long evidence generation.
@@ -71,6 +75,30 @@ class _EngineStatsCollector(Collector):
             family = CounterMetricFamily(name, doc)
             family.add_metric([], float(getattr(stats, attr, 0)) if stats is not None else 0.0)
             yield family
+
+
+class _ResultCacheCollector(Collector):
+    """Reads the process-wide result cache's counters at scrape time."""
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        from prism_core.caching.results import result_cache
+
+        stats = result_cache().stats
+        for name, value, doc in (
+            ("prism_result_cache_hits", stats.hits, "Documents served from the result cache."),
+            ("prism_result_cache_misses", stats.misses, "Documents the result cache sent to the model."),
+            ("prism_result_cache_evictions", stats.evictions, "Result-cache entries evicted."),
+        ):
+            family = CounterMetricFamily(name, doc)
+            family.add_metric([], float(value))
+            yield family
+        for name, value, doc in (
+            ("prism_result_cache_entries", stats.entries, "Entries in the result cache."),
+            ("prism_result_cache_bytes", stats.bytes, "Estimated bytes held by the result cache."),
+        ):
+            gauge = GaugeMetricFamily(name, doc)
+            gauge.add_metric([], float(value))
+            yield gauge
 
 
 class ServerMetrics:
@@ -119,6 +147,7 @@ class ServerMetrics:
         model_loaded = Gauge("prism_model_loaded", "1 once the model is loaded.", registry=self.registry)
         model_loaded.set_function(lambda: 1.0 if loaded() else 0.0)
         self.registry.register(_EngineStatsCollector(engine_stats))
+        self.registry.register(_ResultCacheCollector())
 
     def render(self) -> tuple[bytes, str]:
         """The metrics in Prometheus text format, and their content type."""

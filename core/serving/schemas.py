@@ -11,8 +11,9 @@ ignored (clients of other Cohere-compatible servers send a few), known fields ar
 The response is Cohere's (``id``, ``results: [{index, relevance_score}]`` best first, ``meta``)
 plus, per result, every field of :class:`prism_core.PrismResult` (``logit``, ``relevant``,
 ``contribution``, ``evidence``, ``evidence_complete``, ``truncated``, ``raw_output``,
-``document_tokens``, ``evidence_tokens``, ``grounding``, ``unsupported``, ``evidence_spans``),
-``null`` where not generated.
+``document_tokens``, ``evidence_tokens``, ``grounding``, ``unsupported``, ``evidence_spans``,
+``scored``, ``evidence_skipped``), ``null`` where not generated, and ``context_tokens`` with
+``max_context_tokens``.
 
 Example:
     >>> RerankRequest.model_validate({"query": "q", "documents": ["a"], "top_n": 1}).top_n
@@ -73,6 +74,12 @@ class RerankRequest(BaseModel):
             the engine; with ``long_documents`` (``"truncate"`` or ``"chunk"``) it says how a longer
             document is read.
         raw_scores: Infinity's flag: ``relevance_score`` is then the raw logit, not a probability.
+        time_budget: Seconds this request may take (Prism extra, fail-open): the answer is a 200
+            with what is done by then (capped by the server's ``request_timeout``, which then answers
+            200 too, not 504); see :mod:`prism_core.budgets`.
+        max_context_tokens: Token budget of the returned text (Prism extra): the best results whose
+            text (the evidence when generated and complete, else the document) fits, by the model's
+            tokenizer; each gets ``context_tokens``, ``meta.dropped_by_budget`` lists the rest.
     """
 
     model_config = ConfigDict(strict=True, extra="ignore")
@@ -88,6 +95,8 @@ class RerankRequest(BaseModel):
     max_tokens_per_doc: Annotated[int, Field(ge=1)] | None = None
     long_documents: Literal["truncate", "chunk"] | None = None
     raw_scores: bool = False
+    time_budget: Annotated[float, Field(gt=0.0, le=86400.0, allow_inf_nan=False)] | None = None
+    max_context_tokens: Annotated[int, Field(ge=1)] | None = None
 
     @model_validator(mode="after")
     def _texts(self) -> RerankRequest:
@@ -156,6 +165,9 @@ class RerankResultItem(BaseModel):
     grounding: float | None = None
     unsupported: list[str] | None = None
     evidence_spans: list[list[int] | None] | None = None
+    scored: bool = True
+    evidence_skipped: str | None = None
+    context_tokens: int | None = None
     document: dict[str, Any] | None = None
 
 

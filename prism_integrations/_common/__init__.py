@@ -10,6 +10,8 @@ is written once:
   and how the engine is found (:class:`EngineResolver`, through the process-wide cache).
 * :mod:`.ranking`: item checks, the engine call, and the mapping rules (order, body swap,
   metadata, items without text, and the quality prior's rules when one is set).
+* :mod:`.budgets`: the agent budgets (``max_context_tokens``, ``time_budget``, ``token_counter``),
+  their checks and serialisation, and the token budget applied to what an adapter returns.
 * :mod:`.quality`: the quality prior's options (``quality``, ``min_quality``, ``quality_weight``),
   their checks, serialisation and copying.
 * :mod:`.copying`: copies that never fail on the caller's data and share no container with it.
@@ -21,6 +23,18 @@ from typing import Annotated, Any
 
 from pydantic import PlainSerializer, PlainValidator
 
+from prism_integrations._common.budgets import (
+    BUDGET_OPTION_NAMES,
+    CONTEXT_TOKENS,
+    DEFAULT_MAX_CONTEXT_TOKENS,
+    DEFAULT_TIME_BUDGET,
+    DEFAULT_TOKEN_COUNTER,
+    EVIDENCE_SKIPPED,
+    SCORED,
+    budget_options_dict,
+    check_budget_options,
+    omit_unset_budgets,
+)
 from prism_integrations._common.copying import copy_object, merge_metadata, safe_copy
 from prism_integrations._common.engine import (
     ENGINE_OPTION_NAMES,
@@ -85,19 +99,25 @@ from prism_integrations._common.ranking import (
 
 __all__ = [
     "BOOL_OPTION_NAMES",
+    "BUDGET_OPTION_NAMES",
+    "CONTEXT_TOKENS",
     "CONTRIBUTION",
     "DEFAULT_ADD_CONTRIBUTION",
     "DEFAULT_DROP_IRRELEVANT",
     "DEFAULT_GROUNDED_ONLY",
     "DEFAULT_KEEP_ORIGINAL",
+    "DEFAULT_MAX_CONTEXT_TOKENS",
     "DEFAULT_MIN_QUALITY",
     "DEFAULT_QUALITY",
     "DEFAULT_QUALITY_WEIGHT",
     "DEFAULT_SCORE_THRESHOLD",
+    "DEFAULT_TIME_BUDGET",
+    "DEFAULT_TOKEN_COUNTER",
     "DEFAULT_TOP_N",
     "DEFAULT_USE_EVIDENCE",
     "ENGINE_OPTION_NAMES",
     "EVIDENCE_REJECTED",
+    "EVIDENCE_SKIPPED",
     "EVIDENCE_SPANS",
     "EVIDENCE_USED",
     "GROUNDED_ONLY_DOC",
@@ -109,6 +129,7 @@ __all__ = [
     "QUALITY_SCORE",
     "REJECTED_UNGROUNDED",
     "RELEVANCE_SCORE",
+    "SCORED",
     "UNSUPPORTED",
     "EngineResolver",
     "EngineSpec",
@@ -122,7 +143,9 @@ __all__ = [
     "Ranking",
     "RerankSettings",
     "arerank_items",
+    "budget_options_dict",
     "build_kept_documents",
+    "check_budget_options",
     "check_items",
     "check_quality_options",
     "check_reranker",
@@ -133,6 +156,7 @@ __all__ = [
     "merge_metadata",
     "missing_framework_error",
     "not_serializable_message",
+    "omit_unset_budgets",
     "omit_unset_long_document_options",
     "omit_unused_quality",
     "quality_from_pickle",
@@ -183,6 +207,7 @@ def fold_adapter_input(data: Any, *, top_n_name: str = "top_n") -> Any:
         return data  # an instance being revalidated, or something pydantic will refuse itself
     rest, spec, reranker = split_engine_input(data)
     rest.update(check_rule_options(rest, top_n_name=top_n_name))
+    rest.update(check_budget_options(rest))
     if any(name in rest for name in QUALITY_OPTION_NAMES):
         quality, min_quality, weight = check_quality_options(
             rest.get("quality"), rest.get("min_quality"), rest.get("quality_weight")

@@ -47,8 +47,15 @@ class NotSerializableError(TypeError):
     """An adapter built with a ``reranker`` object was asked to serialise (it cannot be rebuilt)."""
 
 
-def not_serializable_message(adapter: str) -> str:
-    """The one message the three adapters give when asked to serialise a ``reranker`` object."""
+def not_serializable_message(adapter: str, option: str = "reranker") -> str:
+    """The one message the three adapters give when asked to serialise a ``reranker`` object (or a
+    ``token_counter``: a callable cannot be rebuilt from a dict either)."""
+    if option != "reranker":
+        return (
+            f"{adapter} built with a `{option}` callable cannot be serialised (a callable cannot be "
+            f"rebuilt from a dict, and dropping it would count tokens differently); build it without "
+            f"`{option}` to serialise it."
+        )
     return (
         f"{adapter} built with a `reranker` object cannot be serialised (the object cannot be rebuilt "
         "from a dict, and dropping it would reload as another model); build it with `model=`, "

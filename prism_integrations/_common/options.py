@@ -17,6 +17,7 @@ from pydantic import BeforeValidator
 from prism_core.protocol import Capabilities
 from prism_core.quality.blend import DEFAULT_QUALITY_WEIGHT, engine_cuts
 from prism_core.validation import check_bool, check_long_documents, check_threshold, check_top_n
+from prism_integrations._common.budgets import check_budget_options
 from prism_integrations._common.quality import check_quality_options
 
 __all__ = [
@@ -198,6 +199,9 @@ class RerankSettings:
         max_tokens_per_doc: Document tokens the engine reads per row (``None``: its default).
         long_documents: ``"truncate"`` or ``"chunk"`` (``None``: the engine's default); see
             :mod:`prism_core.backends.long_documents`.
+        max_context_tokens: Token budget of the returned documents (:mod:`.budgets`), or ``None``.
+        time_budget: Seconds per engine call (fail-open), or ``None``.
+        token_counter: Counts tokens for ``max_context_tokens`` (``None``: the model's tokenizer).
 
     Example:
         >>> from prism_core.protocol import Capabilities
@@ -218,6 +222,9 @@ class RerankSettings:
     quality_weight: float = DEFAULT_QUALITY_WEIGHT
     max_tokens_per_doc: int | None = None
     long_documents: str | None = None
+    max_context_tokens: int | None = None
+    time_budget: float | None = None
+    token_counter: Any = None
 
     def __post_init__(self) -> None:
         budget, mode = check_long_documents(self.max_tokens_per_doc, self.long_documents)
@@ -240,6 +247,15 @@ class RerankSettings:
         object.__setattr__(self, "quality", quality)
         object.__setattr__(self, "min_quality", min_quality)
         object.__setattr__(self, "quality_weight", weight)
+        budgets = check_budget_options(
+            {
+                "max_context_tokens": self.max_context_tokens,
+                "time_budget": self.time_budget,
+                "token_counter": self.token_counter,
+            }
+        )
+        for name, value in budgets.items():
+            object.__setattr__(self, name, value)
 
     @classmethod
     def of(
@@ -249,6 +265,8 @@ class RerankSettings:
         top_n_name: str = "top_n",
         top_n: Any = None,
         score_threshold: Any = None,
+        max_context_tokens: Any = None,
+        time_budget: Any = None,
     ) -> RerankSettings:
         """The rules for one call, read from an adapter's current attributes.
 
@@ -259,6 +277,8 @@ class RerankSettings:
             top_n_name: The count limit's attribute (and parameter) name.
             top_n: Overrides the adapter's count limit for this call (``None``: the adapter's).
             score_threshold: Overrides the adapter's threshold for this call (``None``: the adapter's).
+            max_context_tokens: Overrides the adapter's token budget for this call (``None``: the adapter's).
+            time_budget: Overrides the adapter's time budget for this call (``None``: the adapter's).
         """
         return cls(
             top_n=getattr(adapter, top_n_name) if top_n is None else top_n,
@@ -269,6 +289,13 @@ class RerankSettings:
             quality_weight=getattr(adapter, "quality_weight", DEFAULT_QUALITY_WEIGHT),
             max_tokens_per_doc=getattr(adapter, "max_tokens_per_doc", None),
             long_documents=getattr(adapter, "long_documents", None),
+            max_context_tokens=(
+                getattr(adapter, "max_context_tokens", None)
+                if max_context_tokens is None
+                else max_context_tokens
+            ),
+            time_budget=getattr(adapter, "time_budget", None) if time_budget is None else time_budget,
+            token_counter=getattr(adapter, "token_counter", None),
             **{name: getattr(adapter, name) for name in BOOL_OPTION_NAMES},
         )
 
@@ -298,7 +325,7 @@ class RerankSettings:
 
         ``top_n`` and ``score_threshold`` are :meth:`engine_cuts`. ``evidence`` is on only when
         :meth:`generate` says so: with ``use_evidence`` and ``add_contribution`` both off, or on a
-        score-only backend, the call is a pure scoring pass.
+        score-only backend, the call is a pure scoring pass. ``time_budget`` only when set.
         """
         top_n, score_threshold = self.engine_cuts()
         kwargs: dict[str, Any] = {
@@ -311,4 +338,6 @@ class RerankSettings:
             kwargs["max_tokens_per_doc"] = self.max_tokens_per_doc
         if self.long_documents is not None:
             kwargs["long_documents"] = self.long_documents
+        if self.time_budget is not None:  # only when set: a reranker written before it keeps working
+            kwargs["time_budget"] = self.time_budget
         return kwargs

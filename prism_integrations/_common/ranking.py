@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prism_core.grounding import ground_result
@@ -57,6 +57,13 @@ from prism_core.quality.blend import QUALITY_SCORE, QualityOutcome, aapply_quali
 from prism_core.ranking import select
 from prism_core.results import PrismResult
 from prism_core.validation import check_query, check_text
+from prism_integrations._common.budgets import (
+    CONTEXT_TOKENS,
+    EVIDENCE_SKIPPED,
+    SCORED,
+    fit,
+    returned_tokens,
+)
 from prism_integrations._common.copying import merge_metadata
 from prism_integrations._common.engine import EngineResolver
 from prism_integrations._common.options import (
@@ -135,7 +142,7 @@ class KeptDocument:
         metadata: The full new metadata: a copy of the caller's, then our keys.
         added_keys: Our keys written into ``metadata``, in order.
         score: The score for the framework's score slot: the relevance score, or with a quality
-            prior the blended score.
+            prior the blended score; ``None`` for a document the time budget left unscored.
         evidence_used: Whether ``content`` is the evidence passage.
         result: The engine's result for this document (its ``index`` is the engine call's position).
         quality: The raw quality score with a quality prior, else ``None``.
@@ -145,7 +152,7 @@ class KeptDocument:
     content: str
     metadata: dict[str, Any]
     added_keys: tuple[str, ...]
-    score: float
+    score: float | None
     evidence_used: bool
     result: PrismResult
     quality: float | None = None
@@ -160,12 +167,15 @@ class KeptDocument:
 class Ranking:
     """What one call returns: the ranked documents (best first), then the positions left unscored.
 
-    ``dropped_low_quality`` lists the caller's positions that ``min_quality`` dropped (input order).
+    ``dropped_low_quality`` lists the caller's positions that ``min_quality`` dropped (input order);
+    ``dropped_by_budget`` the ones ``max_context_tokens`` left out (in rank order). ``kept`` ends
+    with the documents the time budget left unscored (``result.scored`` is ``False``), in input order.
     """
 
     kept: list[KeptDocument] = field(default_factory=list)
     unscored: list[int] = field(default_factory=list)
     dropped_low_quality: list[int] = field(default_factory=list)
+    dropped_by_budget: list[int] = field(default_factory=list)
 
 
 def _check_results(results: Sequence[PrismResult], n_inputs: int, settings: RerankSettings) -> None:
@@ -213,12 +223,45 @@ def build_kept_documents(
     positions = list(range(len(texts))) if positions is None else list(positions)
     _check_results(results, len(texts), settings)
     kept: list[KeptDocument] = []
-    for result in select(results, settings.top_n, settings.score_threshold):
+    scored = [r for r in results if r.scored]
+    for result in select(scored, settings.top_n, settings.score_threshold):
         if settings.drop_irrelevant and not result.relevant:
             continue
         i = result.index
         kept.append(_kept(result, texts[i], metadatas[i], settings, positions[i], score=float(result.score)))
+    kept.extend(_unscored_kept(results, texts, metadatas, settings, positions))
     return kept
+
+
+def _unscored_kept(
+    results: Sequence[PrismResult],
+    texts: Sequence[str],
+    metadatas: Sequence[Mapping[str, Any] | None],
+    settings: RerankSettings,
+    positions: Sequence[int],
+) -> list[KeptDocument]:
+    """The documents the time budget left unscored, in input order, bodies unchanged."""
+    out = []
+    for result in sorted((r for r in results if not r.scored), key=lambda r: r.index):
+        i = result.index
+        ours: dict[str, Any] = {
+            RELEVANCE_SCORE: None,
+            CONTRIBUTION: None,
+            EVIDENCE_USED: False,
+            SCORED: False,
+        }
+        out.append(
+            KeptDocument(
+                index=positions[i],
+                content=texts[i],
+                metadata=merge_metadata(metadatas[i], ours),
+                added_keys=tuple(ours),
+                score=None,
+                evidence_used=False,
+                result=result,
+            )
+        )
+    return out
 
 
 def _kept(
@@ -258,6 +301,10 @@ def _kept(
             position,
             list(result.unsupported or ()),
         )
+    if settings.time_budget is not None:
+        ours[SCORED] = True
+        if result.evidence_skipped is not None:
+            ours[EVIDENCE_SKIPPED] = result.evidence_skipped
     if quality is not None:
         ours[QUALITY_SCORE] = quality
     return KeptDocument(
@@ -282,8 +329,9 @@ def _quality_inputs(
         order), and the positions that can still be returned (``None``: all of them).
     """
     _check_results(results, n_inputs, settings)
-    ranked = [(r.index, float(r.score)) for r in sorted(results, key=lambda r: -r.score)]
-    returnable = {r.index for r in results if r.relevant} if settings.drop_irrelevant else None
+    scored = [r for r in results if r.scored]  # the unscored come last, after the quality rules
+    ranked = [(r.index, float(r.score)) for r in sorted(scored, key=lambda r: -r.score)]
+    returnable = {r.index for r in scored if r.relevant} if settings.drop_irrelevant else None
     return ranked, returnable
 
 
@@ -310,6 +358,7 @@ def _finish_quality(
         )
         for d in outcome.kept
     ]
+    kept.extend(_unscored_kept(results, texts, [items[i].metadata for i in scored], settings, scored))
     low = [scored[i] for i in sorted(outcome.dropped_low_quality)]
     if low:
         shown = ", ".join(f"{name}[{i}]" for i in low[:10]) + (", ..." if len(low) > 10 else "")
@@ -330,6 +379,36 @@ def _finish_quality(
         len(outcome.quality),
     )
     return Ranking(kept, unscored, low)
+
+
+def _budget(ranking: Ranking, settings: RerankSettings, engine: Any, name: str) -> Ranking:
+    """Apply ``max_context_tokens`` to the documents about to be returned (see :mod:`.budgets`)."""
+    if settings.max_context_tokens is None:
+        return ranking
+    kept = ranking.kept
+    costs = returned_tokens(
+        [k.content for k in kept],
+        [k.result for k in kept],
+        [k.evidence_used for k in kept],
+        settings.token_counter,
+        engine,
+    )
+    fits, dropped = fit(costs, settings.max_context_tokens, [k.index for k in kept], name)
+    out = []
+    for i in fits:
+        k = kept[i]
+        metadata = dict(k.metadata)
+        metadata.pop(CONTEXT_TOKENS, None)  # ours goes last
+        metadata[CONTEXT_TOKENS] = costs[i]
+        out.append(replace(k, metadata=metadata, added_keys=(*k.added_keys, CONTEXT_TOKENS)))
+    return replace(ranking, kept=out, dropped_by_budget=[kept[i].index for i in dropped])
+
+
+async def _abudget(ranking: Ranking, settings: RerankSettings, engine: Any, name: str) -> Ranking:
+    """:func:`_budget` off the event loop (counting may tokenize, or load the tokenizer)."""
+    if settings.max_context_tokens is None:
+        return ranking
+    return await asyncio.to_thread(_budget, ranking, settings, engine, name)
 
 
 def _prepare(query: Any, items: Sequence[Item], name: str) -> tuple[str, list[int], list[str], list[int]]:
@@ -404,7 +483,7 @@ def rerank_items(
     results = engine.rerank(query, texts, **resolver.call_kwargs(engine, settings, adapter))
     scorer = settings.quality
     if scorer is None:
-        return _finish(results, texts, items, scored, unscored, settings)
+        return _budget(_finish(results, texts, items, scored, unscored, settings), settings, engine, name)
     ranked, returnable = _quality_inputs(results, len(texts), settings)
     outcome = apply_quality(
         ranked,
@@ -415,7 +494,8 @@ def rerank_items(
         score_threshold=settings.score_threshold,
         top_n=settings.top_n,
     )
-    return _finish_quality(results, texts, items, scored, unscored, settings, outcome, name)
+    ranking = _finish_quality(results, texts, items, scored, unscored, settings, outcome, name)
+    return _budget(ranking, settings, engine, name)
 
 
 async def arerank_items(
@@ -436,7 +516,8 @@ async def arerank_items(
     results = await engine.arerank(query, texts, **resolver.call_kwargs(engine, settings, adapter))
     scorer = settings.quality
     if scorer is None:
-        return _finish(results, texts, items, scored, unscored, settings)
+        ranking = _finish(results, texts, items, scored, unscored, settings)
+        return await _abudget(ranking, settings, engine, name)
     ranked, returnable = _quality_inputs(results, len(texts), settings)
     outcome = await aapply_quality(
         ranked,
@@ -447,4 +528,5 @@ async def arerank_items(
         score_threshold=settings.score_threshold,
         top_n=settings.top_n,
     )
-    return _finish_quality(results, texts, items, scored, unscored, settings, outcome, name)
+    ranking = _finish_quality(results, texts, items, scored, unscored, settings, outcome, name)
+    return await _abudget(ranking, settings, engine, name)

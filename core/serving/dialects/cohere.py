@@ -35,6 +35,8 @@ PRISM_FIELDS = (
     "grounding",
     "unsupported",
     "evidence_spans",
+    "scored",
+    "evidence_skipped",
 )
 
 
@@ -65,14 +67,20 @@ def rerank_answer(
     prompt_tokens: int,
     generated_tokens: int,
     extra_meta: dict[str, Any],
+    context_tokens: dict[int, int] | None = None,
 ) -> dict[str, Any]:
-    """The answer body: results best first, ``model``, ``usage`` and Cohere's ``meta``."""
+    """The answer body: results best first, ``model``, ``usage`` and Cohere's ``meta``; with
+    ``context_tokens`` (a ``max_context_tokens`` request), each result's tokens in the context."""
     total = prompt_tokens + generated_tokens
+    items = [result_item(r, documents if return_documents else None, raw_scores) for r in results]
+    if context_tokens is not None:
+        for item in items:
+            item["context_tokens"] = context_tokens.get(item["index"])
     return {
         "id": str(uuid.uuid4()),
         "object": "rerank",
         "model": model,
-        "results": [result_item(r, documents if return_documents else None, raw_scores) for r in results],
+        "results": items,
         "usage": {"prompt_tokens": prompt_tokens, "total_tokens": total},
         "meta": {
             "api_version": {"version": api_version},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prism_core.protocol import Reranker
@@ -16,9 +16,12 @@ from prism_integrations._common import (
     DEFAULT_DROP_IRRELEVANT,
     DEFAULT_GROUNDED_ONLY,
     DEFAULT_KEEP_ORIGINAL,
+    DEFAULT_MAX_CONTEXT_TOKENS,
     DEFAULT_MIN_QUALITY,
     DEFAULT_QUALITY_WEIGHT,
     DEFAULT_SCORE_THRESHOLD,
+    DEFAULT_TIME_BUDGET,
+    DEFAULT_TOKEN_COUNTER,
     DEFAULT_TOP_N,
     DEFAULT_USE_EVIDENCE,
     EngineResolver,
@@ -27,6 +30,8 @@ from prism_integrations._common import (
     Ranking,
     RerankSettings,
     arerank_items,
+    budget_options_dict,
+    check_budget_options,
     check_items,
     check_quality_options,
     check_rule_options,
@@ -148,6 +153,9 @@ class PrismRanker:
         quality_weight: float = DEFAULT_QUALITY_WEIGHT,
         max_tokens_per_doc: int | None = None,
         long_documents: str | None = None,
+        max_context_tokens: int | None = DEFAULT_MAX_CONTEXT_TOKENS,
+        time_budget: float | None = DEFAULT_TIME_BUDGET,
+        token_counter: Callable[[str], int] | None = DEFAULT_TOKEN_COUNTER,
         **engine_options: Any,
     ) -> None:
         """Create the ranker; nothing is loaded (see the class docstring for the options).
@@ -183,6 +191,13 @@ class PrismRanker:
         checked_quality, checked_min_quality, checked_weight = check_quality_options(
             quality, min_quality, quality_weight
         )
+        budgets = check_budget_options(
+            {
+                "max_context_tokens": max_context_tokens,
+                "time_budget": time_budget,
+                "token_counter": token_counter,
+            }
+        )
         self.engine_config: EngineSpec | None = spec
         self.reranker: Reranker | None = checked_reranker
         self.top_k: int | None = options["top_k"]
@@ -198,6 +213,9 @@ class PrismRanker:
         long_options = long_document_options(max_tokens_per_doc, long_documents)
         self.max_tokens_per_doc: int | None = long_options.get("max_tokens_per_doc")
         self.long_documents: str | None = long_options.get("long_documents")
+        self.max_context_tokens: int | None = budgets["max_context_tokens"]
+        self.time_budget: float | None = budgets["time_budget"]
+        self.token_counter: Callable[[str], int] | None = budgets["token_counter"]
         self._resolver = EngineResolver(spec, checked_reranker)
         self._engine: Reranker | None = None
 
@@ -268,6 +286,8 @@ class PrismRanker:
         """
         if self.engine_config is None:
             raise SerializationError(not_serializable_message(type(self).__name__))
+        if self.token_counter is not None:
+            raise SerializationError(not_serializable_message(type(self).__name__, "token_counter"))
         return default_to_dict(
             self,
             engine_config=self.engine_config.to_dict(),
@@ -280,6 +300,7 @@ class PrismRanker:
             grounded_only=self.grounded_only,
             **quality_options_dict(self.quality, self.min_quality, self.quality_weight),
             **long_document_options(self.max_tokens_per_doc, self.long_documents),
+            **budget_options_dict(self.max_context_tokens, self.time_budget),
         )
 
     @classmethod
@@ -309,6 +330,8 @@ class PrismRanker:
         documents: list[Document],
         top_k: int | None = None,
         score_threshold: float | None = None,
+        max_context_tokens: int | None = None,
+        time_budget: float | None = None,
     ) -> dict[str, list[Document]]:
         """Rerank ``documents`` for ``query``.
 
@@ -317,6 +340,8 @@ class PrismRanker:
             documents: Candidate documents (not modified).
             top_k: Overrides the init ``top_k`` for this call.
             score_threshold: Overrides the init ``score_threshold`` for this call.
+            max_context_tokens: Overrides the init ``max_context_tokens`` for this call.
+            time_budget: Overrides the init ``time_budget`` for this call.
 
         Returns:
             ``{"documents": [...]}``: annotated copies of the kept documents, best first, then
@@ -327,7 +352,14 @@ class PrismRanker:
                 option has the wrong type.
             ValueError: A blank query, or an option out of range.
         """
-        settings = RerankSettings.of(self, top_n_name="top_k", top_n=top_k, score_threshold=score_threshold)
+        settings = RerankSettings.of(
+            self,
+            top_n_name="top_k",
+            top_n=top_k,
+            score_threshold=score_threshold,
+            max_context_tokens=max_context_tokens,
+            time_budget=time_budget,
+        )
         docs = self._documents(documents)
         items = [Item(d.content, d.meta) for d in docs]
         if any(item.text is not None for item in items):
@@ -343,9 +375,18 @@ class PrismRanker:
         documents: list[Document],
         top_k: int | None = None,
         score_threshold: float | None = None,
+        max_context_tokens: int | None = None,
+        time_budget: float | None = None,
     ) -> dict[str, list[Document]]:
         """Async :meth:`run`: awaits the engine's ``arerank`` (the event loop is not blocked)."""
-        settings = RerankSettings.of(self, top_n_name="top_k", top_n=top_k, score_threshold=score_threshold)
+        settings = RerankSettings.of(
+            self,
+            top_n_name="top_k",
+            top_n=top_k,
+            score_threshold=score_threshold,
+            max_context_tokens=max_context_tokens,
+            time_budget=time_budget,
+        )
         docs = self._documents(documents)
         items = [Item(d.content, d.meta) for d in docs]
         if any(item.text is not None for item in items):

@@ -1,0 +1,21 @@
+"""Caches above the engine: the process-wide result cache (:mod:`prism_core.caching.results`)."""
+
+from prism_core.caching.results import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ENTRIES,
+    CachedPair,
+    CacheStats,
+    ResultCache,
+    configure_result_cache,
+    result_cache,
+)
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_ENTRIES",
+    "CacheStats",
+    "CachedPair",
+    "ResultCache",
+    "configure_result_cache",
+    "result_cache",
+]
