@@ -32,6 +32,11 @@ DECODE_ROWS = 64
 #: Below this many shared tokens, running the prefix separately does not pay.
 MIN_SHARED_PREFIX = 32
 
+#: A generating request of fewer documents runs full prompts: its passes coalesce with other
+#: requests' (a request's prefix is private to it), which pays more for small requests than reading
+#: a prefix once; from this many documents on, the prefix runs once and each document forks from it.
+MIN_PREFIX_ROWS_GENERATING = 8
+
 
 @dataclass(frozen=True)
 class ScoreKind:
@@ -154,7 +159,8 @@ class RerankJob(Job):
         self.logits: list[float] = [math.nan] * len(prompts)
         self.generated: dict[int, list[int]] = {}
         # The shared system + instruction + query prefix runs once, for scoring and generating alike.
-        self.prefix_len = 0 if len(prompts) < 2 else shared_prefix_len(prompts, unpadded=generate)
+        few = len(prompts) < (MIN_PREFIX_ROWS_GENERATING if generate else 2)
+        self.prefix_len = 0 if few else shared_prefix_len(prompts, unpadded=generate)
         self.prefix: PrefixHandle | None = None
         self._prefix_kind = PrefixKind()
         # Batches are planned on what a pass keeps: the continuations of a scoring pass, the whole

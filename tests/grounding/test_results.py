@@ -119,7 +119,7 @@ def test_remote_client_reads_or_computes_grounding() -> None:
 
 def test_server_result_item_carries_the_fields() -> None:
     pytest.importorskip("fastapi")
-    from prism_core.serving.app import _result_item
+    from prism_core.serving.dialects.cohere import result_item as _result_item
     from prism_core.serving.schemas import RerankResultItem
 
     r = PrismResult(
