@@ -65,7 +65,7 @@ def make_docs(n: int, seed: int, words: int = 30) -> list[str]:
 class Bench:
     """The engine under test with imposed verdicts for every prompt it will see."""
 
-    def __init__(self, path: str, evidence_tokens: int) -> None:
+    def __init__(self, path: str, evidence_tokens: int) -> None:  # result cache off (see ``main``)
         from harness import ImposedRunner
 
         from prism_core import PrismReranker
@@ -239,7 +239,10 @@ def main() -> int:
 
     import torch
 
+    from prism_core.caching.results import configure_result_cache
     from prism_core.testing.tiny_models import build_tiny_checkpoint
+
+    configure_result_cache(max_entries=0)  # the engine's work is measured: no pair served from the cache
 
     with tempfile.TemporaryDirectory() as tmp:
         path = str(build_tiny_checkpoint(Path(tmp) / "tiny-qwen3_5", "qwen3_5"))

@@ -275,6 +275,13 @@ class ImposedRunner(ModelRunner):
         full = [self._prefix[:prefix_len] + list(c) for c in continuations]
         return self._account(full, st, t0, sum(len(c) for c in continuations))
 
+    def prefill_after_prefix(self, prefix_cache: Any, prefix_len: int, continuations: Any) -> PrefillState:
+        _sync(self.device)
+        t0 = time.perf_counter()
+        st = super().prefill_after_prefix(prefix_cache, prefix_len, continuations)
+        full = [self._prefix[:prefix_len] + list(c) for c in continuations]
+        return self._account(full, st, t0, sum(len(c) for c in continuations))
+
     def new_decode_batch(self) -> Any:
         """The engine's shared decode batch, instrumented: rows joined, forward time, tokens per row."""
         return TimedDecodeBatch(

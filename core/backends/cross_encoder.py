@@ -54,7 +54,7 @@ from prism_core.ranking import sigmoid
 from prism_core.results import PrismResult
 from prism_core.runtime.batching import bucket_width, plan_bucketed_batches
 from prism_core.runtime.devices import dtype_name, resolve_device, resolve_dtype
-from prism_core.runtime.engine_loop import EngineLoop, Job, Pass
+from prism_core.runtime.engine_loop import EngineLoop, Job, Pass, is_bulk
 from prism_core.runtime.loading import LoadedModel, check_local, load_error, registry
 from prism_core.validation import (
     check_bool,
@@ -355,7 +355,8 @@ class CrossEncoderJob(Job):
         if not self.batches:
             return None
         batch = self.batches[0]
-        if max_tokens is not None and len(batch) * self.widths[batch[0]] > max_tokens:
+        bulk = is_bulk(sum(self.widths), max_tokens)
+        if bulk and max_tokens is not None and len(batch) * self.widths[batch[0]] > max_tokens:
             rows = max(1, max_tokens // self.widths[batch[0]])
             self.batches[0] = batch[rows:]
             self.batches.appendleft(batch[:rows])

@@ -16,13 +16,13 @@ import math
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from prism_core.errors import NonFiniteScoreError
 from prism_core.runtime.batching import plan_batches
 from prism_core.runtime.cache import PrefillState, merge_states, split_state
 from prism_core.runtime.decode_state import DecodeBatch
-from prism_core.runtime.engine_loop import DecodeGroup, Job, Pass
+from prism_core.runtime.engine_loop import DecodeGroup, Job, Pass, is_bulk
 from prism_core.runtime.runner import ModelRunner
 from prism_core.runtime.selection import KeepSet
 
@@ -72,9 +72,15 @@ class CausalExecutor:
     prefix), :class:`AfterPrefixKind` (continuations after a job's prefix).
     """
 
+    #: Prefill tokens per engine step while rows decode, by device type (see ``engine_loop``): a CPU
+    #: pass costs in proportion to its tokens; a GPU pass of a few thousand tokens costs about what a
+    #: small one does.
+    STEP_TOKENS_BY_DEVICE: ClassVar[dict[str, int]] = {"cpu": 1024, "cuda": 8192, "mps": 2048}
+
     def __init__(self, runner: ModelRunner) -> None:
         self.runner = runner
         self._decoder: DecodeBatch | None = None
+        self.step_tokens = self.STEP_TOKENS_BY_DEVICE.get(runner.device.type, 2048)
 
     @property
     def decoder(self) -> DecodeBatch:
@@ -167,6 +173,7 @@ class RerankJob(Job):
         # cached prompts of rows that go on to decode (the prefix is copied into each row's state).
         self._charged = 0 if generate else self.prefix_len
         lengths = [len(p) - self._charged for p in prompts]
+        self.total_tokens = sum(lengths)
         self.batches: deque[list[int]] = deque(plan_batches(lengths, batch_tokens))
         self.keep = KeepSet(top_n, threshold, DECODE_ROWS, batch_tokens) if generate else None
         self.waiting: deque[DecodeGroup] = deque()  # kept rows, ready to join the decode batch
@@ -185,7 +192,8 @@ class RerankJob(Job):
             # While rows decode, score on only until one batch has kept rows: at most the decoding
             # rows and one batch's kept caches are alive, whatever the number of documents.
             return None
-        if max_tokens is not None:
+        if is_bulk(self.total_tokens, max_tokens):
+            assert max_tokens is not None
             self._fit_head(max_tokens)
         batch = self.batches[0]
         if self.prefix is not None:
