@@ -271,7 +271,7 @@ def main() -> int:
     out = HERE / "results" / "cpu" / "batching.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    command = "python benchmarks/batching.py" + (" --write" if args.write else "")
+    command = " ".join(["python benchmarks/batching.py", *sys.argv[1:]])
     text = markdown(result, command)
     sys.stdout.write(text)
     if args.write:
