@@ -15,8 +15,10 @@ import sys
 import threading
 from collections.abc import Hashable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
+from prism_core.backends.driving import Blocking, Work, drive_async, drive_sync
 from prism_core.backends.long_documents import best_rows
 from prism_core.budgets import assemble_results, check_time_budget, deadline_after
 from prism_core.caching.results import CachedPair, Claim, result_cache
@@ -435,7 +437,7 @@ class CausalLMReranker:
             computed[i] = CachedPair(b, f)
         return computed
 
-    def _work_sync(
+    def _work(
         self,
         query: str,
         docs: list[str],
@@ -444,24 +446,26 @@ class CausalLMReranker:
         threshold: float | None,
         deadline: float | None,
         reading: Reading = (None, None),
-    ) -> _Parts:
+    ) -> Work[_Parts]:
+        """The work of one call, written once for the sync and async entry points (``driving``)."""
         cache = result_cache()
         claim = self._claim(query, docs, reading)
         try:
-            cache.wait(claim, deadline)
+            if claim.waiting and not claim.owned:  # every missing pair is in flight for another caller
+                yield Blocking(partial(cache.wait, claim, deadline))
             todo, base, full = self._todo(claim, generate, top_n, threshold)
             computed: dict[int, CachedPair] = {}
             expired = False
             if todo:
                 sub = [docs[i] for i in todo]
-                prompts, owners = self._encode(query, sub, *reading)
+                prompts, owners = yield Blocking(partial(self._encode, query, sub, *reading))
                 if len(prompts) == len(sub):  # every document read in one row: one job, as always
                     job = self._job(prompts, generate, top_n, threshold, deadline)
-                    logits, generated = self._run_sync(job)
+                    logits, generated = yield job
                     expired = job.expired
                 else:  # windows: score them all, then describe the best window of the kept documents
                     job = self._job(prompts, False, None, None, deadline)
-                    window_logits, _ = self._run_sync(job)
+                    window_logits, _ = yield job
                     expired = job.expired
                     prompts, logits, picks = self._best_windows(
                         prompts, owners, window_logits, len(sub), top_n, threshold
@@ -469,7 +473,7 @@ class CausalLMReranker:
                     generated = {}
                     if generate and picks and not expired:
                         job = self._job([prompts[k] for k in picks], True, None, None, deadline)
-                        _, ids = self._run_sync(job)
+                        _, ids = yield job
                         expired = job.expired
                         generated = {picks[k]: v for k, v in ids.items()}
                 computed = self._absorb(todo, prompts, logits, generated, base, full, docs)
@@ -479,50 +483,11 @@ class CausalLMReranker:
         cache.finish(claim, self.cache_namespace, computed, len(docs) - len(todo))
         return base, full, expired
 
-    async def _work_async(
-        self,
-        query: str,
-        docs: list[str],
-        generate: bool,
-        top_n: int | None,
-        threshold: float | None,
-        deadline: float | None,
-        reading: Reading = (None, None),
-    ) -> _Parts:
-        cache = result_cache()
-        claim = self._claim(query, docs, reading)
-        try:
-            if claim.waiting and not claim.owned:
-                await asyncio.to_thread(cache.wait, claim, deadline)
-            todo, base, full = self._todo(claim, generate, top_n, threshold)
-            computed: dict[int, CachedPair] = {}
-            expired = False
-            if todo:
-                sub = [docs[i] for i in todo]
-                prompts, owners = await self._aencode(query, sub, *reading)
-                if len(prompts) == len(sub):
-                    job = self._job(prompts, generate, top_n, threshold, deadline)
-                    logits, generated = await self._run_async(job)
-                    expired = job.expired
-                else:
-                    job = self._job(prompts, False, None, None, deadline)
-                    window_logits, _ = await self._run_async(job)
-                    expired = job.expired
-                    prompts, logits, picks = self._best_windows(
-                        prompts, owners, window_logits, len(sub), top_n, threshold
-                    )
-                    generated = {}
-                    if generate and picks and not expired:
-                        job = self._job([prompts[k] for k in picks], True, None, None, deadline)
-                        _, ids = await self._run_async(job)
-                        expired = job.expired
-                        generated = {picks[k]: v for k, v in ids.items()}
-                computed = self._absorb(todo, prompts, logits, generated, base, full, docs)
-        except BaseException:
-            cache.abandon(claim)
-            raise
-        cache.finish(claim, self.cache_namespace, computed, len(docs) - len(todo))
-        return base, full, expired
+    def _work_sync(self, *args: Any) -> _Parts:
+        return drive_sync(self._work(*args), run=self._run_sync)
+
+    async def _work_async(self, *args: Any) -> _Parts:
+        return await drive_async(self._work(*args), run=self._run_async)
 
     @staticmethod
     def _best_windows(

@@ -40,10 +40,12 @@ import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, ClassVar, TypeVar, cast
 
 import torch
 
+from prism_core.backends.driving import Blocking, Work, drive_async, drive_sync
 from prism_core.backends.long_documents import best_rows, windows
 from prism_core.budgets import assemble_results, check_time_budget, deadline_after
 from prism_core.caching.results import CachedPair, Claim, result_cache
@@ -747,21 +749,23 @@ class CrossEncoderReranker:
             computed[i] = CachedPair(base[i])
         return computed
 
-    def _work_sync(
+    def _work(
         self, query: str, docs: list[str], deadline: float | None, reading: tuple[int | None, str | None]
-    ) -> tuple[dict[int, PrismResult], bool]:
+    ) -> Work[tuple[dict[int, PrismResult], bool]]:
+        """The work of one call, written once for the sync and async entry points (``driving``)."""
         cache = result_cache()
         claim = self._claim(query, docs, reading)
         try:
-            cache.wait(claim, deadline)
+            if claim.waiting and not claim.owned:  # every missing pair is in flight for another caller
+                yield Blocking(partial(cache.wait, claim, deadline))
             base = {i: replace(p.base, index=i) for i, p in claim.found.items()}
             todo = claim.missing
             computed: dict[int, CachedPair] = {}
             expired = False
             if todo:
-                job, rows = self._prepare(query, [docs[i] for i in todo], *reading)
+                job, rows = yield Blocking(partial(self._prepare, query, [docs[i] for i in todo], *reading))
                 job.deadline = deadline
-                computed = self._absorb(todo, self._run_sync(job), rows, base)
+                computed = self._absorb(todo, (yield job), rows, base)
                 expired = len(computed) < len(todo)
         except BaseException:
             cache.abandon(claim)
@@ -769,28 +773,11 @@ class CrossEncoderReranker:
         cache.finish(claim, self.cache_namespace, computed, len(docs) - len(todo))
         return base, expired
 
-    async def _work_async(
-        self, query: str, docs: list[str], deadline: float | None, reading: tuple[int | None, str | None]
-    ) -> tuple[dict[int, PrismResult], bool]:
-        cache = result_cache()
-        claim = self._claim(query, docs, reading)
-        try:
-            if claim.waiting and not claim.owned:
-                await asyncio.to_thread(cache.wait, claim, deadline)
-            base = {i: replace(p.base, index=i) for i, p in claim.found.items()}
-            todo = claim.missing
-            computed: dict[int, CachedPair] = {}
-            expired = False
-            if todo:
-                job, rows = await asyncio.to_thread(self._prepare, query, [docs[i] for i in todo], *reading)
-                job.deadline = deadline
-                computed = self._absorb(todo, await self._run_async(job), rows, base)
-                expired = len(computed) < len(todo)
-        except BaseException:
-            cache.abandon(claim)
-            raise
-        cache.finish(claim, self.cache_namespace, computed, len(docs) - len(todo))
-        return base, expired
+    def _work_sync(self, *args: Any) -> tuple[dict[int, PrismResult], bool]:
+        return drive_sync(self._work(*args), run=self._run_sync)
+
+    async def _work_async(self, *args: Any) -> tuple[dict[int, PrismResult], bool]:
+        return await drive_async(self._work(*args), run=self._run_async)
 
     # ----------------------------------------------------------------- the work
     def _say_once(self, key: str, message: str, *args: Any) -> None:
