@@ -364,21 +364,12 @@ class CausalLMReranker:
     def cache_stats(self) -> dict[str, int]:
         """This engine's result-cache ``hits`` and ``misses`` (documents), and the shared cache's
         ``evictions``, ``entries`` and ``bytes``."""
-        stats = result_cache().stats
-        return {
-            **stats.for_engine(self.cache_namespace),
-            "evictions": stats.evictions,
-            "entries": stats.entries,
-            "bytes": stats.bytes,
-        }
+        return result_cache().engine_stats(self.cache_namespace)
 
     # ----------------------------------------------------------------- cache and engine
     def _claim(self, query: str, docs: list[str], reading: Reading) -> Claim:
-        cache = result_cache()
-        if not cache.enabled:
-            return cache.begin([b""] * len(docs))
-        namespace = (self.cache_namespace, reading)  # how a long document is read changes its answer
-        return cache.begin([cache.key(namespace, query, d) for d in docs])
+        # How a long document is read changes its answer: part of the key.
+        return result_cache().claim((self.cache_namespace, reading), query, docs)
 
     def _todo(
         self, claim: Claim, generate: bool, top_n: int | None, threshold: float | None

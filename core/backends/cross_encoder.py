@@ -712,21 +712,12 @@ class CrossEncoderReranker:
     def cache_stats(self) -> dict[str, int]:
         """This engine's result-cache ``hits`` and ``misses`` (documents), and the shared cache's
         ``evictions``, ``entries`` and ``bytes``."""
-        stats = result_cache().stats
-        return {
-            **stats.for_engine(self.cache_namespace),
-            "evictions": stats.evictions,
-            "entries": stats.entries,
-            "bytes": stats.bytes,
-        }
+        return result_cache().engine_stats(self.cache_namespace)
 
     # ----------------------------------------------------------------- cache and engine
     def _claim(self, query: str, docs: list[str], reading: tuple[int | None, str | None]) -> Claim:
-        cache = result_cache()
-        if not cache.enabled:
-            return cache.begin([b""] * len(docs))
-        namespace = (self.cache_namespace, reading)  # how a long document is read changes its score
-        return cache.begin([cache.key(namespace, query, d) for d in docs])
+        # How a long document is read changes its score: part of the key.
+        return result_cache().claim((self.cache_namespace, reading), query, docs)
 
     @staticmethod
     def _absorb(

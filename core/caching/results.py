@@ -184,6 +184,24 @@ class ResultCache:
             self.stats.entries = self.stats.bytes = 0
 
     # ------------------------------------------------------------------ a caller's claim
+    def claim(self, namespace: Hashable, query: str, documents: Sequence[str]) -> Claim:
+        """:meth:`begin` for one call's ``(query, document)`` pairs of an engine's ``namespace``
+        (no hashing at all when the cache is off)."""
+        if not self.enabled:
+            return self.begin([b""] * len(documents))
+        return self.begin([self.key(namespace, query, d) for d in documents])
+
+    def engine_stats(self, namespace: Hashable) -> dict[str, int]:
+        """One engine's ``hits`` and ``misses`` (documents), and this cache's ``evictions``,
+        ``entries`` and ``bytes``: what a backend's ``cache_stats`` reports."""
+        stats = self.stats
+        return {
+            **stats.for_engine(namespace),
+            "evictions": stats.evictions,
+            "entries": stats.entries,
+            "bytes": stats.bytes,
+        }
+
     def begin(self, keys: Sequence[bytes]) -> Claim:
         """Look ``keys`` up; register the missing ones not in flight as this caller's."""
         claim = Claim(list(keys))
