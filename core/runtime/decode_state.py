@@ -163,10 +163,6 @@ class DecodeBatch:
         """The distinct owners with live rows, in slot order."""
         return list(dict.fromkeys(r.owner for r in self.rows))
 
-    def rows_of(self, owner: Hashable) -> int:
-        """Live rows of ``owner``."""
-        return sum(r.owner == owner for r in self.rows)
-
     # ------------------------------------------------------------------ joining and leaving
     def join(
         self,

@@ -391,14 +391,7 @@ class EngineLoop:
         if not rows:
             return
         if not self.shared_decode:
-            owners = decoder.owners()
-            groups = [[s for s, r in enumerate(decoder.rows) if r.owner is owner] for owner in owners]
-            for slots, error in decoder.forward_apart(groups, _is_oom):
-                owner = decoder.rows[slots[0]].owner
-                decoder.drop(owner)
-                if isinstance(owner, Job):
-                    self._fail(owner, error)
-            self.stats.decode_steps += len(groups)
+            self.stats.decode_steps += self._decode_apart(decoder)
             self.stats.decode_rows += rows
             return
         try:
@@ -408,20 +401,25 @@ class EngineLoop:
                 raise
             _free_memory(exc)
             self.stats.decode_retries += 1
-            owners = decoder.owners()
             logger.warning(
                 "a decode pass shared by %d request(s) failed (%s: %s); running each request's rows alone",
-                len(owners), type(exc).__name__, exc,
+                len(decoder.owners()), type(exc).__name__, exc,
             )  # fmt: skip
-            groups = [[s for s, r in enumerate(decoder.rows) if r.owner is owner] for owner in owners]
-            failed = decoder.forward_apart(groups, _is_oom)
-            for slots, error in failed:
-                owner = decoder.rows[slots[0]].owner
-                decoder.drop(owner)
-                if isinstance(owner, Job):
-                    self._fail(owner, error)
+            self._decode_apart(decoder)
         self.stats.decode_steps += 1
         self.stats.decode_rows += rows
+
+    def _decode_apart(self, decoder: Any) -> int:
+        """Run the pending decode pass for each request's rows alone (out of memory: in halves); a
+        request whose rows fail leaves the batch and fails. Returns the number of requests."""
+        owners = decoder.owners()
+        groups = [[s for s, r in enumerate(decoder.rows) if r.owner is owner] for owner in owners]
+        for slots, error in decoder.forward_apart(groups, _is_oom):
+            owner = decoder.rows[slots[0]].owner
+            decoder.drop(owner)
+            if isinstance(owner, Job):
+                self._fail(owner, error)
+        return len(groups)
 
     def _route(self, finished: Sequence[Any]) -> None:
         for fin in finished:
