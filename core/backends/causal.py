@@ -542,6 +542,7 @@ class CausalLMReranker:
             max_new_tokens=self.max_new_tokens,
             batch_tokens=self.batch_tokens,
             stop_strings=self.stop_strings,
+            prefix_lens=[p.prefix_len for p in prompts],
         )
         job.deadline = deadline
         return job

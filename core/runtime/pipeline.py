@@ -15,11 +15,11 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from prism_core.errors import NonFiniteScoreError
-from prism_core.runtime.batching import plan_batches
+from prism_core.runtime.batching import bucket_width, plan_bucketed_batches
 from prism_core.runtime.cache import PrefillState, merge_states, split_state
 from prism_core.runtime.decode_state import DecodeBatch
 from prism_core.runtime.engine_loop import DecodeGroup, Job, Pass, is_bulk
@@ -29,20 +29,17 @@ from prism_core.runtime.selection import KeepSet
 #: Kept rows handed to decoding together at most (kept scoring caches of several batches merged).
 DECODE_ROWS = 64
 
-#: Below this many shared tokens, running the prefix separately does not pay.
+#: Below this many query-prefix tokens, running the prefix separately does not pay.
 MIN_SHARED_PREFIX = 32
-
-#: A generating request of fewer documents runs full prompts: its passes coalesce with other
-#: requests' (a request's prefix is private to it), which pays more for small requests than reading
-#: a prefix once; from this many documents on, the prefix runs once and each document forks from it.
-MIN_PREFIX_ROWS_GENERATING = 8
 
 
 @dataclass(frozen=True)
 class ScoreKind:
-    """Full prompts, coalescable across requests; ``keep_cache`` when rows go on to decode."""
+    """Full prompts padded to ``width``, coalescable across requests (only rows of one width share
+    a pass); ``keep_cache`` when rows go on to decode."""
 
     keep_cache: bool
+    width: int = 0
 
 
 class PrefixKind:
@@ -51,10 +48,12 @@ class PrefixKind:
 
 @dataclass(frozen=True, eq=False)
 class AfterPrefixKind:
-    """Continuations after one request's prefix (private to it); ``keep_cache`` when they decode."""
+    """Continuations after one request's prefix (private to it), right-padded to ``width`` when
+    scoring; ``keep_cache`` when they decode (then all of one length, unpadded)."""
 
     handle: PrefixHandle
     keep_cache: bool = False
+    width: int = 0
 
 
 class PrefixHandle:
@@ -92,14 +91,14 @@ class CausalExecutor:
     def run(self, key: Hashable, rows: Sequence[Any]) -> Any:
         """Run one pass."""
         if isinstance(key, ScoreKind):
-            return self.runner.prefill(rows, keep_cache=key.keep_cache)
+            return self.runner.prefill(rows, keep_cache=key.keep_cache, width=key.width or None)
         if isinstance(key, PrefixKind):
             return self.runner.prefix_cache(rows[0])
         if isinstance(key, AfterPrefixKind):
             handle = key.handle
             if key.keep_cache:
                 return self.runner.prefill_after_prefix(handle.cache, handle.length, rows)
-            return self.runner.score_after_prefix(handle.cache, handle.length, rows)
+            return self.runner.score_after_prefix(handle.cache, handle.length, rows, width=key.width or None)
         raise ValueError(f"unknown pass kind {key!r}")
 
     def split(self, key: Hashable, output: Any, sizes: Sequence[int]) -> list[Any]:
@@ -107,33 +106,46 @@ class CausalExecutor:
         return split_state(output, sizes)
 
 
-def shared_prefix_len(prompts: Sequence[Sequence[int]], *, unpadded: bool = False) -> int:
-    """Length of the token prefix all prompts share, leaving each at least one token of its own.
+def runs_after_prefix(prefix_len: int, length: int, *, generate: bool) -> bool:
+    """Whether a prompt of ``length`` tokens, whose first ``prefix_len`` are its query's prefix, runs
+    after that prefix (read once per request) instead of whole: a function of the row alone.
 
-    Returns 0 (run full prompts) unless the prefix is worth running separately: at least
-    ``MIN_SHARED_PREFIX`` tokens and, for a scoring pass (right-padded continuations), at least
-    half the median document part: right-padded continuations need an explicit attention mask,
-    which costs more than the prefix saves once documents are long (measured on CPU: ~2,000-token
-    documents scored slower this way). Continuations that go on to decode run ``unpadded`` (no mask):
-    the prefix is then always worth sharing.
+    A row's floating-point result depends on the path it takes (whole or after the prefix), so the
+    choice must not depend on the request's other documents, or a document's score would move with
+    them. Rows that go on to decode always fork from the prefix (no padding, nothing to lose). A
+    scoring row runs after the prefix when its document part is at most twice the prefix: its
+    right-padded continuation needs an explicit attention mask, which costs more than the prefix
+    saves once documents are long (measured on CPU: ~2,000-token documents scored slower this way).
+
+    Example:
+        >>> runs_after_prefix(200, 400, generate=False), runs_after_prefix(200, 2400, generate=False)
+        (True, False)
+        >>> runs_after_prefix(200, 2400, generate=True), runs_after_prefix(8, 40, generate=True)
+        (True, False)
     """
-    first = prompts[0]
-    n = min(len(p) for p in prompts) - 1
-    for ids in prompts[1:]:
-        k = 0
-        while k < n and ids[k] == first[k]:
-            k += 1
-        n = k
-    if n < MIN_SHARED_PREFIX:
-        return 0
-    if unpadded:
-        return n
-    rest = sorted(len(p) - n for p in prompts)
-    return n if 2 * n >= rest[len(rest) // 2] else 0
+    if prefix_len < MIN_SHARED_PREFIX or length <= prefix_len:
+        return False
+    return generate or 2 * prefix_len >= length - prefix_len
+
+
+@dataclass(frozen=True)
+class PlannedBatch:
+    """Rows (input indices) that run as one pass: all whole or all after the prefix, one width."""
+
+    rows: list[int]
+    forked: bool
+    width: int
 
 
 class RerankJob(Job):
     """One request's prompts: score all, generate for the relevant survivors of threshold and top-n.
+
+    Every row runs in a shape set by its own length alone, so a document's score does not depend
+    on what else is in its request or its pass: whole prompts are padded to their own bucket width
+    (:func:`~prism_core.runtime.batching.bucket_width`) and share a pass only with rows of that
+    width, other requests' included; rows that fork from the query prefix
+    (:func:`runs_after_prefix`) do likewise, or, when they go on to decode, share a pass only with
+    continuations of their exact length.
 
     Args:
         prompts: Prompt ids per document, in input order.
@@ -143,6 +155,9 @@ class RerankJob(Job):
         max_new_tokens: Generation budget per document.
         batch_tokens: Padded tokens per pass.
         stop_strings: Generated text that ends a row early (besides end-of-turn tokens).
+        prefix_lens: Per prompt, how many leading ids are its query's prefix (template, instruction
+            and query: :attr:`~prism_core.runtime.tokenization.EncodedPrompt.prefix_len`), 0 where
+            unknown. ``None``: every prompt runs whole.
     """
 
     def __init__(
@@ -155,8 +170,11 @@ class RerankJob(Job):
         max_new_tokens: int,
         batch_tokens: int,
         stop_strings: Sequence[str] = (),
+        prefix_lens: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
+        if prefix_lens is not None and len(prefix_lens) != len(prompts):
+            raise ValueError(f"prefix_lens has {len(prefix_lens)} entries for {len(prompts)} prompts")
         self.prompts = prompts
         self.generate = generate
         self.max_new_tokens = max_new_tokens
@@ -164,30 +182,54 @@ class RerankJob(Job):
         self.stop_strings = tuple(stop_strings)
         self.logits: list[float] = [math.nan] * len(prompts)
         self.generated: dict[int, list[int]] = {}
-        # The shared system + instruction + query prefix runs once, for scoring and generating alike.
-        few = len(prompts) < (MIN_PREFIX_ROWS_GENERATING if generate else 2)
-        self.prefix_len = 0 if few else shared_prefix_len(prompts, unpadded=generate)
+        # The query's prefix (system + instruction + query) runs once; each row forks from it or
+        # runs whole by a rule on the row alone.
+        lens = list(prefix_lens) if prefix_lens is not None else [0] * len(prompts)
+        self.prefix_len = max(lens, default=0)
+        forked = [
+            n == self.prefix_len and runs_after_prefix(n, len(p), generate=generate)
+            for n, p in zip(lens, prompts, strict=True)
+        ]
         self.prefix: PrefixHandle | None = None
         self._prefix_kind = PrefixKind()
-        # Batches are planned on what a pass keeps: the continuations of a scoring pass, the whole
-        # cached prompts of rows that go on to decode (the prefix is copied into each row's state).
-        self._charged = 0 if generate else self.prefix_len
-        lengths = [len(p) - self._charged for p in prompts]
-        self.total_tokens = sum(lengths)
-        self.batches: deque[list[int]] = deque(plan_batches(lengths, batch_tokens))
+        # A row's width: its own bucket (whole prompts, scored continuations) or its exact length
+        # (continuations that decode run unpadded). Batches are planned on what a pass holds: rows
+        # that decode keep the prefix in their own state too.
+        widths = [self._width(len(p), f) for p, f in zip(prompts, forked, strict=True)]
+        held = [w + (self.prefix_len if f and generate else 0) for w, f in zip(widths, forked, strict=True)]
+        planned = [
+            PlannedBatch(
+                sorted((members[k] for k in b), key=lambda i: -len(prompts[i])), fork, widths[members[b[0]]]
+            )
+            for fork in (True, False)
+            for members in [[i for i in range(len(prompts)) if forked[i] == fork]]
+            for b in plan_bucketed_batches([held[i] for i in members], batch_tokens)
+        ]
+        planned.sort(key=lambda b: -held[b.rows[0]])  # longest first: out of memory shows at once
+        self.batches: deque[PlannedBatch] = deque(planned)
+        self._held = held
+        self.total_tokens = sum(
+            len(p) - (self.prefix_len if f else 0) for p, f in zip(prompts, forked, strict=True)
+        )
         self.keep = KeepSet(top_n, threshold, DECODE_ROWS, batch_tokens) if generate else None
         self.waiting: deque[DecodeGroup] = deque()  # kept rows, ready to join the decode batch
         self.in_flight = 0  # rows handed to the decode batch and not finished yet
         self.progress: Callable[[int], Any] | None = None  # called with each scored batch's size
         self.expired = False  # :meth:`expire` ran (the deadline passed before the work was done)
 
+    def _width(self, length: int, forked: bool) -> int:
+        if not forked:
+            return bucket_width(length)
+        rest = length - self.prefix_len
+        return rest if self.generate else bucket_width(rest)
+
     # ------------------------------------------------------------------ passes
     def next_pass(self, max_tokens: int | None = None) -> Pass | None:
-        if self.prefix_len and self.prefix is None and self.batches:
-            prefix = self.prompts[0][: self.prefix_len]
-            return Pass(self._prefix_kind, [prefix], len(prefix), self.batch_tokens, shareable=False)
         if not self.batches:
             return None
+        if self.batches[0].forked and self.prefix is None:
+            prefix = self.prompts[self.batches[0].rows[0]][: self.prefix_len]
+            return Pass(self._prefix_kind, [prefix], len(prefix), self.batch_tokens, shareable=False)
         if self.in_flight and (self.waiting or (self.keep is not None and self.keep.pending_rows)):
             # While rows decode, score on only until one batch has kept rows: at most the decoding
             # rows and one batch's kept caches are alive, whatever the number of documents.
@@ -196,27 +238,31 @@ class RerankJob(Job):
             assert max_tokens is not None
             self._fit_head(max_tokens)
         batch = self.batches[0]
-        if self.prefix is not None:
-            rows = [self.prompts[i][self.prefix_len :] for i in batch]
-            kind = AfterPrefixKind(self.prefix, keep_cache=self.generate)
-            return Pass(kind, rows, max(map(len, rows)), self.batch_tokens, False)
-        rows = [self.prompts[i] for i in batch]
-        return Pass(ScoreKind(self.generate), rows, max(map(len, rows)), self.batch_tokens)
+        if batch.forked:
+            assert self.prefix is not None
+            rows = [self.prompts[i][self.prefix_len :] for i in batch.rows]
+            kind = AfterPrefixKind(self.prefix, keep_cache=self.generate, width=batch.width)
+            return Pass(kind, rows, batch.width, self.batch_tokens, False)
+        rows = [self.prompts[i] for i in batch.rows]
+        return Pass(ScoreKind(self.generate, batch.width), rows, batch.width, self.batch_tokens)
+
+    def _split_head(self, rows: int) -> None:
+        head = self.batches.popleft()
+        self.batches.appendleft(replace(head, rows=head.rows[rows:]))
+        self.batches.appendleft(replace(head, rows=head.rows[:rows]))
 
     def _fit_head(self, max_tokens: int) -> None:
         """Cut the next batch so that it fits a step's token budget (a single row always fits)."""
-        batch = self.batches[0]
-        width = max(len(self.prompts[i]) - self._charged for i in batch)
-        rows = max(1, max_tokens // max(1, width))
-        if rows < len(batch):
-            self.batches[0] = batch[rows:]
-            self.batches.appendleft(batch[:rows])
+        head = self.batches[0]
+        rows = max(1, max_tokens // max(1, self._held[head.rows[0]]))
+        if rows < len(head.rows):
+            self._split_head(rows)
 
     def on_pass(self, p: Pass, output: Any) -> None:
         if isinstance(p.key, PrefixKind):
             self.prefix = PrefixHandle(output, self.prefix_len)
             return
-        batch = self.batches.popleft()
+        batch = self.batches.popleft().rows
         state: PrefillState = output
         diffs = (state.verdict_logits[:, 0] - state.verdict_logits[:, 1]).tolist()
         bad = [i for i, d in zip(batch, diffs, strict=True) if not math.isfinite(d)]
@@ -233,16 +279,13 @@ class RerankJob(Job):
         if self.keep is not None:
             self.keep.offer(state, batch, diffs)
             self._queue_groups(self.keep.ready(final=not self.batches))
-        if not self.batches and self.prefix is not None:
-            self.prefix = None  # free the prefix cache once the last batch is scored
+        if self.prefix is not None and not any(b.forked for b in self.batches):
+            self.prefix = None  # free the prefix cache once its last batch is scored
 
     def retry_smaller(self, p: Pass) -> bool:
-        if isinstance(p.key, PrefixKind) or len(self.batches[0]) < 2:
+        if isinstance(p.key, PrefixKind) or len(self.batches[0].rows) < 2:
             return False
-        batch = self.batches.popleft()
-        half = len(batch) // 2
-        self.batches.appendleft(batch[half:])
-        self.batches.appendleft(batch[:half])
+        self._split_head(len(self.batches[0].rows) // 2)
         return True
 
     # ------------------------------------------------------------------ decoding (plain data out)

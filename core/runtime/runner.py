@@ -112,8 +112,10 @@ class ModelRunner:
             ids.add(im_end)
         return ids
 
-    def _pad(self, prompts: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(p) for p in prompts)
+    def _pad(
+        self, prompts: Sequence[Sequence[int]], width: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max([width or 0, *map(len, prompts)])
         ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
         for row, p in enumerate(prompts):
@@ -122,31 +124,41 @@ class ModelRunner:
         return ids.to(self.device), mask.to(self.device)
 
     @torch.inference_mode()
-    def prefill(self, prompts: Sequence[Sequence[int]], *, keep_cache: bool) -> PrefillState:
+    def prefill(
+        self, prompts: Sequence[Sequence[int]], *, keep_cache: bool, width: int | None = None
+    ) -> PrefillState:
         """Verdict logits of ``prompts``; with ``keep_cache``, the cache for decoding too.
 
         A pass that keeps its cache is left-padded with explicit positions, so that every row's
         next token goes at the same column. A pure scoring pass is right-padded and runs with no
         attention mask at all: causal attention cannot see pads placed after a row's last token,
         nor can the linear-attention recurrence, so the plain causal kernel (the fast one) is exact.
+
+        Args:
+            prompts: Prompt ids per row.
+            keep_cache: Keep the cache (rows go on to decode).
+            width: Pad every row to this width (at least the longest row; ``None``: the longest).
+                The engine passes a width set by the rows' own lengths, so that a row's result does
+                not depend on the other rows of its pass (the padded width changes float rounding).
         """
         if not keep_cache:
-            return self._score_right_padded(prompts)
+            return self._score_right_padded(prompts, width)
         lengths = {len(p) for p in prompts}
-        if self.device.type == "cpu" and len(lengths) > 1 and max(lengths) >= CPU_UNPADDED_MIN_WIDTH:
+        width = max([width or 0, *lengths])
+        if self.device.type == "cpu" and lengths != {width} and width >= CPU_UNPADDED_MIN_WIDTH:
             # On CPU a padding mask is materialised as a dense (rows, width, width) float tensor per
             # attention layer; for long prompts building and reading it costs more than the whole
             # rest of the layer (measured: 2,000-token prompts ran 1.7-3.3x slower padded than one
             # by one). Rows of equal length need no mask; the states are then joined for decoding.
             runs = [list(same) for _, same in groupby(prompts, key=len)]  # consecutive, in order
             return merge_states([self._prefill_kept(run) for run in runs])
-        return self._prefill_kept(prompts)
+        return self._prefill_kept(prompts, width)
 
-    def _prefill_kept(self, prompts: Sequence[Sequence[int]]) -> PrefillState:
-        """Left-padded pass (no padding when all prompts have one length) that keeps its cache."""
+    def _prefill_kept(self, prompts: Sequence[Sequence[int]], width: int | None = None) -> PrefillState:
+        """Left-padded pass (no padding when all prompts have ``width`` tokens) that keeps its cache."""
         from transformers import DynamicCache
 
-        input_ids, mask = self._pad(prompts)
+        input_ids, mask = self._pad(prompts, width)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
         out = self.body(
@@ -166,9 +178,11 @@ class ModelRunner:
             logits = logits + self.verdict_bias
         return logits.float()
 
-    def _right_pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _right_pad(
+        self, rows: Sequence[Sequence[int]], width: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Right-padded ids, the index of each row's last real token, and the mask of real tokens."""
-        width = max(len(r) for r in rows)
+        width = max([width or 0, *map(len, rows)])
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         for i, r in enumerate(rows):
             ids[i, : len(r)] = torch.tensor(list(r), dtype=torch.long)
@@ -176,8 +190,8 @@ class ModelRunner:
         mask = (torch.arange(width, device=self.device) <= last[:, None]).long()
         return ids.to(self.device), last, mask
 
-    def _score_right_padded(self, prompts: Sequence[Sequence[int]]) -> PrefillState:
-        ids, last_index, mask = self._right_pad(prompts)
+    def _score_right_padded(self, prompts: Sequence[Sequence[int]], width: int | None = None) -> PrefillState:
+        ids, last_index, mask = self._right_pad(prompts, width)
         out = self.body(input_ids=ids, use_cache=False)
         last = out.last_hidden_state[torch.arange(len(prompts), device=self.device), last_index]
         return PrefillState(self._verdict(last), last, mask, None)
@@ -194,9 +208,14 @@ class ModelRunner:
 
     @torch.inference_mode()
     def score_after_prefix(
-        self, prefix_cache: Any, prefix_len: int, continuations: Sequence[Sequence[int]]
+        self,
+        prefix_cache: Any,
+        prefix_len: int,
+        continuations: Sequence[Sequence[int]],
+        width: int | None = None,
     ) -> PrefillState:
-        """Verdict logits of ``prefix + continuation`` for each continuation, running the prefix 0 times.
+        """Verdict logits of ``prefix + continuation`` for each continuation, running the prefix 0 times
+        (continuations padded to ``width`` at least, as :meth:`prefill` pads).
 
         The continuations are RIGHT-padded after the shared prefix: left padding between the
         prefix and a continuation would decay the linear-attention state (wrong), while pads after
@@ -204,7 +223,7 @@ class ModelRunner:
         decoding, so no cache is returned: this is a pure scoring pass.
         """
         n = len(continuations)
-        ids, last_index, cont_mask = self._right_pad(continuations)
+        ids, last_index, cont_mask = self._right_pad(continuations, width)
         width = ids.shape[1]
         mask = torch.cat([cont_mask.new_ones((n, prefix_len)), cont_mask], dim=-1)
         positions = (prefix_len + torch.arange(width, device=self.device)).expand(n, width)

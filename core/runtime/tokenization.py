@@ -58,6 +58,9 @@ class EncodedPrompt:
     truncated: bool
     document_tokens: int = 0  # the document (its kept part when cut) encoded on its own
     chunk: tuple[int, int] | None = None  # the window's [start, end) characters; None: read whole
+    #: Leading ids set by the template and the query alone (the same for every document of a query:
+    #: the engine runs them once per request); 0 when the document's first token merged into them.
+    prefix_len: int = 0
 
 
 _PLAIN_CACHE: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -168,12 +171,14 @@ class PromptTokenizer:
         self.query_budget_check(query)
         segments = self.plain_encode([head + d for d in documents])
         budget = self.max_length - len(self.prefix_ids) - len(self.suffix_ids)
+        # The instruction and query: the tokens that end before the document (the head's last space
+        # merges into the document's first token). With the template's prefix, they are the query's
+        # prefix, the same ids for every document that does not merge further back.
+        probe = self._plain.encode(head + "d", add_special_tokens=False)
+        n_head = sum(1 for _, end in probe.offsets if end <= len(head))
+        query_prefix = self.prefix_ids + probe.ids[:n_head]
         if max_tokens_per_doc is not None:
-            # The segment holds the instruction and query (the tokens that end before the document:
-            # the head's last space merges into the document's first token) and at most
-            # ``max_tokens_per_doc`` document tokens.
-            probe = self._plain.encode(head + "d", add_special_tokens=False)
-            n_head = sum(1 for _, end in probe.offsets if end <= len(head))
+            # The segment holds the head and at most ``max_tokens_per_doc`` document tokens.
             budget = min(budget, n_head + max_tokens_per_doc)
         # Each document counted on its own (as an evidence passage is): "<Document>: " ends in a
         # space that merges into the document's first token inside the prompt.
@@ -186,7 +191,9 @@ class PromptTokenizer:
                 n_cut += 1
                 seg, kept = self._cut(head, doc, budget)
                 count = self.count_tokens(doc[:kept])
-            out.append(EncodedPrompt(self.prefix_ids + seg + self.suffix_ids, truncated, count))
+            ids = self.prefix_ids + seg + self.suffix_ids
+            shared = len(query_prefix) if ids[: len(query_prefix)] == query_prefix else 0
+            out.append(EncodedPrompt(ids, truncated, count, prefix_len=shared))
         if n_cut:
             logger.warning(
                 "%d of %d documents were cut to fit max_length=%d prompt tokens",

@@ -272,15 +272,16 @@ def test_out_of_memory_batches_are_split_and_retried(
 ) -> None:
     from prism_core.runtime.runner import ModelRunner
 
-    expected = engine.rerank(QUERY, DOCS)
+    docs = [f"Rust manages memory, note number {k}." for k in range(4)]  # one length: one pass
+    expected = engine.rerank(QUERY, docs)
     original, original_after = ModelRunner.prefill, ModelRunner.prefill_after_prefix
     sizes: list[int] = []
 
-    def small_memory(self, prompts, *, keep_cache):  # type: ignore[no-untyped-def]
+    def small_memory(self, prompts, *, keep_cache, width=None):  # type: ignore[no-untyped-def]
         sizes.append(len(prompts))
         if len(prompts) > 1:
             raise torch.OutOfMemoryError("simulated: only one prompt fits")
-        return original(self, prompts, keep_cache=keep_cache)
+        return original(self, prompts, keep_cache=keep_cache, width=width)
 
     def small_memory_after(self, cache, prefix_len, rows):  # type: ignore[no-untyped-def]
         sizes.append(len(rows))
@@ -291,17 +292,18 @@ def test_out_of_memory_batches_are_split_and_retried(
     monkeypatch.setattr(ModelRunner, "prefill", small_memory)
     monkeypatch.setattr(ModelRunner, "prefill_after_prefix", small_memory_after)
     with caplog.at_level(logging.WARNING, logger="prism_core.runtime.engine_loop"):
-        got = engine.rerank(QUERY, DOCS)
-    assert sizes[0] == len(DOCS) and sizes.count(1) == len(DOCS)  # split down to single prompts
+        got = engine.rerank(QUERY, docs)
+    assert sizes[0] == len(docs) and sizes.count(1) == len(docs)  # split down to single prompts
     assert "out of memory" in caplog.text
     assert [r.index for r in got] == [r.index for r in expected]  # no document lost, same order
     for a, b in zip(got, expected, strict=True):
         assert a.logit == pytest.approx(b.logit, abs=1e-4)
         assert a.raw_output == b.raw_output
 
-    def no_memory(self, prompts, *, keep_cache):  # type: ignore[no-untyped-def]
+    def no_memory(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         raise torch.OutOfMemoryError("simulated: nothing fits")
 
     monkeypatch.setattr(ModelRunner, "prefill", no_memory)
+    monkeypatch.setattr(ModelRunner, "prefill_after_prefix", no_memory)
     with pytest.raises(torch.OutOfMemoryError):  # one prompt that does not fit is an error, not a drop
         engine.rerank(QUERY, DOCS[:1])

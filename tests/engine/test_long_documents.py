@@ -95,14 +95,27 @@ class NeedleRunner(ModelRunner):
         state.verdict_logits = torch.stack([yes, torch.zeros_like(yes)], dim=1)
         return state
 
-    def prefill(self, prompts: Sequence[Sequence[int]], *, keep_cache: bool) -> PrefillState:
-        return self._script(prompts, super().prefill(prompts, keep_cache=keep_cache))
+    def prefill(
+        self, prompts: Sequence[Sequence[int]], *, keep_cache: bool, width: int | None = None
+    ) -> PrefillState:
+        return self._script(prompts, super().prefill(prompts, keep_cache=keep_cache, width=width))
 
     def score_after_prefix(
+        self,
+        prefix_cache: Any,
+        prefix_len: int,
+        continuations: Sequence[Sequence[int]],
+        width: int | None = None,
+    ) -> PrefillState:
+        return self._script(
+            continuations, super().score_after_prefix(prefix_cache, prefix_len, continuations, width)
+        )
+
+    def prefill_after_prefix(
         self, prefix_cache: Any, prefix_len: int, continuations: Sequence[Sequence[int]]
     ) -> PrefillState:
         return self._script(
-            continuations, super().score_after_prefix(prefix_cache, prefix_len, continuations)
+            continuations, super().prefill_after_prefix(prefix_cache, prefix_len, continuations)
         )
 
 

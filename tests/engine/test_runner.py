@@ -45,7 +45,7 @@ def test_scores_without_a_shared_prefix_match_the_card_loop(runner_and_ids, monk
     from prism_core.runtime import pipeline
 
     _, _, path = runner_and_ids
-    monkeypatch.setattr(pipeline, "shared_prefix_len", lambda prompts, **_: 0)
+    monkeypatch.setattr(pipeline, "MIN_SHARED_PREFIX", 10**9)  # every prompt runs whole
     scores = PrismReranker(path, device="cpu", batch_tokens=600).score("what is rust?", DOCS)
     ref = ReferenceLoop(path, max_new_tokens=1).run("what is rust?", DOCS, generate=False)
     assert scores == pytest.approx([o.score for o in ref], abs=1e-4)

@@ -37,13 +37,23 @@ def test_max_rows_and_bad_budget() -> None:
 
 
 def test_shared_prefix_only_when_it_pays() -> None:
-    from prism_core.runtime.pipeline import shared_prefix_len
+    from prism_core.runtime.pipeline import RerankJob
 
     prefix = list(range(200))
 
-    def prompts(*doc_lengths: int) -> list[list[int]]:
-        return [prefix + [1000 + i] * n for i, n in enumerate(doc_lengths)]
+    def forked(*doc_lengths: int, generate: bool = False) -> list[bool]:
+        prompts = [prefix + [1000 + i] * n for i, n in enumerate(doc_lengths)]
+        job = RerankJob(
+            prompts,
+            generate=generate,
+            top_n=None,
+            threshold=None,
+            max_new_tokens=4,
+            batch_tokens=10**6,
+            prefix_lens=[len(prefix)] * len(prompts),
+        )
+        return [b.forked for b in job.batches for _ in b.rows]
 
-    assert shared_prefix_len(prompts(50, 120, 300)) == 200  # short documents: run the prefix once
-    assert shared_prefix_len(prompts(2000, 1800, 2100)) == 0  # long ones: full prompts are cheaper
-    assert shared_prefix_len([[1, 2, 3], [1, 2, 4]]) == 0
+    assert forked(50, 120, 500) == [False, True, True]  # short documents run after the prefix
+    assert forked(2000, 1800, 2100) == [False] * 3  # long ones: full prompts are cheaper to score
+    assert forked(2000, 50, generate=True) == [True, True]  # rows that decode always fork
