@@ -250,10 +250,10 @@ class ImposedRunner(ModelRunner):
         self._census()
         return PrefillState(forced, st.last_hidden, st.attention_mask, st.cache)
 
-    def prefill(self, prompts: Any, *, keep_cache: bool) -> PrefillState:
+    def prefill(self, prompts: Any, *, keep_cache: bool, **kw: Any) -> PrefillState:
         _sync(self.device)
         t0 = time.perf_counter()
-        st = super().prefill(prompts, keep_cache=keep_cache)
+        st = super().prefill(prompts, keep_cache=keep_cache, **kw)
         full = [list(p) for p in prompts]
         return self._account(full, st, t0, sum(len(p) for p in full))
 
@@ -268,10 +268,12 @@ class ImposedRunner(ModelRunner):
         self._prefix = list(prefix)
         return cache
 
-    def score_after_prefix(self, prefix_cache: Any, prefix_len: int, continuations: Any) -> PrefillState:
+    def score_after_prefix(
+        self, prefix_cache: Any, prefix_len: int, continuations: Any, **kw: Any
+    ) -> PrefillState:
         _sync(self.device)
         t0 = time.perf_counter()
-        st = super().score_after_prefix(prefix_cache, prefix_len, continuations)  # type: ignore[misc]
+        st = super().score_after_prefix(prefix_cache, prefix_len, continuations, **kw)  # type: ignore[misc]
         full = [self._prefix[:prefix_len] + list(c) for c in continuations]
         return self._account(full, st, t0, sum(len(c) for c in continuations))
 

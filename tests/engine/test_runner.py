@@ -51,7 +51,7 @@ def test_scores_without_a_shared_prefix_match_the_card_loop(runner_and_ids, monk
     assert scores == pytest.approx([o.score for o in ref], abs=1e-4)
 
 
-@pytest.mark.parametrize("rows", [1, 3, CPU_TALL_HEAD_ROWS, CPU_TALL_HEAD_ROWS + 1, 40])
+@pytest.mark.parametrize("rows", [1, 3, CPU_TALL_HEAD_ROWS, CPU_TALL_HEAD_ROWS + 1, 40, 130])
 def test_greedy_token_is_the_full_vocabulary_argmax(runner_and_ids, rows: int) -> None:  # type: ignore[no-untyped-def]
     runner, _, _ = runner_and_ids
     gen = torch.Generator().manual_seed(rows)
@@ -59,6 +59,8 @@ def test_greedy_token_is_the_full_vocabulary_argmax(runner_and_ids, rows: int) -
     with torch.inference_mode():
         expected = runner.head(hidden).argmax(-1)
         assert torch.equal(runner._greedy(hidden), expected)
+        hidden[rows // 2] = float("nan")  # a NaN row gets argmax's answer too, never an error
+        assert torch.equal(runner._greedy(hidden), runner.head(hidden).argmax(-1))
 
 
 def test_long_kept_prefill_is_unpadded_and_decodes_the_same(runner_and_ids, monkeypatch, spy) -> None:  # type: ignore[no-untyped-def]

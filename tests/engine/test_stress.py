@@ -177,7 +177,6 @@ def test_cancelled_requests_stop_costing_work(engine: PrismReranker) -> None:
 def poisoned(engine: PrismReranker, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """Make the runner fail, run out of memory or overflow on chosen prompts (shared passes included)."""
     runner = engine.runner
-    real_prefill = runner.prefill
     rules: dict[str, Any] = {"fail": set(), "oom_above": None, "nan": set(), "calls": []}
     marker_ids = {}
 
