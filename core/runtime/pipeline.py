@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from prism_core.errors import NonFiniteScoreError
@@ -46,18 +46,40 @@ class PrefixKind:
     """One request's shared prompt prefix (private to it: equal only to itself)."""
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class AfterPrefixKind:
-    """Continuations after one request's prefix (private to it), right-padded to ``width`` when
-    scoring; ``keep_cache`` when they decode (then all of one length, unpadded)."""
+    """Continuations after a query prefix, right-padded to ``width`` when scoring; ``keep_cache``
+    when they decode (then all of one length, unpadded).
 
-    handle: PrefixHandle
+    Requests with the same prefix ids (the same template and query) may share such a pass: each ran
+    its own prefix pass, of one shape, so the pass may read any one's ``handle``.
+    """
+
+    handle: PrefixHandle = field(compare=False)
     keep_cache: bool = False
     width: int = 0
+    prefix: PrefixIds | None = None
+
+
+class PrefixIds(tuple[int, ...]):
+    """A prefix's token ids, hashed once (pass kinds are compared at every engine step)."""
+
+    _hash: int
+
+    def __new__(cls, ids: Sequence[int]) -> PrefixIds:
+        self = super().__new__(cls, ids)
+        self._hash = tuple.__hash__(self)
+        return self
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or tuple.__eq__(self, other)  # type: ignore[arg-type]
 
 
 class PrefixHandle:
-    """A shared prompt prefix run once (its cache), private to one job; hashable by identity."""
+    """A query prefix run once (its cache), owned by one job."""
 
     def __init__(self, cache: Any, length: int) -> None:
         self.cache = cache
@@ -67,8 +89,9 @@ class PrefixHandle:
 class CausalExecutor:
     """Runs the engine loop's passes on a :class:`ModelRunner`, and owns the shared decode batch.
 
-    Pass kinds: :class:`ScoreKind` (coalescable prompt batches), :class:`PrefixKind` (one shared
-    prefix), :class:`AfterPrefixKind` (continuations after a job's prefix).
+    Pass kinds: :class:`ScoreKind` (whole prompts of one width), :class:`PrefixKind` (one job's
+    query prefix), :class:`AfterPrefixKind` (continuations after a query prefix); all but prefix
+    passes coalesce across jobs when their kinds are equal.
     """
 
     #: Prefill tokens per engine step while rows decode, by device type (see ``engine_loop``): a CPU
@@ -102,7 +125,8 @@ class CausalExecutor:
         raise ValueError(f"unknown pass kind {key!r}")
 
     def split(self, key: Hashable, output: Any, sizes: Sequence[int]) -> list[Any]:
-        """Each job's rows of a coalesced pass (only ``score`` passes are ever coalesced)."""
+        """Each job's rows of a coalesced pass (whole prompts of one width, or continuations of one
+        width after one prefix: prefix passes are never coalesced)."""
         return split_state(output, sizes)
 
 
@@ -192,6 +216,8 @@ class RerankJob(Job):
         ]
         self.prefix: PrefixHandle | None = None
         self._prefix_kind = PrefixKind()
+        first = next((i for i, f in enumerate(forked) if f), None)
+        self._prefix_ids = PrefixIds(prompts[first][: self.prefix_len]) if first is not None else None
         # A row's width: its own bucket (whole prompts, scored continuations) or its exact length
         # (continuations that decode run unpadded). Batches are planned on what a pass holds: rows
         # that decode keep the prefix in their own state too.
@@ -241,8 +267,8 @@ class RerankJob(Job):
         if batch.forked:
             assert self.prefix is not None
             rows = [self.prompts[i][self.prefix_len :] for i in batch.rows]
-            kind = AfterPrefixKind(self.prefix, keep_cache=self.generate, width=batch.width)
-            return Pass(kind, rows, batch.width, self.batch_tokens, False)
+            kind = AfterPrefixKind(self.prefix, self.generate, batch.width, self._prefix_ids)
+            return Pass(kind, rows, self._held[batch.rows[0]], self.batch_tokens)
         rows = [self.prompts[i] for i in batch.rows]
         return Pass(ScoreKind(self.generate, batch.width), rows, batch.width, self.batch_tokens)
 

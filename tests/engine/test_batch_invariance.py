@@ -12,6 +12,7 @@ import threading
 
 import pytest
 
+from _slow import slowed_passes
 from prism_core import PrismReranker, Qwen3Reranker
 from prism_core.runtime.pipeline import runs_after_prefix
 
@@ -98,3 +99,24 @@ def test_the_prefix_rule_reads_the_row_alone() -> None:
     assert runs_after_prefix(200, 2400, generate=True)  # decoding rows run unpadded: always pays
     assert not runs_after_prefix(8, 40, generate=True)  # too short a prefix to run apart
     assert not runs_after_prefix(200, 200, generate=True)  # nothing after the prefix
+
+
+def test_requests_with_one_query_share_their_forked_passes(tiny_qwen35_path: str) -> None:
+    """Rows that fork from the same query prefix coalesce across requests, and score as alone."""
+    engine = PrismReranker(tiny_qwen35_path, device="cpu", show_progress=False, max_new_tokens=4)
+    short = DOCS[:4]  # all fork from the prefix, with evidence on or off
+    alone = [engine.score(QUERY, [d])[0] for d in short]
+    before = engine.engine_loop.stats.coalesced_passes
+
+    async def concurrently() -> list[list[float]]:
+        calls = [engine.ascore(QUERY, short) for _ in range(4)]
+        calls += [engine.ascore("another question entirely?", short)]  # another prefix: never mixed in
+        return list(await asyncio.gather(*calls))
+
+    with slowed_passes(engine, 0.05):  # every request is queued before the first one is done
+        got = asyncio.run(concurrently())
+    assert engine.engine_loop.stats.coalesced_passes > before
+    for scores in got[:4]:
+        assert _spread(scores, alone) <= 1e-6
+    other = [engine.score("another question entirely?", [d])[0] for d in short]
+    assert _spread(got[4], other) <= 1e-6
