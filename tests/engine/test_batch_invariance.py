@@ -11,8 +11,8 @@ import asyncio
 import threading
 
 import pytest
-
 from _slow import slowed_passes
+
 from prism_core import PrismReranker, Qwen3Reranker
 from prism_core.runtime.pipeline import runs_after_prefix
 
