@@ -32,6 +32,13 @@ DECODE_ROWS = 64
 #: Below this many query-prefix tokens, running the prefix separately does not pay.
 MIN_SHARED_PREFIX = 32
 
+#: A prompt longer than this (a continuation, for a row that forks from the query prefix) runs in
+#: chunks of this many tokens, one private pass each, its cache carried from chunk to chunk, as
+#: vLLM's chunked prefill does: a request decoding beside it waits at most one chunk per token. The
+#: chunk boundaries are a rule on the row alone (whatever the load), so a long document's score does
+#: not depend on what runs beside it either.
+LONG_PROMPT_CHUNK = 2048
+
 
 @dataclass(frozen=True)
 class ScoreKind:
@@ -59,6 +66,17 @@ class AfterPrefixKind:
     keep_cache: bool = False
     width: int = 0
     prefix: PrefixIds | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class ChunkKind:
+    """The next chunk of one long prompt (private to its job), after the cache of the first
+    ``handle.length`` tokens (``handle`` ``None``: the first chunk of a whole prompt). The ``last``
+    chunk gives the verdict, and the row's cache when ``keep_cache``."""
+
+    handle: PrefixHandle | None
+    last: bool
+    keep_cache: bool
 
 
 class PrefixIds(tuple[int, ...]):
@@ -117,6 +135,12 @@ class CausalExecutor:
             return self.runner.prefill(rows, keep_cache=key.keep_cache, width=key.width or None)
         if isinstance(key, PrefixKind):
             return self.runner.prefix_cache(rows[0])
+        if isinstance(key, ChunkKind):
+            if key.handle is None:
+                return self.runner.prefix_cache(rows[0])
+            if key.keep_cache or not key.last:
+                return self.runner.prefill_after_prefix(key.handle.cache, key.handle.length, rows)
+            return self.runner.score_after_prefix(key.handle.cache, key.handle.length, rows)
         if isinstance(key, AfterPrefixKind):
             handle = key.handle
             if key.keep_cache:
@@ -154,11 +178,13 @@ def runs_after_prefix(prefix_len: int, length: int, *, generate: bool) -> bool:
 
 @dataclass(frozen=True)
 class PlannedBatch:
-    """Rows (input indices) that run as one pass: all whole or all after the prefix, one width."""
+    """Rows (input indices) that run as one pass: all whole or all after the prefix, one width;
+    ``chunked``: one long row, run in chunks of ``LONG_PROMPT_CHUNK`` tokens."""
 
     rows: list[int]
     forked: bool
     width: int
+    chunked: bool = False
 
 
 class RerankJob(Job):
@@ -223,14 +249,24 @@ class RerankJob(Job):
         # that decode keep the prefix in their own state too.
         widths = [self._width(len(p), f) for p, f in zip(prompts, forked, strict=True)]
         held = [w + (self.prefix_len if f and generate else 0) for w, f in zip(widths, forked, strict=True)]
+        long = [
+            len(p) - (self.prefix_len if f else 0) > LONG_PROMPT_CHUNK
+            for p, f in zip(prompts, forked, strict=True)
+        ]
         planned = [
             PlannedBatch(
                 sorted((members[k] for k in b), key=lambda i: -len(prompts[i])), fork, widths[members[b[0]]]
             )
             for fork in (True, False)
-            for members in [[i for i in range(len(prompts)) if forked[i] == fork]]
+            for members in [[i for i in range(len(prompts)) if forked[i] == fork and not long[i]]]
             for b in plan_bucketed_batches([held[i] for i in members], batch_tokens)
         ]
+        planned += [
+            PlannedBatch([i], forked[i], len(prompts[i]), chunked=True)
+            for i in range(len(prompts))
+            if long[i]
+        ]
+        self._chunks: dict[int, PrefixHandle] = {}  # long row -> the cache of its chunks run so far
         planned.sort(key=lambda b: -held[b.rows[0]])  # longest first: out of memory shows at once
         self.batches: deque[PlannedBatch] = deque(planned)
         self._held = held
@@ -264,6 +300,8 @@ class RerankJob(Job):
             assert max_tokens is not None
             self._fit_head(max_tokens)
         batch = self.batches[0]
+        if batch.chunked:
+            return self._next_chunk(batch.rows[0], batch.forked)
         if batch.forked:
             assert self.prefix is not None
             rows = [self.prompts[i][self.prefix_len :] for i in batch.rows]
@@ -271,6 +309,14 @@ class RerankJob(Job):
             return Pass(kind, rows, self._held[batch.rows[0]], self.batch_tokens)
         rows = [self.prompts[i] for i in batch.rows]
         return Pass(ScoreKind(self.generate, batch.width), rows, batch.width, self.batch_tokens)
+
+    def _next_chunk(self, row: int, forked: bool) -> Pass:
+        ids = self.prompts[row]
+        handle = self._chunks.get(row, self.prefix if forked else None)
+        start = handle.length if handle is not None else 0
+        end = min(start + LONG_PROMPT_CHUNK, len(ids))
+        kind = ChunkKind(handle, last=end == len(ids), keep_cache=self.generate)
+        return Pass(kind, [ids[start:end]], end - start, self.batch_tokens, shareable=False)
 
     def _split_head(self, rows: int) -> None:
         head = self.batches.popleft()
@@ -288,6 +334,13 @@ class RerankJob(Job):
         if isinstance(p.key, PrefixKind):
             self.prefix = PrefixHandle(output, self.prefix_len)
             return
+        if isinstance(p.key, ChunkKind):
+            row = self.batches[0].rows[0]
+            if not p.key.last:  # carry the cache to the next chunk
+                done = (p.key.handle.length if p.key.handle is not None else 0) + len(p.rows[0])
+                self._chunks[row] = PrefixHandle(output if p.key.handle is None else output.cache, done)
+                return
+            self._chunks.pop(row, None)
         batch = self.batches.popleft().rows
         state: PrefillState = output
         diffs = (state.verdict_logits[:, 0] - state.verdict_logits[:, 1]).tolist()
@@ -368,6 +421,7 @@ class RerankJob(Job):
     def release(self) -> None:
         self.batches.clear()
         self.waiting.clear()
+        self._chunks.clear()
         self.prefix = None
         if self.keep is not None:
             self.keep.clear()

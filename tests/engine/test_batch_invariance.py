@@ -46,10 +46,18 @@ def _spread(a: list[float], b: list[float]) -> float:
     return max(abs(x - y) for x, y in zip(a, b, strict=True))
 
 
-@pytest.mark.parametrize("family", ["prism", "qwen3"])
+@pytest.mark.parametrize(("family", "chunk"), [("prism", None), ("qwen3", None), ("prism", 64)])
 def test_scores_do_not_depend_on_the_rest_of_the_request_or_on_other_callers(
-    family: str, tiny_qwen35_path: str, tiny_qwen3_path: str
+    family: str,
+    chunk: int | None,
+    tiny_qwen35_path: str,
+    tiny_qwen3_path: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if chunk is not None:  # long prompts prefilled in chunks: the chunks are a rule on the row too
+        from prism_core.runtime import pipeline
+
+        monkeypatch.setattr(pipeline, "LONG_PROMPT_CHUNK", chunk)
     engine = (
         PrismReranker(tiny_qwen35_path, device="cpu", show_progress=False)
         if family == "prism"

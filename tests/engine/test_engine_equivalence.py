@@ -170,3 +170,28 @@ def test_generating_requests_read_the_shared_prefix_once(oracle_runs, spy) -> No
     for r in results:
         assert abs(r.logit - ref[r.index].logit) < 1e-4
         assert r.raw_output == (ref[r.index].text if r.relevant else None)
+
+
+@pytest.mark.parametrize("evidence", [True, False])
+def test_long_prompts_prefilled_in_chunks_match_the_model_card_loop(  # type: ignore[no-untyped-def]
+    oracle_runs, monkeypatch, spy, evidence: bool
+) -> None:
+    """A prompt over ``LONG_PROMPT_CHUNK`` tokens runs in chunks of that many, its cache carried from
+    chunk to chunk (whole prompts and continuations after the query prefix alike): scores and greedy
+    text still equal the card loop's, and no pass of a chunked row runs more than a chunk."""
+    from prism_core.runtime import pipeline
+
+    path, docs, ref = oracle_runs
+    monkeypatch.setattr(pipeline, "LONG_PROMPT_CHUNK", 48)
+    passes = spy(pipeline.CausalExecutor, "run")
+    engine = PrismReranker(path, device="cpu", max_new_tokens=MAX_NEW, batch_tokens=600)
+    results = engine.rerank(QUERY, docs, evidence=evidence)
+    chunks = [args[2] for args, _ in passes if isinstance(args[1], pipeline.ChunkKind)]
+    assert chunks and all(len(rows) == 1 and len(rows[0]) <= 48 for rows in chunks)
+    assert sum(isinstance(args[1], pipeline.ChunkKind) and args[1].last for args, _ in passes) >= 3
+    assert sorted(r.index for r in results) == list(range(len(docs)))
+    for r in results:
+        o = ref[r.index]
+        assert abs(r.logit - o.logit) < 1e-4
+        if evidence and r.relevant:
+            assert r.raw_output == o.text
