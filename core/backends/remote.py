@@ -53,6 +53,7 @@ from prism_core.backends.remote_apis import (
 from prism_core.budgets import check_time_budget, unscored_result
 from prism_core.config import EngineConfig
 from prism_core.errors import PrismError
+from prism_core.extras import require_extra
 from prism_core.grounding import ground_result
 from prism_core.protocol import SCORE_ONLY, Capabilities
 from prism_core.ranking import select, sigmoid
@@ -107,13 +108,7 @@ class RemoteResponseError(RemoteRerankError, ValueError):
 
 
 def _require_httpx() -> Any:
-    try:
-        import httpx
-    except ImportError as exc:
-        raise ImportError(
-            "the remote backend needs httpx (a dependency of prism-integrations): pip install httpx"
-        ) from exc
-    return httpx
+    return require_extra("httpx", None, by="the remote backend")
 
 
 def split_base_url(url: Any) -> tuple[str, str | None]:

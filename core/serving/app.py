@@ -52,9 +52,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from prism_core.serving._deps import require
+from prism_core.extras import require_extra
 
-require("fastapi", "server")
+require_extra("fastapi", "server")
 
 from fastapi import Depends, FastAPI, Request  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
@@ -735,7 +735,7 @@ def run_uvicorn(
     Returns:
         ``True`` when the model loaded and the server stopped normally, ``False`` when loading failed.
     """
-    require("uvicorn", "server")
+    require_extra("uvicorn", "server")
     import uvicorn
 
     settings: ServerSettings = app.state.settings

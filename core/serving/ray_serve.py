@@ -32,10 +32,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from prism_core.serving._deps import require
+from prism_core.extras import require_extra
 
-require("ray.serve", "ray")
-require("fastapi", "server")
+require_extra("ray.serve", "ray")
+require_extra("fastapi", "server")
 
 from ray import serve  # noqa: E402
 
