@@ -78,7 +78,6 @@ __all__ = [
     "RemoteReranker",
     "RemoteResponseError",
     "RemoteUnavailableError",
-    "normalise_base_url",
     "split_base_url",
 ]
 
@@ -104,16 +103,6 @@ def split_base_url(url: Any) -> tuple[str, str | None]:
     if "://" not in text or not text.split("://", 1)[1]:
         raise ValueError(f"base_url has no host: {url!r}")
     return text, route
-
-
-def normalise_base_url(url: Any) -> str:
-    """``http(s)://host[:port][/prefix]`` without a trailing slash or a trailing rerank route.
-
-    Example:
-        >>> normalise_base_url("http://127.0.0.1:8000/v2/rerank/")
-        'http://127.0.0.1:8000'
-    """
-    return split_base_url(url)[0]
 
 
 class RemoteReranker:

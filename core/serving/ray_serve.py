@@ -40,7 +40,7 @@ require_extra("fastapi", "server")
 from ray import serve  # noqa: E402
 
 from prism_core.config import ENGINE_OPTION_NAMES, EngineConfig  # noqa: E402
-from prism_core.serving.app import ServerSettings  # noqa: E402
+from prism_core.serving.settings import ServerSettings  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
