@@ -151,33 +151,26 @@ class RemoteReranker:
         max_documents: int | None = None,
     ) -> None:
         self.base_url, path = split_base_url(base_url)
+        self.api = canonical_api(api)
+        self.max_documents = check_optional_int(max_documents, "max_documents", minimum=1)
         self.engine_config = EngineConfig(
             model=self.base_url, backend=self.backend, timeout=timeout, max_retries=max_retries
         )
         config = self.engine_config
+        self.timeout = DEFAULT_TIMEOUT if config.timeout is None else config.timeout
+        self.max_retries = DEFAULT_MAX_RETRIES if config.max_retries is None else config.max_retries
         if api_key is None:
             api_key = os.environ.get(API_KEY_ENV) or None
+        api_key = None if api_key is None else check_text(api_key, "api_key")
+        self.model = None if model is None else check_text(model, "model")
         self._transport = HttpTransport(
-            self.base_url,
-            api_key=None if api_key is None else check_text(api_key, "api_key"),
-            timeout=DEFAULT_TIMEOUT if config.timeout is None else config.timeout,
-            max_retries=DEFAULT_MAX_RETRIES if config.max_retries is None else config.max_retries,
+            self.base_url, api_key=api_key, timeout=self.timeout, max_retries=self.max_retries
         )
         self._session = RemoteSession(
-            self._transport,
-            api=canonical_api(api),
-            path=path,
-            model=None if model is None else check_text(model, "model"),
-            max_documents=check_optional_int(max_documents, "max_documents", minimum=1),
+            self._transport, api=self.api, path=path, model=self.model, max_documents=self.max_documents
         )
 
     # ----------------------------------------------------------------- what it is
-    timeout = property(lambda self: self._transport.timeout, doc="Seconds per HTTP request.")
-    max_retries = property(lambda self: self._transport.max_retries, doc="Retries on errors, 429, 5xx.")
-    api = property(lambda self: self._session.api, doc="The server's API (``auto`` until found).")
-    model = property(lambda self: self._session.model, doc="Sent as the request's ``model``.")
-    max_documents = property(lambda self: self._session.max_documents, doc="Documents per request.")
-
     def _identity(self) -> tuple[Any, ...]:
         """What must match for two clients of one server to be one (the API key included)."""
         return (self._transport.api_key, self.model, self.api, self._session.path, self.max_documents)
