@@ -30,7 +30,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import operator
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -96,20 +98,12 @@ def json_fields() -> dict[str, tuple[Any, Any]]:
 
 def _json_type(kind: Any) -> Any:
     """``kind`` as JSON carries it: every ``tuple[...]`` a ``list[...]`` of its element type(s)."""
-    args = typing.get_args(kind)
+    args = [_json_type(a) for a in typing.get_args(kind) if a is not Ellipsis]
     origin = typing.get_origin(kind)
     if origin is tuple:
-        elements = [_json_type(a) for a in args if a is not Ellipsis]
-        element = elements[0]
-        for other in elements[1:]:
-            element = element if other == element else element | other
-        return list[element]  # type: ignore[valid-type]
+        return list[functools.reduce(operator.or_, dict.fromkeys(args))]  # type: ignore[misc]
     if origin in (typing.Union, types.UnionType):
-        converted = [_json_type(a) for a in args]
-        joined = converted[0]
-        for other in converted[1:]:
-            joined = joined | other
-        return joined
+        return functools.reduce(operator.or_, args)
     return kind
 
 
