@@ -51,6 +51,7 @@ from prism_core.budgets import assemble_results, check_time_budget, deadline_aft
 from prism_core.caching.results import CachedPair, Claim, result_cache
 from prism_core.config import EngineConfig
 from prism_core.errors import ModelLoadError, NonFiniteScoreError
+from prism_core.extras import missing_extra
 from prism_core.protocol import SCORE_ONLY
 from prism_core.ranking import sigmoid
 from prism_core.results import PrismResult
@@ -89,8 +90,6 @@ PREDICT_BATCH_SIZE = 32
 #: tokenizer (its special tokens plus two) is checked when the model loads.
 MIN_LENGTH_HINT = 5
 
-_INSTALL_HINT = 'pip install "prism-integrations[cross-encoder]"'
-
 Self = TypeVar("Self", bound="CrossEncoderReranker")
 Pair = tuple[str, str]
 
@@ -117,7 +116,7 @@ def load_cross_encoder(model: str, device: torch.device, dtype: torch.dtype) -> 
     try:
         from sentence_transformers import CrossEncoder
     except ImportError as exc:
-        raise ImportError(f"the cross-encoder backend needs sentence-transformers: {_INSTALL_HINT}") from exc
+        raise missing_extra("cross-encoder", needs="sentence-transformers", by="the cross-encoder") from exc
 
     from transformers import AutoConfig
 

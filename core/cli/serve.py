@@ -23,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from prism_core.backends.remote_transport import API_KEY_ENV
 from prism_core.cli.demo_model import warn_random_weights_once
 from prism_core.cli.options import (
     ModelOptions,
@@ -37,7 +38,10 @@ from prism_core.cli.options import (
 from prism_core.cli.terminal import setup_terminal
 
 PROG = "prism-rerank serve"
-API_KEY_ENV = "PRISM_RERANK_API_KEY"
+#: The arguments passed to :func:`~prism_core.serving.ray_serve.run_ray_serve` under their own names.
+RAY_SERVE_ARGUMENTS = (
+    "host", "port", "num_replicas", "gpus_per_replica", "cpus_per_replica", "max_ongoing_requests",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +131,7 @@ def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory
     try:
         reranker = build_reranker(options, reranker_factory)  # constructs, loads nothing
         config = options.engine_config()
-        from prism_core.serving.app import ServerSettings
+        from prism_core.serving.settings import ServerSettings
 
         settings = ServerSettings(
             api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
@@ -152,17 +156,9 @@ def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory
         if args.ray:
             from prism_core.serving.ray_serve import run_ray_serve
 
+            deployment = {name: getattr(args, name) for name in RAY_SERVE_ARGUMENTS}
             return run_ray_serve(
-                config,
-                settings,
-                host=args.host,
-                port=args.port,
-                num_replicas=args.num_replicas,
-                gpus_per_replica=args.gpus_per_replica,
-                cpus_per_replica=args.cpus_per_replica,
-                max_ongoing_requests=args.max_ongoing_requests,
-                autoscaling=autoscaling,
-                address=args.ray_address,
+                config, settings, **deployment, autoscaling=autoscaling, address=args.ray_address
             )
         return _serve_one(reranker, settings, args)
     except ImportError as exc:

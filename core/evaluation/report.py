@@ -45,6 +45,7 @@ from prism_core.evaluation.datasets import EvalSet
 from prism_core.evaluation.metrics import TESTED_METRICS, mean, paired_tests, per_query_metrics
 from prism_core.evaluation.retrieval import Candidates
 from prism_core.evaluation.systems import DocOutcome, QueryRun, SystemRun
+from prism_core.extras import missing_extra
 
 logger = logging.getLogger(__name__)
 
@@ -706,9 +707,7 @@ def write_plot(report: dict[str, Any], path: str | os.PathLike[str], metric: str
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise ImportError(
-            'the plot needs matplotlib: pip install matplotlib (or "prism-integrations[bench]")'
-        ) from exc
+        raise missing_extra("bench", needs="matplotlib", by="the plot", alternative="matplotlib") from exc
     file = Path(path)
     figure, axes = plt.subplots(figsize=(8, 4.8), dpi=120)
     xs = [s["tokens"].get("context_tokens_per_query") for s in report["systems"].values()]

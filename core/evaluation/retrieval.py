@@ -29,17 +29,12 @@ logger = logging.getLogger(__name__)
 Candidates = dict[str, list[tuple[str, float]]]
 """Query id → ``[(document id, first-stage score), ...]``, best first."""
 
-EXTRA_HINT = 'pip install "prism-integrations[eval]"'
-
 
 def require(module: str, what: str) -> Any:
     """Import ``module`` or raise an ImportError naming the extra to install."""
-    import importlib
+    from prism_core.extras import require_extra
 
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(f"{what} needs the {module!r} package: {EXTRA_HINT}") from exc
+    return require_extra(module, "eval", by=what)
 
 
 class Retriever(Protocol):

@@ -26,9 +26,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prism_core.serving._deps import require
+from prism_core.extras import require_extra
 
-require("prometheus_client", "server")
+require_extra("prometheus_client", "server")
 
 from prometheus_client import (  # noqa: E402
     CONTENT_TYPE_LATEST,

@@ -41,7 +41,7 @@ from typing import Any
 
 from prism_core.cli.lines import is_blank_bytes, parse_bytes, split_lines
 from prism_core.config import EngineConfig
-from prism_core.serving._deps import require
+from prism_core.extras import require_extra
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def read_rows(path: str | os.PathLike[str], fmt: str) -> Iterator[dict[str, Any]
                 if not is_blank_bytes(raw):
                     yield {"line": n, "raw": raw, "error": ""}
         return
-    require("pyarrow", "ray")
+    require_extra("pyarrow", "ray")
     import pyarrow.parquet as pq
 
     table = pq.ParquetFile(path)
@@ -259,7 +259,7 @@ def run_batch(
         ValueError: The output is the input, or holds something other than batch records.
         OSError: The input cannot be read or the output written.
     """
-    require("ray.data", "ray")
+    require_extra("ray.data", "ray")
     import ray
     from tqdm.auto import tqdm
 

