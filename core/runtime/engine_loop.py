@@ -321,7 +321,19 @@ class EngineLoop:
         self._drop_cancelled()
         decoder = self._decoder
         decoding = decoder is not None and decoder.n > 0
-        self._run_one_pass(self.step_tokens if decoding else None)
+        if decoding or len(self._active) > 1:
+            # Prefill up to ``step_tokens`` this step, one pass led by each request at most (bulk
+            # requests cut their batches to fit): a small request's passes run beside a bulk one's
+            # instead of waiting a step each, whether it is decoding yet or still prefilling.
+            led: set[Job] = set()
+            spent = self._run_one_pass(self.step_tokens, led=led)
+            while spent and spent < self.step_tokens:
+                more = self._run_one_pass(self.step_tokens - spent, fit=True, led=led)
+                if not more:
+                    break
+                spent += more
+        else:
+            self._run_one_pass(None)
         self._drop_cancelled()
         if decoder is not None:
             self._admit(decoder)
@@ -428,14 +440,25 @@ class EngineLoop:
                 self._guard(job, partial(job.on_generated, fin.doc, fin.ids))
 
     # ------------------------------------------------------------------ prefill
-    def _run_one_pass(self, max_tokens: int | None = None) -> None:
-        """Build and run one coalesced pass from the jobs' offers, leader chosen round robin."""
+    def _run_one_pass(
+        self, max_tokens: int | None = None, fit: bool = False, led: set[Job] | None = None
+    ) -> int:
+        """Build and run one coalesced pass from the jobs' offers, leader chosen round robin.
+
+        Returns the pass's padded tokens (0: nothing ran). With ``fit``, only an offer within
+        ``max_tokens`` may lead (a later pass of a step that already ran one); jobs in ``led`` do
+        not lead (the jobs that led a pass this step), and the leader is added to it.
+        """
         order = self._rotation()
         for n, job in enumerate(order):
+            if led is not None and job in led:
+                continue
             lead = self._offer(job, max_tokens)
-            if lead is None:
+            if lead is None or (fit and max_tokens is not None and len(lead.rows) * lead.width > max_tokens):
                 continue
             self._rr = (self._active.index(job) + 1) % len(self._active)
+            if led is not None:
+                led.add(job)
             group = [(job, lead)]
             budget = lead.budget if max_tokens is None else min(lead.budget, max_tokens)
             if lead.shareable:
@@ -450,7 +473,8 @@ class EngineLoop:
                     group.append((other, more))
                     width, rows = new_width, rows + len(more.rows)
             self._run_group(group)
-            return
+            return max(1, sum(len(p.rows) for _, p in group) * max(p.width for _, p in group))
+        return 0
 
     def _offer(self, job: Job, max_tokens: int | None = None) -> Pass | None:
         offer = self._guard(job, partial(job.next_pass, max_tokens))
