@@ -93,7 +93,7 @@ class PrefixIds(tuple[int, ...]):
         return self._hash
 
     def __eq__(self, other: object) -> bool:
-        return self is other or tuple.__eq__(self, other)  # type: ignore[arg-type]
+        return self is other or tuple.__eq__(self, other)
 
 
 class PrefixHandle:
