@@ -14,7 +14,7 @@ from collections.abc import Sequence
 MIN_BUCKET_STEP = 16
 
 
-def plan_batches(lengths: Sequence[int], batch_tokens: int, max_rows: int | None = None) -> list[list[int]]:
+def plan_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
     """Group indices into batches of padded size at most ``batch_tokens``.
 
     A single prompt longer than the budget gets a batch of its own.
@@ -22,7 +22,6 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int, max_rows: int | None
     Args:
         lengths: Prompt length of each item, in input order.
         batch_tokens: Budget for ``rows × longest row`` in one batch.
-        max_rows: Optional cap on rows per batch.
 
     Returns:
         Batches of input indices, longest prompts first; within a batch, longest first.
@@ -38,8 +37,7 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int, max_rows: int | None
     current: list[int] = []
     for i in order:
         longest = lengths[current[0]] if current else lengths[i]
-        full = max_rows is not None and len(current) >= max_rows
-        if current and (full or (len(current) + 1) * longest > batch_tokens):
+        if current and (len(current) + 1) * longest > batch_tokens:
             batches.append(current)
             current = []
         current.append(i)

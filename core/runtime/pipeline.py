@@ -18,7 +18,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-from prism_core.errors import NonFiniteScoreError
+from prism_core.errors import check_finite
 from prism_core.runtime.batching import bucket_width, plan_bucketed_batches
 from prism_core.runtime.cache import PrefillState, merge_states, split_state
 from prism_core.runtime.decode_state import DecodeBatch
@@ -344,13 +344,7 @@ class RerankJob(Job):
         batch = self.batches.popleft().rows
         state: PrefillState = output
         diffs = (state.verdict_logits[:, 0] - state.verdict_logits[:, 1]).tolist()
-        bad = [i for i, d in zip(batch, diffs, strict=True) if not math.isfinite(d)]
-        if bad:
-            raise NonFiniteScoreError(
-                f"the model produced non-finite verdict logits for {len(bad)} of {len(batch)} documents "
-                f"(first: documents[{min(bad)}]); this is typically a float16 overflow: load the model "
-                "with dtype='bfloat16' or dtype='float32'"
-            )
+        check_finite(batch, diffs, "verdict logits")
         for i, d in zip(batch, diffs, strict=True):
             self.logits[i] = d
         if self.progress is not None:
