@@ -290,7 +290,7 @@ def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, factory: RerankerFactory | None) -> int:
     from prism_core.evaluation.datasets import EvalDataError, load_dataset
-    from prism_core.evaluation.pipeline import System, evaluate, write_report
+    from prism_core.evaluation.harness import System, evaluate, write_report
     from prism_core.evaluation.systems import is_tiny_random_model
 
     try:

@@ -35,6 +35,10 @@ A subcommand (``serve``, ``batch``, ``eval``...) uses them like this::
         return 1
     ...
     load_now(reranker, options)  # when the weights are first needed (same two errors)
+
+The argparse value types live in :mod:`prism_core.cli.arg_types`, the quality prior's options in
+:mod:`prism_core.cli.quality_options` and the two error kinds in :mod:`prism_core.cli.errors`; all
+their public names are importable from here too.
 """
 
 from __future__ import annotations
@@ -44,122 +48,29 @@ import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from prism_core.cli.arg_types import non_negative_int as non_negative_int
+from prism_core.cli.arg_types import positive_float as positive_float
+from prism_core.cli.arg_types import positive_int as positive_int
+from prism_core.cli.arg_types import probability as probability
+from prism_core.cli.arg_types import quality_value as quality_value
+from prism_core.cli.errors import ModelUnavailable as ModelUnavailable
+from prism_core.cli.errors import OptionError as OptionError
+from prism_core.cli.errors import check_backend_name as check_backend_name
+from prism_core.cli.errors import load_failure as load_failure
+from prism_core.cli.errors import load_now as load_now
+from prism_core.cli.errors import one_line as one_line
+from prism_core.cli.quality_options import QualityOptions as QualityOptions
+from prism_core.cli.quality_options import add_quality_arguments as add_quality_arguments
+from prism_core.cli.quality_options import build_quality_scorer as build_quality_scorer
 from prism_core.config import ENGINE_OPTION_NAMES, EngineConfig
 from prism_core.protocol import Reranker
-
-if TYPE_CHECKING:
-    from prism_core.quality.scorer import QualityScorer
 
 DTYPES = ("bfloat16", "float16", "float32")
 
 #: The :class:`ModelOptions` fields that are engine options (everything but ``model`` and ``backend``).
 ENGINE_FIELDS: tuple[str, ...] = ENGINE_OPTION_NAMES
-
-
-class OptionError(ValueError):
-    """The model options are wrong; report like argparse (``prog: error: message``, exit 2)."""
-
-
-class ModelUnavailable(Exception):
-    """The reranker could not be built or loaded; the message is ready for stderr (exit 1)."""
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (its type name when it has none).
-
-    Example:
-        >>> one_line(ValueError("bad\\n  value"))
-        'bad value'
-    """
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
-# --------------------------------------------------------------------------------------------
-# Argument types
-# --------------------------------------------------------------------------------------------
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1.
-
-    Example:
-        >>> positive_int("3")
-        3
-    """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0.
-
-    Example:
-        >>> non_negative_int("0")
-        0
-    """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0.
-
-    Example:
-        >>> positive_float("2.5")
-        2.5
-    """
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0.0 < value < float("inf"):  # also rejects nan
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
-
-
-def probability(text: str) -> float:
-    """argparse type: a number in [0, 1] (NaN refused).
-
-    Example:
-        >>> probability("0.5")
-        0.5
-    """
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
-
-
-def quality_value(text: str) -> float:
-    """argparse type: a raw quality score, a number in [0, 5] (the JQL-Edu heads' scale; NaN refused).
-
-    Example:
-        >>> quality_value("2.5")
-        2.5
-    """
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 5], got {text!r}") from None
-    if not 0.0 <= value <= 5.0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"must be in [0, 5], got {text}")
-    return value
 
 
 def _backend_names() -> str:
@@ -223,159 +134,6 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
         help="retries on connection errors, 429 and 5xx (remote backend only)",
     )
     return group
-
-
-def add_quality_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """Add the quality prior's options as a "quality prior" group (off unless ``--quality-head``).
-
-    Example:
-        >>> parser = argparse.ArgumentParser(prog="x")
-        >>> _ = add_quality_arguments(parser)
-        >>> args = parser.parse_args(["--quality-head", "a.ckpt", "--quality-head", "b.ckpt"])
-        >>> QualityOptions.from_args(args).heads
-        ('a.ckpt', 'b.ckpt')
-    """
-    from prism_core.quality.heads import JQL_EDU_HEADS
-    from prism_core.quality.scorer import DEFAULT_EMBEDDER
-
-    group = parser.add_argument_group(
-        "quality prior",
-        "A query-free quality score (JQL-Edu heads on document embeddings) beside the reranker's "
-        "relevance; off unless --quality-head is given.",
-    )
-    group.add_argument(
-        "--quality-head",
-        dest="quality_heads",
-        action="append",
-        metavar="HEAD",
-        help="a quality head: a local .ckpt file or 'repo_id:path/in/repo.ckpt' (e.g. "
-        f"{JQL_EDU_HEADS[0]}); repeat it to average several heads, as the paper's ensemble does",
-    )
-    group.add_argument(
-        "--quality-embedder",
-        metavar="MODEL",
-        help=f"hub id or local directory of the heads' embedding model (default: {DEFAULT_EMBEDDER}); "
-        "it runs on --device",
-    )
-    group.add_argument(
-        "--min-quality",
-        type=quality_value,
-        metavar="X",
-        help="drop results whose raw quality score is below X, in [0, 5] (default: keep all)",
-    )
-    group.add_argument(
-        "--quality-weight",
-        type=probability,
-        metavar="W",
-        help="blend W in [0, 1]: results are ranked, cut by --threshold and --top-n on "
-        "(1 - W) * score + W * clip(quality / 5, 0, 1) (default: 0, the reranker's order)",
-    )
-    group.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        default=None,
-        help="let the quality embedder run its repository's own code (the default Snowflake embedder "
-        "needs it); applies to the quality embedder only",
-    )
-    return group
-
-
-# --------------------------------------------------------------------------------------------
-# Options
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QualityOptions:
-    """The quality prior as given on the command line (``None``: not given).
-
-    Attributes:
-        heads: The ``--quality-head`` values, in order (empty: no quality prior).
-        embedder: ``--quality-embedder``; ``None`` keeps the heads' default embedder.
-        min_quality: ``--min-quality`` (raw scale, ``[0, 5]``).
-        quality_weight: ``--quality-weight`` (``[0, 1]``).
-        trust_remote_code: ``--trust-remote-code`` (``None`` when not given).
-
-    Example:
-        >>> QualityOptions(heads=("h.ckpt",), quality_weight=0.3).enabled
-        True
-    """
-
-    heads: tuple[str, ...] = ()
-    embedder: str | None = None
-    min_quality: float | None = None
-    quality_weight: float | None = None
-    trust_remote_code: bool | None = None
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> QualityOptions:
-        """Read the options :func:`add_quality_arguments` defined from parsed arguments."""
-        return cls(
-            heads=tuple(getattr(args, "quality_heads", None) or ()),
-            embedder=getattr(args, "quality_embedder", None),
-            min_quality=getattr(args, "min_quality", None),
-            quality_weight=getattr(args, "quality_weight", None),
-            trust_remote_code=getattr(args, "trust_remote_code", None),
-        )
-
-    @property
-    def enabled(self) -> bool:
-        """Whether a quality prior was asked for (at least one ``--quality-head``)."""
-        return bool(self.heads)
-
-    @property
-    def weight(self) -> float:
-        """The blend weight, ``0`` when not given."""
-        return 0.0 if self.quality_weight is None else self.quality_weight
-
-
-def build_quality_scorer(options: QualityOptions, device: str | None = None) -> QualityScorer | None:
-    """Build (construct, not load) the quality scorer the options describe, or ``None`` without heads.
-
-    Args:
-        options: The command line's quality options.
-        device: The torch device for the embedder (the command's ``--device``; ``None``: auto).
-
-    Returns:
-        The scorer (loaded on first use), or ``None`` when no ``--quality-head`` was given.
-
-    Raises:
-        OptionError: A quality option without ``--quality-head``, a local head file that does not
-            exist, a hub repository named without a file, or a bad value: a usage error (exit 2).
-
-    Example:
-        >>> build_quality_scorer(QualityOptions()) is None
-        True
-        >>> build_quality_scorer(QualityOptions(min_quality=2.0))  # doctest: +IGNORE_EXCEPTION_DETAIL
-        Traceback (most recent call last):
-        ...
-        OptionError: --min-quality needs --quality-head
-    """
-    if not options.enabled:
-        given = [
-            flag
-            for flag, value in (
-                ("--quality-embedder", options.embedder),
-                ("--min-quality", options.min_quality),
-                ("--quality-weight", options.quality_weight),
-                ("--trust-remote-code", options.trust_remote_code),
-            )
-            if value is not None
-        ]
-        if given:
-            raise OptionError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} --quality-head")
-        return None
-    from prism_core.quality.scorer import DEFAULT_EMBEDDER, QualityScorer
-
-    try:
-        return QualityScorer(
-            list(options.heads),
-            embedder=DEFAULT_EMBEDDER if options.embedder is None else options.embedder,
-            device=device,
-            trust_remote_code=bool(options.trust_remote_code),
-        )
-    except (ValueError, TypeError, OSError) as exc:  # HeadFileError (a missing file) is both
-        raise OptionError(one_line(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -540,30 +298,6 @@ def default_reranker_factory(options: ModelOptions) -> Reranker:
     return engine
 
 
-def check_backend_name(backend: str | None) -> None:
-    """Refuse an unknown backend name before anything is built.
-
-    Raises:
-        OptionError: ``backend`` is not registered; the message lists the known backends.
-
-    Example:
-        >>> check_backend_name("prism")
-        >>> check_backend_name("nope")  # doctest: +IGNORE_EXCEPTION_DETAIL
-        Traceback (most recent call last):
-        ...
-        OptionError: unknown backend 'nope'; known backends: prism, ...
-    """
-    from prism_core.errors import UnknownBackendError
-    from prism_core.registry import BACKENDS, backend_class
-
-    if backend is None or backend in BACKENDS:
-        return
-    try:
-        backend_class(backend)  # raises with the registry's own message
-    except UnknownBackendError as exc:
-        raise OptionError(one_line(exc)) from None
-
-
 def build_reranker(options: ModelOptions, factory: RerankerFactory | None = None) -> Reranker:
     """Build (construct, not load) the reranker, sorting failures into option and model errors.
 
@@ -597,44 +331,3 @@ def build_reranker(options: ModelOptions, factory: RerankerFactory | None = None
         raise ModelUnavailable(f"cannot use {which}: {one_line(exc)}") from None
     except Exception as exc:  # OSError (ModelLoadError, hub errors) and anything a custom factory raises
         raise ModelUnavailable(load_failure(options, exc)) from None
-
-
-def load_now(reranker: Reranker, options: ModelOptions) -> None:
-    """Load the reranker's weights now, when it has a ``load()`` (idempotent), sorting failures.
-
-    Args:
-        reranker: What :func:`build_reranker` returned.
-        options: The options it was built from (for messages).
-
-    Raises:
-        OptionError: The backend refused an option once its tokenizer was known (``max_length``
-            below the exact prompt length): a usage error, exit 2.
-        ModelUnavailable: Anything else that stops the model loading: exit 1.
-    """
-    load = getattr(reranker, "load", None)
-    if not callable(load):
-        return
-    try:
-        load()
-    except ValueError as exc:  # transformers' own errors come wrapped in ModelLoadError (an OSError)
-        raise OptionError(one_line(exc)) from None
-    except Exception as exc:
-        raise ModelUnavailable(load_failure(options, exc)) from None
-
-
-def load_failure(options: ModelOptions, exc: BaseException) -> str:
-    """One line saying why the model cannot be loaded, naming it once.
-
-    A :class:`~prism_core.errors.ModelLoadError` already names the model (and what to do): it is
-    used as it is; anything else gets ``cannot load model '<model>': `` in front.
-
-    Example:
-        >>> load_failure(ModelOptions(model="m"), OSError("disk gone"))
-        "cannot load model 'm': disk gone"
-    """
-    from prism_core.errors import ModelLoadError
-
-    text = one_line(exc)
-    if isinstance(exc, ModelLoadError) and text.startswith(("cannot load ", "could not load ")):
-        return text
-    return f"cannot load model {options.model_name!r}: {text}"

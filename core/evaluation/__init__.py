@@ -24,7 +24,7 @@ from prism_core.evaluation.datasets import (
     load_jsonl,
     load_run,
 )
-from prism_core.evaluation.pipeline import (
+from prism_core.evaluation.harness import (
     DEFAULT_CANDIDATES,
     DEFAULT_TOP_N,
     System,

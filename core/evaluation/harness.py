@@ -1,4 +1,4 @@
-"""One evaluation end to end: first stage, every system, metrics, report files.
+"""The evaluation harness: one evaluation end to end (first stage, every system, metrics, report files).
 
 Example:
     >>> from prism_core import load_reranker
