@@ -41,7 +41,7 @@ class CausalLMReranker(EngineBackedReranker):
     """Base of the causal-LM backends: the prompt, the verdict logits, generation and its results.
 
     Subclasses set the class attributes and :meth:`template`; generating backends override
-    :meth:`_result`.
+    :meth:`_generated_fields`.
     """
 
     default_batch_tokens = DEFAULT_BATCH_TOKENS
@@ -240,4 +240,9 @@ class CausalLMReranker(EngineBackedReranker):
             relevant=logit > 0,
             truncated=prompt.truncated,
             document_tokens=prompt.document_tokens,
+            **self._generated_fields(generated, document),
         )
+
+    def _generated_fields(self, generated: list[int] | None, document: str) -> dict[str, Any]:
+        """The result's fields read from the generated ids (a generating backend's output processing)."""
+        return {}

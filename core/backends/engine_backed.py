@@ -28,13 +28,13 @@ import threading
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, TypeVar
 
 from prism_core.backends.driving import Blocking, Work, drive_async, drive_sync
 from prism_core.budgets import assemble_results, check_time_budget, deadline_after
 from prism_core.caching.results import CachedPair, Claim, result_cache
 from prism_core.config import EngineConfig
-from prism_core.protocol import Capabilities
+from prism_core.protocol import Capabilities, RerankOptions
 from prism_core.ranking import passes, select
 from prism_core.results import PrismResult
 from prism_core.runtime.devices import dtype_name, resolve_device, resolve_dtype
@@ -48,6 +48,9 @@ from prism_core.validation import (
     check_rerank_args,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 logger = logging.getLogger(__name__)
 
 Self = TypeVar("Self", bound="EngineBackedReranker")
@@ -58,6 +61,18 @@ Parts = tuple[dict[int, PrismResult], dict[int, PrismResult], bool]
 
 #: The engine options every local backend takes (``instruction`` is Qwen3-Reranker's own).
 LOCAL_ENGINE_OPTIONS: tuple[str, ...] = ("device", "dtype", "max_length", "max_new_tokens", "batch_tokens")
+
+
+class ScoreOptions(TypedDict, total=False):
+    """How a local backend reads documents over their budget (:meth:`EngineBackedReranker.score`)."""
+
+    max_tokens_per_doc: int | None
+    long_documents: str | None
+
+
+class LocalRerankOptions(RerankOptions, ScoreOptions, total=False):
+    """A local backend's ``rerank`` options: every reranker's (:class:`~prism_core.protocol.RerankOptions`)
+    and the long-document ones (:class:`ScoreOptions`)."""
 
 
 @dataclass(frozen=True)
@@ -277,14 +292,7 @@ class EngineBackedReranker:
         return result_cache().engine_stats(self.cache_namespace)
 
     # ----------------------------------------------------------------- public API
-    def score(
-        self,
-        query: str,
-        documents: Sequence[str],
-        *,
-        max_tokens_per_doc: int | None = None,
-        long_documents: str | None = None,
-    ) -> list[float]:
+    def score(self, query: str, documents: Sequence[str], **options: Unpack[ScoreOptions]) -> list[float]:
         """Relevance scores in ``[0, 1]``, in input order; a pure scoring pass, nothing generated.
 
         Pairs scored before in this process are served from the result cache
@@ -293,48 +301,37 @@ class EngineBackedReranker:
         Args:
             query: The query (non-empty).
             documents: Candidate texts.
-            max_tokens_per_doc: Document tokens read per row (the query and the fixed prompt or the
-                pair's special tokens not counted); ``None``: what ``max_length`` leaves.
-            long_documents: ``"truncate"`` (default: cut, ``truncated=True``) or ``"chunk"``
-                (overlapping windows, the best window's score); see
-                :mod:`prism_core.backends.long_documents`.
+            **options: :class:`ScoreOptions`: ``max_tokens_per_doc`` (document tokens read per row,
+                the query and the fixed prompt or the pair's special tokens not counted; ``None``:
+                what ``max_length`` leaves) and ``long_documents`` (``"truncate"``, the default:
+                cut, ``truncated=True``; or ``"chunk"``: overlapping windows, the best window's
+                score; see :mod:`prism_core.backends.long_documents`).
+
+        Raises:
+            TypeError: A non-string query or document, an unknown or wrongly typed option.
 
         Example:
             >>> PrismReranker("some/model").score("q", [])  # doctest: +SKIP
             []
         """
-        call = self._score_call(query, documents, max_tokens_per_doc, long_documents)
+        call = self._score_call(query, documents, **options)
         if not call.docs:
             return []
         base, _, _ = drive_sync(self._work(call), run=self._run_sync)
         return [base[i].score for i in range(len(call.docs))]
 
     async def ascore(
-        self,
-        query: str,
-        documents: Sequence[str],
-        *,
-        max_tokens_per_doc: int | None = None,
-        long_documents: str | None = None,
+        self, query: str, documents: Sequence[str], **options: Unpack[ScoreOptions]
     ) -> list[float]:
         """:meth:`score` without blocking the event loop (cancelling it cancels the work)."""
-        call = self._score_call(query, documents, max_tokens_per_doc, long_documents)
+        call = self._score_call(query, documents, **options)
         if not call.docs:
             return []
         base, _, _ = await drive_async(self._work(call), run=self._run_async)
         return [base[i].score for i in range(len(call.docs))]
 
     def rerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        *,
-        top_n: int | None = None,
-        score_threshold: float | None = None,
-        evidence: bool = True,
-        max_tokens_per_doc: int | None = None,
-        long_documents: str | None = None,
-        time_budget: float | None = None,
+        self, query: str, documents: Sequence[str], **options: Unpack[LocalRerankOptions]
     ) -> list[PrismResult]:
         """Score and sort; for relevant kept documents of a generating backend, generate evidence.
 
@@ -346,26 +343,30 @@ class EngineBackedReranker:
         Args:
             query: The query (non-empty).
             documents: Candidate texts (untrusted: control tokens in them are encoded as text).
-            top_n: Keep the best ``top_n`` results (after the threshold).
-            score_threshold: Keep results with ``score >= score_threshold``, in [0, 1].
-            evidence: Generate contribution and evidence for relevant kept documents (no-op on a
-                score-only backend).
-            max_tokens_per_doc: Document tokens read per row; ``None``: what ``max_length`` leaves.
-            long_documents: ``"truncate"`` (default) or ``"chunk"``: a longer document is read as
-                overlapping windows and scored by its best one (``chunk`` set). A generating backend
-                scores every window first, then generates evidence in a second, small job over only
-                the best windows of the relevant selected documents (at most ``top_n`` extra rows):
-                only the best window is described, so its evidence stays one grounded passage.
-            time_budget: Seconds this call may take (fail-open, :mod:`prism_core.budgets`): it
-                returns by then (plus one engine step) with what is done; documents whose
-                generation did not finish get ``evidence_skipped="time_budget"``, documents not
-                scored come last in input order with ``scored=False``.
+            **options: :class:`LocalRerankOptions`, each keyword-only and optional:
+
+                - ``top_n``: keep the best ``top_n`` results (after the threshold);
+                - ``score_threshold``: keep results with ``score >= score_threshold``, in [0, 1];
+                - ``evidence`` (default ``True``): generate contribution and evidence for relevant
+                  kept documents (no-op on a score-only backend);
+                - ``max_tokens_per_doc``: document tokens read per row; ``None``: what
+                  ``max_length`` leaves;
+                - ``long_documents``: ``"truncate"`` (default) or ``"chunk"``: a longer document
+                  is read as overlapping windows and scored by its best one (``chunk`` set). A
+                  generating backend scores every window first, then generates evidence in a second,
+                  small job over only the best windows of the relevant selected documents (at most
+                  ``top_n`` extra rows): only the best window is described, so its evidence stays
+                  one grounded passage;
+                - ``time_budget``: seconds this call may take (fail-open, :mod:`prism_core.budgets`):
+                  it returns by then (plus one engine step) with what is done; documents whose
+                  generation did not finish get ``evidence_skipped="time_budget"``, documents not
+                  scored come last in input order with ``scored=False``.
 
         Returns:
             Results sorted by score, best first (ties by input position).
 
         Raises:
-            TypeError: A non-string query or document, or a wrongly typed option.
+            TypeError: A non-string query or document, an unknown or wrongly typed option.
             ValueError: Empty query, bad ``top_n``/threshold/``time_budget``, un-encodable text
                 (names the document), or a query too long for ``max_length``.
             NonFiniteScoreError: The model produced NaN/inf logits (use bf16 or fp32).
@@ -374,50 +375,25 @@ class EngineBackedReranker:
             >>> reranker.rerank("what is rust?", ["Paris.", "Rust is a language."], top_n=1)  # doctest: +SKIP
             [PrismResult(index=1, score=0.98..., ...)]
         """
-        call = self._rerank_call(
-            query,
-            documents,
-            top_n,
-            score_threshold,
-            evidence,
-            max_tokens_per_doc,
-            long_documents,
-            time_budget,
-        )
+        call = self._rerank_call(query, documents, **options)
         if not call.docs:
             return []
         return self._assemble(call, drive_sync(self._work(call), run=self._run_sync))
 
     async def arerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        *,
-        top_n: int | None = None,
-        score_threshold: float | None = None,
-        evidence: bool = True,
-        max_tokens_per_doc: int | None = None,
-        long_documents: str | None = None,
-        time_budget: float | None = None,
+        self, query: str, documents: Sequence[str], **options: Unpack[LocalRerankOptions]
     ) -> list[PrismResult]:
         """:meth:`rerank` without blocking the event loop; cancelling the task cancels the work."""
-        call = self._rerank_call(
-            query,
-            documents,
-            top_n,
-            score_threshold,
-            evidence,
-            max_tokens_per_doc,
-            long_documents,
-            time_budget,
-        )
+        call = self._rerank_call(query, documents, **options)
         if not call.docs:
             return []
         return self._assemble(call, await drive_async(self._work(call), run=self._run_async))
 
     # ----------------------------------------------------------------- checking a call
     @staticmethod
-    def _score_call(query: Any, documents: Any, max_tokens_per_doc: Any, long_documents: Any) -> Call:
+    def _score_call(
+        query: Any, documents: Any, *, max_tokens_per_doc: Any = None, long_documents: Any = None
+    ) -> Call:
         query, docs = check_query(query), check_documents(documents)
         return Call(query, docs, reading=check_long_documents(max_tokens_per_doc, long_documents))
 
@@ -425,13 +401,15 @@ class EngineBackedReranker:
         self,
         query: Any,
         documents: Any,
-        top_n: Any,
-        score_threshold: Any,
-        evidence: Any,
-        max_tokens_per_doc: Any,
-        long_documents: Any,
-        time_budget: Any,
+        *,
+        top_n: Any = None,
+        score_threshold: Any = None,
+        evidence: Any = True,
+        max_tokens_per_doc: Any = None,
+        long_documents: Any = None,
+        time_budget: Any = None,
     ) -> Call:
+        """The options checked (their names too: an unknown one is a ``TypeError`` here)."""
         deadline = deadline_after(check_time_budget(time_budget))
         query, docs, top_n, score_threshold, evidence = check_rerank_args(
             query, documents, top_n, score_threshold, evidence

@@ -7,14 +7,14 @@ parsing of its output (:mod:`prism_core.prism.parsing`); the model's card is sum
 
 from __future__ import annotations
 
+from typing import Any
+
 from prism_core.backends.causal import CausalLMReranker
 from prism_core.grounding import check_grounding
 from prism_core.prism.parsing import EVIDENCE_CLOSE, parse_output
 from prism_core.prism.prompt import PRISM_TEMPLATE
 from prism_core.protocol import Capabilities
-from prism_core.ranking import sigmoid
-from prism_core.results import PrismResult
-from prism_core.runtime.tokenization import EncodedPrompt, PromptTemplate
+from prism_core.runtime.tokenization import PromptTemplate
 
 DEFAULT_MODEL = "infgrad/Prism-Qwen3.5-Reranker-0.8B"
 
@@ -55,9 +55,7 @@ class PrismReranker(CausalLMReranker):
         """Prism's prompt (fixed: the model was trained on it)."""
         return PRISM_TEMPLATE
 
-    def _result(
-        self, index: int, prompt: EncodedPrompt, logit: float, generated: list[int] | None, document: str
-    ) -> PrismResult:
+    def _generated_fields(self, generated: list[int] | None, document: str) -> dict[str, Any]:
         """Output processing for one document: parse the generated text, count the evidence's tokens
         and check the evidence against the caller's original ``document``
         (:func:`prism_core.check_grounding`: ``grounding``, ``unsupported``, ``evidence_spans``)."""
@@ -70,19 +68,13 @@ class PrismReranker(CausalLMReranker):
             assert self._prompts is not None
             evidence_tokens = self._prompts.count_tokens(parsed.evidence)
             report = check_grounding(document, parsed.evidence)
-        return PrismResult(
-            index=index,
-            score=sigmoid(logit),
-            logit=logit,
-            relevant=logit > 0,
-            contribution=parsed.contribution,
-            evidence=parsed.evidence,
-            evidence_complete=parsed.complete,
-            truncated=prompt.truncated,
-            raw_output=raw,
-            document_tokens=prompt.document_tokens,
-            evidence_tokens=evidence_tokens,
-            grounding=None if report is None else report.score,
-            unsupported=None if report is None else report.unsupported,
-            evidence_spans=None if report is None else report.spans,
-        )
+        return {
+            "contribution": parsed.contribution,
+            "evidence": parsed.evidence,
+            "evidence_complete": parsed.complete,
+            "raw_output": raw,
+            "evidence_tokens": evidence_tokens,
+            "grounding": None if report is None else report.score,
+            "unsupported": None if report is None else report.unsupported,
+            "evidence_spans": None if report is None else report.spans,
+        }
