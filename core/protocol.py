@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypedDict, runtime_checkable
 
 from prism_core.results import PrismResult
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,20 @@ class Capabilities:
 
 #: A reranker that only scores (Qwen3-Reranker, cross-encoders, most remote rerank APIs).
 SCORE_ONLY = Capabilities(verdict=False, evidence=False)
+
+
+class RerankOptions(TypedDict, total=False):
+    """The options of every reranker's ``rerank``/``arerank``, declared once: keyword-only, each
+    optional (the defaults: no ``top_n``, no threshold, ``evidence=True``, no time budget).
+
+    Example:
+        >>> options: RerankOptions = {"top_n": 3, "evidence": False}
+    """
+
+    top_n: int | None
+    score_threshold: float | None
+    evidence: bool
+    time_budget: float | None
 
 
 @runtime_checkable
@@ -56,32 +73,19 @@ class Reranker(Protocol):
         ...
 
     def rerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        *,
-        top_n: int | None = None,
-        score_threshold: float | None = None,
-        evidence: bool = True,
-        time_budget: float | None = None,
+        self, query: str, documents: Sequence[str], **options: Unpack[RerankOptions]
     ) -> list[PrismResult]:
         """Results sorted by score, best first; ``score_threshold`` applies before ``top_n``.
 
-        ``time_budget`` (seconds, fail-open; see :mod:`prism_core.budgets`): the call returns by then
-        with what is done. Adapters pass it only when the caller set one, so a reranker written
-        before it existed keeps working without it.
+        ``options`` are :class:`RerankOptions` (keyword-only, each optional). ``time_budget``
+        (seconds, fail-open; see :mod:`prism_core.budgets`): the call returns by then with what is
+        done. Adapters pass it only when the caller set one, so a reranker written before it
+        existed keeps working without it.
         """
         ...
 
     async def arerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        *,
-        top_n: int | None = None,
-        score_threshold: float | None = None,
-        evidence: bool = True,
-        time_budget: float | None = None,
+        self, query: str, documents: Sequence[str], **options: Unpack[RerankOptions]
     ) -> list[PrismResult]:
         """The same as :meth:`rerank`, without blocking the event loop."""
         ...

@@ -14,10 +14,11 @@ import inspect
 import json
 import logging
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prism_core.config import EngineConfig
+from prism_core.config import ENGINE_OPTION_NAMES, EngineConfig
 from prism_core.errors import UnknownBackendError
 from prism_core.protocol import Reranker
 
@@ -26,9 +27,9 @@ logger = logging.getLogger(__name__)
 #: Backend name → ``"module:Class"`` (imported on first use, so a score-only install never imports
 #: what it does not use).
 BACKENDS: dict[str, str] = {
-    "prism": "prism_core.backends.prism:PrismReranker",
-    "qwen3-reranker": "prism_core.backends.qwen3_reranker:Qwen3Reranker",
-    "cross-encoder": "prism_core.backends.cross_encoder:CrossEncoderReranker",
+    "prism": "prism_core.prism.reranker:PrismReranker",
+    "qwen3-reranker": "prism_core.qwen3.reranker:Qwen3Reranker",
+    "cross-encoder": "prism_core.cross_encoder.reranker:CrossEncoderReranker",
     "remote": "prism_core.backends.remote:RemoteReranker",
 }
 
@@ -38,25 +39,79 @@ _engines: dict[tuple[Any, ...], Any] = {}
 _engines_lock = threading.Lock()
 
 
-def register_backend(name: str, target: str) -> None:
-    """Make ``backend=name`` build ``target`` (``"package.module:Class"``; the class takes ``model``
-    and keyword engine options and implements :class:`prism_core.Reranker`)."""
-    if ":" not in target:
-        raise ValueError(f"target must look like 'package.module:Class', got {target!r}")
-    BACKENDS[name] = target
-
-
-def backend_class(name: str) -> type:
-    """The class registered for a backend name.
+def check_backend_name(name: Any) -> str:
+    """``name`` if it is a registered backend name (nothing is imported).
 
     Raises:
         UnknownBackendError: The name is not registered; the message lists the known ones.
     """
     if not isinstance(name, str) or name not in BACKENDS:
         raise UnknownBackendError(f"unknown backend {name!r}; known backends: {', '.join(BACKENDS)}")
-    module, _, attr = BACKENDS[name].partition(":")
+    return name
+
+
+def backend_class(name: str) -> type:
+    """The class registered for a backend name (its module imported on first use).
+
+    Raises:
+        UnknownBackendError: The name is not registered; the message lists the known ones.
+    """
+    module, _, attr = BACKENDS[check_backend_name(name)].partition(":")
     cls: type = getattr(importlib.import_module(module), attr)
     return cls
+
+
+def default_model(backend: str) -> str | None:
+    """The backend's default model (its class's ``default_model``), ``None`` when it has none or its
+    extra is not installed.
+
+    Raises:
+        UnknownBackendError: An unknown backend name.
+
+    Example:
+        >>> default_model("qwen3-reranker")  # doctest: +SKIP
+        'Qwen/Qwen3-Reranker-0.6B'
+    """
+    try:
+        default = getattr(backend_class(backend), "default_model", None)
+    except ImportError:
+        return None
+    return default if isinstance(default, str) and default else None
+
+
+def backend_options(backend: str | type) -> tuple[str, ...] | None:
+    """The engine options (:data:`~prism_core.config.ENGINE_OPTION_NAMES`) a backend takes.
+
+    Read from the class's declaration, ``engine_options`` (every built-in local backend declares
+    it: :class:`~prism_core.backends.engine_backed.EngineBackedReranker`); a class without one is
+    read from its constructor's parameters, and ``None`` means it takes any (``**kwargs``). The
+    registry, the adapters and the CLI refuse an option by this one answer.
+
+    Raises:
+        UnknownBackendError: An unknown backend name.
+        ImportError: The backend's module cannot be imported (its extra is missing).
+
+    Example:
+        >>> backend_options("qwen3-reranker")
+        ('device', 'dtype', 'max_length', 'max_new_tokens', 'batch_tokens', 'instruction')
+    """
+    cls = backend_class(backend) if isinstance(backend, str) else backend
+    declared = getattr(cls, "engine_options", None)
+    if declared is not None:
+        return tuple(declared)
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a class without a readable signature
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return tuple(name for name in ENGINE_OPTION_NAMES if name in params)
+
+
+def refused_options(backend: str | type, options: Iterable[str]) -> list[str]:
+    """The names in ``options`` that ``backend`` does not take (:func:`backend_options`), in order."""
+    takes = backend_options(backend)
+    return [] if takes is None else [name for name in options if name not in takes]
 
 
 def shared_engine(cls: type[E], candidate: Any) -> E:
@@ -76,16 +131,11 @@ def get_engine(config: EngineConfig) -> Reranker:
     """
     cls = backend_class(config.backend)
     options = config.options()
-    accepted = [
-        name
-        for name, param in inspect.signature(cls).parameters.items()
-        if param.kind is inspect.Parameter.KEYWORD_ONLY
-    ]
-    refused = sorted(set(options) - set(accepted))
+    refused = refused_options(cls, options)
     if refused:
         raise TypeError(
             f"backend {config.backend!r} does not take option(s) {', '.join(refused)}; "
-            f"it takes: {', '.join(accepted)}"
+            f"it takes: {', '.join(backend_options(cls) or ())}"
         )
     return shared_engine(cls, cls(config.model, **options))
 
@@ -126,6 +176,23 @@ def _is_cross_encoder_dir(model: str) -> bool:
     )
 
 
+def backend_from_name(model: str) -> str | None:
+    """The backend a model's name suggests (no file or network access), else ``None``.
+
+    Example:
+        >>> backend_from_name("Qwen/Qwen3-Reranker-0.6B"), backend_from_name("BAAI/bge-reranker-v2-m3")
+        ('qwen3-reranker', 'cross-encoder')
+    """
+    name = model.lower()
+    if "prism" in name:
+        return "prism"
+    if "qwen3-reranker" in name or "qwen3_reranker" in name:
+        return "qwen3-reranker"
+    if any(k in name for k in ("cross-encoder", "ms-marco", "reranker")):
+        return "cross-encoder"
+    return None
+
+
 def detect_backend(model: str) -> str:
     """Tell a checkpoint's backend from its config's architectures and files, else from its name.
 
@@ -148,12 +215,8 @@ def detect_backend(model: str) -> str:
         if "remote" in BACKENDS:
             return "remote"
         raise UnknownBackendError(f"{model!r} is a URL and no remote backend is registered")
-    name = model.lower()
-    by_name = (
-        "prism" if "prism" in name
-        else "qwen3-reranker" if "qwen3-reranker" in name or "qwen3_reranker" in name
-        else None
-    )  # fmt: skip
+    guess = backend_from_name(model)
+    by_name = guess if guess in ("prism", "qwen3-reranker") else None  # both are Qwen3 causal LMs
     # The hub is asked only when the name cannot decide (it may be unreachable: no slow retries).
     config = _read_config(model, network=by_name is None)
     if config is not None:
@@ -167,7 +230,7 @@ def detect_backend(model: str) -> str:
             return by_name
     elif by_name is not None:
         return by_name
-    elif _is_cross_encoder_dir(model) or any(k in name for k in ("cross-encoder", "ms-marco", "reranker")):
+    elif guess == "cross-encoder" or _is_cross_encoder_dir(model):
         return "cross-encoder"
     what = f"architectures {config.get('architectures')!r}" if config is not None else "no readable config"
     raise UnknownBackendError(

@@ -39,33 +39,39 @@ class Blocking:
     fn: Callable[[], Any]
 
 
+def _resume(work: Work[T], value: Any = None, error: BaseException | None = None) -> tuple[bool, Any]:
+    """Send ``value`` (or throw ``error``) into the body: ``(True, its return value)`` when it is
+    done, else ``(False, its next step)``."""
+    try:
+        return False, work.throw(error) if error is not None else work.send(value)
+    except StopIteration as stop:
+        return True, stop.value
+
+
 def drive_sync(work: Work[T], *, run: Callable[[Any], Any]) -> T:
     """Run ``work`` in this thread; ``run(job)`` submits an engine job and waits for its value."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            step = work.throw(error) if error is not None else work.send(value)
-        except StopIteration as stop:
-            return stop.value
-        value, error = None, None
+    done, step = _resume(work)
+    while not done:
         try:
             value = step.fn() if isinstance(step, Blocking) else run(step)
         except BaseException as exc:  # thrown into the body at its yield, then re-raised by it
-            error = exc
+            done, step = _resume(work, error=exc)
+        else:
+            done, step = _resume(work, value)
+    result: T = step
+    return result
 
 
 async def drive_async(work: Work[T], *, run: Callable[[Any], Awaitable[Any]]) -> T:
     """Run ``work`` without blocking the event loop; ``await run(job)`` waits for an engine job."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
+    done, step = _resume(work)
+    while not done:
+        blocking = isinstance(step, Blocking)
         try:
-            step = work.throw(error) if error is not None else work.send(value)
-        except StopIteration as stop:
-            return stop.value
-        value, error = None, None
-        try:
-            value = await asyncio.to_thread(step.fn) if isinstance(step, Blocking) else await run(step)
+            value = await (asyncio.to_thread(step.fn) if blocking else run(step))
         except BaseException as exc:  # cancellation included: the body releases what it holds
-            error = exc
+            done, step = _resume(work, error=exc)
+        else:
+            done, step = _resume(work, value)
+    result: T = step
+    return result

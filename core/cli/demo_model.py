@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from prism_core.backends.prism import DEFAULT_MODEL
 from prism_core.errors import ModelLoadError
+from prism_core.registry import backend_from_name
 from prism_core.runtime.hub import check_hub
 
 logger = logging.getLogger(__name__)
@@ -162,23 +163,6 @@ def tiny_fallback(backend: str) -> Path:
     if backend == "cross-encoder":
         return tiny_cross_encoder_checkpoint()
     raise ValueError(f"no tiny fallback for backend {backend!r}; the demo runs: {', '.join(DEMO_BACKENDS)}")
-
-
-def backend_from_name(model: str) -> str | None:
-    """The backend a model's name suggests (no file or network access), else ``None``.
-
-    Example:
-        >>> backend_from_name("Qwen/Qwen3-Reranker-0.6B"), backend_from_name("BAAI/bge-reranker-v2-m3")
-        ('qwen3-reranker', 'cross-encoder')
-    """
-    name = model.lower()
-    if "prism" in name:
-        return "prism"
-    if "qwen3-reranker" in name or "qwen3_reranker" in name:
-        return "qwen3-reranker"
-    if any(k in name for k in ("cross-encoder", "ms-marco", "reranker")):
-        return "cross-encoder"
-    return None
 
 
 def _local_backend(path: str) -> str | None:

@@ -239,7 +239,7 @@ def _is_tiny_prism(options: ModelOptions) -> bool:
     if not is_tiny_random_model(options.model):
         return False
     try:
-        return options.resolve()[1] == "prism"
+        return options.resolve_names()[1] == "prism"
     except Exception:  # a backend that cannot be told: reported when the system is built
         return False
 
@@ -333,14 +333,14 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, factory: Rer
             capped = True
         try:
             reranker = build_reranker(options, factory)
-            resolved_model, resolved_backend = options.resolve()
+            resolved_model, resolved_backend = options.resolve_names()
             load_now(reranker, options)
         except OptionError as exc:
             parser.error(str(exc))
         except ModelUnavailable as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 1
-        except (ValueError, TypeError) as exc:  # resolve(): a backend that cannot be told
+        except (ValueError, TypeError) as exc:  # resolve_names(): a backend that cannot be told
             parser.error(one_line(exc))
         name = system_name(resolved_model, resolved_backend, taken)
         systems.append(System(name, reranker, resolved_model, resolved_backend))

@@ -45,9 +45,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from prism_core.cli.arg_types import non_negative_int as non_negative_int
@@ -64,7 +62,8 @@ from prism_core.cli.errors import one_line as one_line
 from prism_core.cli.quality_options import QualityOptions as QualityOptions
 from prism_core.cli.quality_options import add_quality_arguments as add_quality_arguments
 from prism_core.cli.quality_options import build_quality_scorer as build_quality_scorer
-from prism_core.config import ENGINE_OPTION_NAMES, EngineConfig
+from prism_core.config import ENGINE_OPTION_NAMES, EngineConfig, EngineSpec
+from prism_core.errors import UnknownBackendError
 from prism_core.protocol import Reranker
 
 DTYPES = ("bfloat16", "float16", "float32")
@@ -136,89 +135,52 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
     return group
 
 
-@dataclass(frozen=True)
-class ModelOptions:
-    """How to build the reranker, as given on the command line (``None``: not given).
+class ModelOptions(EngineSpec):
+    """How to build the reranker, as given on the command line: the core's one engine description
+    (:class:`~prism_core.config.EngineSpec`, ``None``: not given) read from parsed flags.
 
-    Attributes:
-        model: Hugging Face model id or local path; ``None`` means the backend's default model.
-        backend: Backend name; ``None`` tells it from the checkpoint (``"prism"`` without ``model``).
-        device: Torch device string (``"cuda"``, ``"cpu"``, ...); ``None`` lets the engine choose.
-        dtype: Torch dtype name (``"bfloat16"``, ...); ``None`` lets the engine choose.
-        max_length: Token budget for prompt plus document; ``None`` keeps the backend's default.
-        max_new_tokens: Generation budget per document; ``None`` keeps the backend's default.
-        batch_tokens: Padded tokens per forward pass; ``None`` keeps the engine's default.
-        instruction: Task instruction (Qwen3-Reranker); ``None`` keeps the card's.
-        timeout: Seconds per HTTP request (remote backend); ``None`` keeps its default.
-        max_retries: Retries on connection errors, 429 and 5xx (remote backend); ``None``: its default.
+    Values are taken as argparse parsed them and validated when the engine configuration is built
+    (:meth:`engine_config`), so a bad value is reported as an option error there.
 
     Example:
         >>> ModelOptions(model="m", backend="prism", max_length=512).engine_config().to_dict()
         {'model': 'm', 'backend': 'prism', 'max_length': 512}
     """
 
-    model: str | None = None
-    backend: str | None = None
-    device: str | None = None
-    dtype: str | None = None
-    max_length: int | None = None
-    max_new_tokens: int | None = None
-    batch_tokens: int | None = None
-    instruction: str | None = None
-    timeout: float | None = None
-    max_retries: int | None = None
-
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ModelOptions:
         """Read the options :func:`add_model_arguments` defined from parsed arguments."""
         return cls(**{f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls)})
 
-    def replace(self, **changes: Any) -> ModelOptions:
-        """A copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
-
     @property
     def model_name(self) -> str:
         """The model as it should appear in messages (the backend's default model when unset)."""
-        if self.model is not None:
-            return self.model
-        try:
-            return _default_model(self.backend or "prism")
-        except Exception:  # unknown or unimportable backend: the message is about something else
-            return "<default model>"
-
-    def resolve(self) -> tuple[str, str]:
-        """``(model, backend)``: the defaults filled in, the backend told from the checkpoint if needed.
-
-        Raises:
-            prism_core.errors.UnknownBackendError: Unknown backend name, or a checkpoint whose backend
-                cannot be told.
-            OptionError: The backend has no default model and ``model`` is not given.
-        """
-        from prism_core.registry import backend_class, detect_backend
-
-        if self.model is None:
-            backend = self.backend or "prism"
-            backend_class(backend)  # refuses an unknown name, listing the known ones
-            return _default_model(backend), backend
-        if self.backend is None:
-            return self.model, detect_backend(self.model)
-        backend_class(self.backend)
-        return self.model, self.backend
+        name = self.describe()
+        return "<default model>" if self.model is None and name.endswith("(default model)") else name
 
     def engine_options(self) -> dict[str, Any]:
         """The engine options that were given (``None`` ones left out)."""
-        return {name: getattr(self, name) for name in ENGINE_FIELDS if getattr(self, name) is not None}
+        return self.options()
 
     def engine_config(self) -> EngineConfig:
-        """The :class:`~prism_core.config.EngineConfig` these options describe (validated).
+        """The :class:`~prism_core.config.EngineConfig` these options describe (validated); whether
+        the backend takes each option is checked by :func:`default_reranker_factory`, by flag name.
 
         Raises:
-            prism_core.errors.UnknownBackendError: See :meth:`resolve`.
+            prism_core.errors.UnknownBackendError: Unknown backend name, or a checkpoint whose
+                backend cannot be told.
+            OptionError: The backend has no default model and ``model`` is not given.
             ValueError: An option value the configuration refuses (a bad device string...).
         """
-        model, backend = self.resolve()
-        return EngineConfig.create(model, backend, **self.engine_options())
+        try:
+            model, backend = self.resolve_names()
+        except UnknownBackendError:
+            raise
+        except ValueError:
+            raise OptionError(
+                f"the {self.backend or 'prism'} backend has no default model: pass --model"
+            ) from None
+        return EngineConfig.create(model, backend, **self.options())
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
@@ -231,15 +193,6 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
     return ModelOptions.from_args(args).engine_config()
 
 
-def _default_model(backend: str) -> str:
-    from prism_core.registry import backend_class
-
-    model = getattr(backend_class(backend), "default_model", None)
-    if not isinstance(model, str) or not model:
-        raise OptionError(f"the {backend} backend has no default model: pass --model")
-    return model
-
-
 RerankerFactory = Callable[[ModelOptions], Reranker]
 """Builds (constructs; loading may wait) the reranker for the options.
 
@@ -248,18 +201,13 @@ Raises ``ValueError``/``TypeError`` for bad options (reported as option errors, 
 """
 
 
-def _check_applicable(cls: type, config: EngineConfig) -> None:
-    """Refuse an option the backend's constructor does not take, naming the option and the backend."""
-    try:
-        params = inspect.signature(cls).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    for name in config.options():
-        if name not in params:
-            flag = "--" + name.replace("_", "-")
-            raise OptionError(f"{flag} does not apply to the {config.backend} backend")
+def _check_applicable(config: EngineConfig) -> None:
+    """Refuse an option the backend does not take (:func:`prism_core.registry.refused_options`),
+    naming the option by its flag and the backend."""
+    from prism_core.registry import refused_options
+
+    for name in refused_options(config.backend, config.options()):
+        raise OptionError(f"--{name.replace('_', '-')} does not apply to the {config.backend} backend")
 
 
 def default_reranker_factory(options: ModelOptions) -> Reranker:
@@ -285,11 +233,11 @@ def default_reranker_factory(options: ModelOptions) -> Reranker:
     Example:
         >>> reranker = default_reranker_factory(ModelOptions(backend="prism", device="cpu"))  # doctest: +SKIP
     """
-    from prism_core.registry import backend_class, get_engine
+    from prism_core.registry import get_engine
     from prism_core.runtime.hub import check_hub
 
     config = options.engine_config()
-    _check_applicable(backend_class(config.backend), config)
+    _check_applicable(config)
     if config.backend != "remote":
         check_hub(config.model)  # a hub id the hub cannot give: fail now, in one line, not after retries
     engine = get_engine(config)

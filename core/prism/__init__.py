@@ -1,1 +1,2 @@
-"""Prism-Reranker's data contract: the exact prompt strings and the parsing of its generated text."""
+"""The Prism-Reranker family: its backend (:mod:`.reranker`), its exact prompt (:mod:`.prompt`) and the
+parsing of its generated text (:mod:`.parsing`). The backend is imported on use (it needs torch)."""

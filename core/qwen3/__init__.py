@@ -1,1 +1,2 @@
-"""Qwen3-Reranker's data contract: the exact prompt of its model card."""
+"""The Qwen3-Reranker family: its backend (:mod:`.reranker`) and its card's prompt (:mod:`.prompt`).
+The backend is imported on use (it needs torch)."""

@@ -2,10 +2,10 @@
 
 An adapter is built either from a configuration (``model=``, ``backend=``, engine options as
 keyword arguments, or ``engine_config=``) or from a ready ``reranker=`` object. The configuration is
-held as one :class:`EngineSpec`: the :class:`prism_core.EngineConfig` fields, validated by
-``EngineConfig`` itself, except that ``model`` and ``backend`` may stay ``None`` (the backend's
-default model; the backend told from the checkpoint). Those two are resolved on first use, not at
-construction, because telling a hub checkpoint's backend reads its ``config.json`` from the Hub.
+held as the core's one engine description, :class:`prism_core.config.EngineSpec` (re-exported here),
+whose ``model`` and ``backend`` may stay ``None`` (the backend's default model; the backend told
+from the checkpoint). Those two are resolved on first use, not at construction, because telling a
+hub checkpoint's backend reads its ``config.json`` from the Hub.
 
 :class:`EngineResolver` turns the spec into the engine on first use, through the process-wide cache
 (:func:`prism_core.registry.get_engine`): adapters of any framework configured alike share one
@@ -14,16 +14,13 @@ engine and one set of loaded weights. Constructing an adapter loads nothing.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from prism_core import registry
-from prism_core.config import ENGINE_OPTION_NAMES, EngineConfig, model_option
-from prism_core.errors import UnknownBackendError
+from prism_core.config import ENGINE_OPTION_NAMES, EngineSpec
 from prism_core.protocol import Reranker
 from prism_integrations._common.options import RerankSettings
 
@@ -38,9 +35,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Placeholders used only to let :class:`EngineConfig` validate options before model/backend are known.
-_ANY_MODEL, _ANY_BACKEND = "unresolved/model", "prism"
 
 
 class NotSerializableError(TypeError):
@@ -61,137 +55,6 @@ def not_serializable_message(adapter: str, option: str = "reranker") -> str:
         "from a dict, and dropping it would reload as another model); build it with `model=`, "
         "`backend=` and engine options (or `engine_config=`) to serialise it."
     )
-
-
-def _check_backend_name(backend: Any) -> str | None:
-    if backend is None:
-        return None
-    if not isinstance(backend, str) or backend not in registry.BACKENDS:
-        raise UnknownBackendError(
-            f"unknown backend {backend!r}; known backends: {', '.join(registry.BACKENDS)}"
-        )
-    return backend
-
-
-@dataclass(frozen=True)
-class EngineSpec:
-    """An engine configuration as an adapter holds and serialises it.
-
-    The fields of :class:`prism_core.EngineConfig`, validated by it, except that ``model`` and
-    ``backend`` may be ``None`` until first use: ``model=None`` is the backend's default model
-    (Prism-Reranker's when ``backend`` is ``None`` too) and ``backend=None`` is told from the
-    checkpoint (:func:`prism_core.detect_backend`). :meth:`to_dict` is JSON-safe and, when both
-    are set, equal to ``EngineConfig.to_dict()``.
-
-    Attributes:
-        model: Hub id or local checkpoint directory, or ``None``.
-        backend: ``"prism"``, ``"qwen3-reranker"``, ``"cross-encoder"``..., or ``None``.
-        options: The engine options that were set, as ``(name, value)`` pairs in documented order.
-
-    Example:
-        >>> spec = EngineSpec.create("org/prism", max_new_tokens=64)
-        >>> spec.to_dict()
-        {'model': 'org/prism', 'backend': None, 'max_new_tokens': 64}
-        >>> EngineSpec.from_dict(spec.to_dict()) == spec
-        True
-    """
-
-    model: str | None = None
-    backend: str | None = None
-    options: tuple[tuple[str, Any], ...] = ()
-
-    @classmethod
-    def create(cls, model: Any = None, backend: Any = None, **options: Any) -> EngineSpec:
-        """Validate and normalise (``torch.bfloat16`` → ``"bfloat16"``, numpy ints → ``int``).
-
-        Options set to ``None`` are left out (the engine's default).
-
-        Raises:
-            TypeError: An unknown option name (the known ones are listed) or a wrongly typed value.
-            ValueError: A value out of range; :class:`prism_core.UnknownBackendError` for an
-                unknown backend name.
-        """
-        model = None if model is None else model_option(model)
-        backend = _check_backend_name(backend)
-        config = EngineConfig.create(model or _ANY_MODEL, backend or _ANY_BACKEND, **options)
-        return cls(model=model, backend=backend, options=tuple(config.options().items()))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | EngineConfig | EngineSpec) -> EngineSpec:
-        """Rebuild a spec from :meth:`to_dict` (or ``EngineConfig.to_dict()``) output, an
-        :class:`EngineConfig` or a spec."""
-        if isinstance(data, EngineSpec):
-            return data
-        if isinstance(data, EngineConfig):
-            return cls.create(data.model, data.backend, **data.options())
-        if not isinstance(data, Mapping):
-            raise TypeError(
-                f"engine_config must be a mapping, an EngineConfig or None, got {type(data).__name__}"
-            )
-        rest = {k: v for k, v in data.items() if k not in ("model", "backend")}
-        return cls.create(data.get("model"), data.get("backend"), **rest)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe: ``model``, ``backend`` (either may be ``None``), then the options that were set."""
-        return {"model": self.model, "backend": self.backend, **dict(self.options)}
-
-    @property
-    def option_dict(self) -> dict[str, Any]:
-        """The engine options that were set, as a dict."""
-        return dict(self.options)
-
-    def describe(self) -> str:
-        """A short name for logs and events: the model, or the backend's default model."""
-        if self.model is not None:
-            return self.model
-        default = _default_model(self.backend or "prism")
-        return default if default is not None else f"{self.backend} (default model)"
-
-    def resolve(self) -> EngineConfig:
-        """The full configuration: the backend told from the checkpoint when not given, the
-        backend's default model when no model was given.
-
-        Raises:
-            UnknownBackendError: The checkpoint's backend cannot be told (pass ``backend=``).
-            ValueError: The backend has no default model and none was given.
-            TypeError: An option the backend does not take (for example ``instruction`` with Prism).
-        """
-        backend = self.backend
-        model = self.model
-        if backend is None:
-            backend = "prism" if model is None else registry.detect_backend(model)
-        if model is None:
-            model = _default_model(backend)
-            if model is None:
-                raise ValueError(f"backend {backend!r} has no default model: pass model=")
-        _check_options_apply(backend, self.option_dict)
-        return EngineConfig.create(model, backend, **self.option_dict)
-
-
-def _default_model(backend: str) -> str | None:
-    try:
-        default = getattr(registry.backend_class(backend), "default_model", None)
-    except ImportError:
-        return None
-    return default if isinstance(default, str) else None
-
-
-def _check_options_apply(backend: str, options: Mapping[str, Any]) -> None:
-    """Refuse, by name, options that the backend's class does not take."""
-    if not options:
-        return
-    try:
-        params = inspect.signature(registry.backend_class(backend)).parameters
-    except (ImportError, TypeError, ValueError):  # the backend's own error will say it at construction
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    unknown = sorted(name for name in options if name not in params)
-    if unknown:
-        takes = ", ".join(name for name in ENGINE_OPTION_NAMES if name in params)
-        raise TypeError(
-            f"engine option(s) {', '.join(unknown)} do not apply to backend {backend!r} (it takes: {takes})"
-        )
 
 
 def check_reranker(reranker: Any) -> Reranker:
@@ -260,7 +123,7 @@ class EngineResolver:
 
     Example:
         >>> resolver = EngineResolver(EngineSpec.create("org/prism", backend="prism"))
-        >>> resolver.resolved
+        >>> resolver.ready
         False
     """
 
@@ -297,11 +160,6 @@ class EngineResolver:
         # copied (pydantic deep-copies fields first, with the same memo) is the copy's.
         reranker = memo.get(id(self.reranker), self.reranker) if self.reranker is not None else None
         return EngineResolver(self.spec, reranker)
-
-    @property
-    def resolved(self) -> bool:
-        """Whether the engine was looked up (a ``reranker`` object counts as looked up only once used)."""
-        return self._engine is not None and self.reranker is None
 
     @property
     def ready(self) -> bool:

@@ -316,9 +316,9 @@ def get_engine_spy(monkeypatch: pytest.MonkeyPatch) -> list[EngineConfig]:
 
 def test_resolver_looks_up_lazily_once(get_engine_spy: list[EngineConfig]) -> None:
     resolver = EngineResolver(EngineSpec.create("m", "prism", device="cpu"))
-    assert not resolver.resolved and get_engine_spy == []
+    assert not resolver.ready and get_engine_spy == []
     engine = resolver.get()
-    assert resolver.resolved
+    assert resolver.ready
     assert get_engine_spy == [EngineConfig.create("m", "prism", device="cpu")]
     assert resolver.get() is engine and len(get_engine_spy) == 1  # cached
     assert isinstance(engine, _Engine) and engine.loads == 0  # get() never loads

@@ -220,7 +220,7 @@ def test_documents_without_content_pass_through_never_as_empty_text(caplog: pyte
     assert "1 of 8 documents have no text (documents[2])" in caplog.text
     only_blobs = PrismRanker(model="not/a-real-model")  # touches no engine: nothing to score
     assert only_blobs.run(query=QUERY, documents=[blob])["documents"] == [blob]
-    assert not only_blobs._resolver.resolved
+    assert not only_blobs._resolver.ready
 
 
 def test_wrong_item_types_are_named() -> None:
@@ -263,7 +263,7 @@ def test_empty_input_touches_nothing() -> None:
     assert fake.calls == [] and not fake.loaded
     ranker = PrismRanker(model="not/a-real-model")
     assert ranker.run(query=QUERY, documents=[]) == {"documents": []}
-    assert not ranker._resolver.resolved
+    assert not ranker._resolver.ready
 
 
 def test_warm_up_is_idempotent_and_loads() -> None:
@@ -334,7 +334,7 @@ def test_validation(kwargs: dict[str, Any], error: type[Exception], message: str
 
 def test_constructing_with_model_loads_nothing() -> None:
     ranker = PrismRanker(model="not/a-real-model", device="cpu")
-    assert not ranker._resolver.resolved
+    assert not ranker._resolver.ready
     assert (ranker.model, ranker.backend) == ("not/a-real-model", None)
     assert ranker.engine_config == EngineSpec.create("not/a-real-model", device="cpu")
 
@@ -378,7 +378,7 @@ def test_to_dict_from_dict_exact() -> None:
     }
     again = PrismRanker.from_dict(data)
     assert again.to_dict() == data and again.engine_config == ranker.engine_config
-    assert not again._resolver.resolved
+    assert not again._resolver.ready
 
 
 def test_default_to_dict_keeps_defaults_unpinned() -> None:
@@ -493,7 +493,7 @@ def test_pipeline_yaml_round_trip() -> None:
     ranker = loaded.get_component("ranker")
     assert isinstance(ranker, PrismRanker)
     assert ranker.to_dict() == pipe.get_component("ranker").to_dict()
-    assert not ranker._resolver.resolved  # loading a pipeline loads no model
+    assert not ranker._resolver.ready  # loading a pipeline loads no model
     assert loaded.to_dict()["components"] == pipe.to_dict()["components"]
 
 
@@ -514,7 +514,7 @@ print(json.dumps({
     "class": f"{type(ranker).__module__}.{type(ranker).__qualname__}",
     "ranker": ranker.to_dict(),
     "components": sorted(pipe.to_dict()["components"]),
-    "resolved": ranker._resolver.resolved,
+    "resolved": ranker._resolver.ready,
 }))
 """
 

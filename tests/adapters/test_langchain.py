@@ -201,7 +201,7 @@ def test_empty_input_touches_nothing() -> None:
     assert fake.calls == [] and not fake.loaded
     compressor = PrismDocumentCompressor(model="not/a-real-model")  # would fail to resolve or load
     assert list(compressor.compress_documents([], QUERY)) == []
-    assert not compressor._resolver.resolved
+    assert not compressor._resolver.ready
 
 
 async def test_async_uses_arerank() -> None:
@@ -263,7 +263,7 @@ def test_options_are_not_coerced() -> None:
 
 def test_constructing_with_model_loads_nothing() -> None:
     compressor = PrismDocumentCompressor(model="not/a-real-model", device="cpu", max_new_tokens=32)
-    assert not compressor._resolver.resolved
+    assert not compressor._resolver.ready
     assert (compressor.model, compressor.backend) == ("not/a-real-model", None)
     assert compressor.engine_config == EngineSpec.create("not/a-real-model", device="cpu", max_new_tokens=32)
 
@@ -299,7 +299,7 @@ def test_serialisation_round_trip_exact() -> None:
     assert again.model_dump() == dumped
     assert again.engine_config == compressor.engine_config and again.backend == "qwen3-reranker"
     assert PrismDocumentCompressor.model_validate_json(compressor.model_dump_json()).model_dump() == dumped
-    assert not again._resolver.resolved
+    assert not again._resolver.ready
 
 
 def test_serialisation_of_defaults_and_engine_config() -> None:

@@ -290,7 +290,7 @@ def test_empty_input_touches_nothing() -> None:
     assert fake.calls == [] and not fake.loaded
     pp = PrismNodePostprocessor(model="not/a-real-model")
     assert pp.postprocess_nodes([], query_str=QUERY) == []
-    assert not pp._resolver.resolved
+    assert not pp._resolver.ready
 
 
 def test_missing_query_raises() -> None:
@@ -361,7 +361,7 @@ def test_validation(kwargs: dict[str, Any], error: type[Exception], message: str
 
 def test_constructing_with_model_loads_nothing() -> None:
     pp = PrismNodePostprocessor(model="not/a-real-model", device="cpu", batch_tokens=4096)
-    assert not pp._resolver.resolved
+    assert not pp._resolver.ready
     assert (pp.model, pp.backend) == ("not/a-real-model", None)
     assert pp.engine_config == EngineSpec.create("not/a-real-model", device="cpu", batch_tokens=4096)
     positional = PrismNodePostprocessor("org/prism", backend="prism")
@@ -388,7 +388,7 @@ def test_to_dict_round_trip_exact() -> None:
     again = PrismNodePostprocessor.from_dict(data)
     assert again.to_dict() == data and again.engine_config == pp.engine_config
     assert PrismNodePostprocessor.from_json(pp.to_json()).to_dict() == data
-    assert not again._resolver.resolved
+    assert not again._resolver.ready
 
 
 def test_custom_reranker_is_not_serialisable() -> None:

@@ -141,6 +141,25 @@ def test_weights_load_once_per_process(tiny_qwen3_path: str, monkeypatch: pytest
     assert len(calls) == 1
 
 
+def test_a_call_enters_load_once(tiny_qwen35_path: str) -> None:
+    """One ``load()`` per call, not one per document (``_result`` used to reach the tokenizer through
+    the loading property for every document)."""
+
+    class Counting(PrismReranker):
+        loads = 0
+
+        def load(self) -> Counting:
+            type(self).loads += 1
+            return super().load()
+
+    engine = Counting(tiny_qwen35_path, device="cpu", max_new_tokens=8)
+    docs = [f"{d} ({k})" for k, d in enumerate(DOCS)]  # not in the result cache
+    results = engine.rerank(QUERY, docs, score_threshold=0.0)  # every relevant one generates
+    assert len(results) == len(docs) and Counting.loads == 1
+    asyncio.run(engine.ascore(QUERY, [f"{d} (async)" for d in docs]))
+    assert Counting.loads == 2
+
+
 # ------------------------------------------------------------------ behaviour
 def test_truncated_flag_and_warning_once_per_call(
     tiny_qwen35_path: str, caplog: pytest.LogCaptureFixture

@@ -128,3 +128,38 @@ def test_one_engine_per_configuration(tmp_path: Path) -> None:
     assert a is load_reranker(path + "/", backend="qwen3-reranker", device=torch.device("cpu"), dtype="fp32")
     assert a is not load_reranker(path, device="cpu", instruction="another task")
     assert not a.is_loaded  # type: ignore[attr-defined]  # nothing was loaded
+
+
+def test_backend_options_are_declared_once_and_read_by_every_reader() -> None:
+    from prism_core.cli.options import ModelOptions, OptionError, default_reranker_factory
+    from prism_core.config import EngineSpec
+    from prism_core.registry import backend_options, refused_options
+
+    assert backend_options("prism") == ("device", "dtype", "max_length", "max_new_tokens", "batch_tokens")
+    assert backend_options("qwen3-reranker") == (*backend_options("prism"), "instruction")  # type: ignore[misc]
+    assert backend_options("cross-encoder") == backend_options("prism")
+    assert refused_options("prism", ["device", "instruction"]) == ["instruction"]
+    with pytest.raises(TypeError, match=r"backend 'prism' does not take option\(s\) instruction"):
+        backend_class("prism")("some/model", instruction="x")  # the constructor reads the declaration
+    with pytest.raises(TypeError, match="instruction do not apply to backend 'prism'"):
+        EngineSpec.create("m", "prism", instruction="x").resolve()  # the adapters' reader
+    with pytest.raises(OptionError, match="--instruction does not apply to the prism backend"):
+        default_reranker_factory(ModelOptions(model="m", backend="prism", instruction="x"))  # the CLI's
+
+
+def test_one_engine_description_for_adapters_cli_and_registry() -> None:
+    from prism_core.cli.options import ModelOptions
+    from prism_core.config import EngineSpec
+
+    spec = EngineSpec.create("m", "qwen3-reranker", instruction="Find code")
+    config = spec.resolve()
+    assert isinstance(config, EngineSpec) and issubclass(ModelOptions, EngineSpec)
+    assert (
+        config.to_dict()
+        == spec.to_dict()
+        == {"model": "m", "backend": "qwen3-reranker", "instruction": "Find code"}
+    )
+    assert (
+        ModelOptions(model="m", backend="qwen3-reranker", instruction="Find code").engine_config() == config
+    )
+    assert EngineSpec.from_dict(config) == spec
