@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
-from fakes import FakeReranker
+from tests.fakes import FakeReranker
 
 from prism_core.results import PrismResult
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from fakes import FakeReranker
+from tests.fakes import FakeReranker
 
 from prism_core.budgets import TIME_BUDGET, unscored_result
 from prism_core.results import PrismResult

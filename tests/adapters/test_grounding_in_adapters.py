@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fakes import FakeReranker
+from tests.fakes import FakeReranker
 
 from prism_core import check_grounding
 from prism_core.results import PrismResult

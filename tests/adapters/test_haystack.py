@@ -20,7 +20,7 @@ import pytest
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no network from tests
 pytest.importorskip("haystack")
 
-from _adapter_cases import (
+from tests._adapter_cases import (
     BACKEND_NAMES,
     ORDER_ALL,
     ORDER_RELEVANT,
@@ -39,7 +39,7 @@ from _adapter_cases import (
     tiny_backend,
     tiny_model_path,
 )
-from fakes import FakeReranker, ScoreOnlyFakeReranker
+from tests.fakes import FakeReranker, ScoreOnlyFakeReranker
 from haystack import Document, Pipeline
 from haystack.components.builders import PromptBuilder
 from haystack.components.retrievers.in_memory import InMemoryBM25Retriever

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("llama_index.core")
 
-from _adapter_cases import (
+from tests._adapter_cases import (
     BACKEND_NAMES,
     ORDER_ALL,
     ORDER_RELEVANT,
@@ -34,7 +34,7 @@ from _adapter_cases import (
     tiny_backend,
     tiny_model_path,
 )
-from fakes import FakeReranker, ScoreOnlyFakeReranker
+from tests.fakes import FakeReranker, ScoreOnlyFakeReranker
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
@@ -411,7 +411,7 @@ def test_import_error_names_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _minilm_embedding() -> Any:
-    from _minilm import embed, require_minilm
+    from tests._minilm import embed, require_minilm
     from llama_index.core.embeddings import BaseEmbedding
 
     require_minilm()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from fakes import FakeReranker
+from tests.fakes import FakeReranker
 
 from prism_core.results import PrismResult
 

@@ -23,7 +23,7 @@ import pytest
 
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no network from tests
 
-from _adapter_cases import (
+from tests._adapter_cases import (
     QUERY,
     TEXTS,
     AsyncSpy,
@@ -34,7 +34,7 @@ from _adapter_cases import (
     score_of,
     tiny_backend,
 )
-from fakes import FakeReranker, ScoreOnlyFakeReranker
+from tests.fakes import FakeReranker, ScoreOnlyFakeReranker
 
 from prism_core.quality import QualityScorer
 from prism_integrations._common import (

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import FakeReranker
+from tests.fakes import FakeReranker
 
 from prism_core import cli
 from prism_core.budgets import TIME_BUDGET, unscored_result

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import FakeReranker
+from tests.fakes import FakeReranker
 
 import prism_core.cli as cli_package
 import prism_core.runtime.hub as hub

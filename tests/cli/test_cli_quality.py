@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from fakes import FakeReranker
+from tests.fakes import FakeReranker
 
 from prism_core.cli import rerank as cli
 from prism_core.cli.options import ModelOptions, QualityOptions, build_quality_scorer

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _slow import slowed_passes
+from tests._slow import slowed_passes
 
 from prism_core import PrismReranker, Qwen3Reranker
 from prism_core.budgets import TIME_BUDGET

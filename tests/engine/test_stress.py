@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import torch
-from _slow import slowed_passes
+from tests._slow import slowed_passes
 
 from prism_core import NonFiniteScoreError, PrismReranker
 from prism_core.runtime.cache import PrefillState

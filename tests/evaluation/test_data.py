@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from _eval_cases import write_beir, write_jsonl
+from tests.evaluation._eval_cases import write_beir, write_jsonl
 
 from prism_core.evaluation.datasets import (
     EvalDataError,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _eval_cases import ScriptedReranker, write_jsonl
+from tests.evaluation._eval_cases import ScriptedReranker, write_jsonl
 
 from prism_core.cli.eval import main, pair_systems, system_name
 from prism_core.cli.options import ModelOptions

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _eval_cases import Outcome, ScriptedReranker, write_jsonl
+from tests.evaluation._eval_cases import Outcome, ScriptedReranker, write_jsonl
 
 from prism_core.evaluation import System, evaluate, load_jsonl
 from prism_core.evaluation.judge import JUDGE_SYSTEM_PROMPT, LLMJudge, judge_summary, parse_grade

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _eval_cases import Outcome, ScriptedReranker, write_jsonl
+from tests.evaluation._eval_cases import Outcome, ScriptedReranker, write_jsonl
 
 from prism_core.evaluation import System, evaluate, load_dataset, load_jsonl, write_report
 from prism_core.evaluation.retrieval import BM25Retriever, DenseRetriever, run_candidates

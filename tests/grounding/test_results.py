@@ -138,7 +138,7 @@ def test_server_result_item_carries_the_fields() -> None:
 
 
 def test_cli_records_carry_grounding(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    from fakes import FakeReranker
+    from tests.fakes import FakeReranker
 
     from prism_core.cli import rerank as cli
 

@@ -123,7 +123,7 @@ def median(values: list[float]) -> float:
 
 def fake_reranker():  # type: ignore[no-untyped-def]
     """``fakes.FakeReranker`` (scripted by markers in the text), with ``capabilities`` if it lacks them."""
-    from fakes import FakeReranker
+    from tests.fakes import FakeReranker
 
     from prism_core.protocol import Capabilities
 

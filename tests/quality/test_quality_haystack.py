@@ -14,8 +14,8 @@ import pytest
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no network from tests
 pytest.importorskip("haystack")
 
-from _adapter_cases import framework_missing
-from _quality_cases import (
+from tests._adapter_cases import framework_missing
+from tests.quality._quality_cases import (
     COMPONENT_TEXTS,
     QUERY,
     TinyQuality,

@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("langchain_core")
 
-from _adapter_cases import framework_missing
-from _quality_cases import (
+from tests._adapter_cases import framework_missing
+from tests.quality._quality_cases import (
     COMPONENT_TEXTS,
     QUERY,
     TinyQuality,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from _quality_cases import DOCS, TinyQuality, direct_head_scores, direct_scores
+from tests.quality._quality_cases import DOCS, TinyQuality, direct_head_scores, direct_scores
 
 from prism_core.errors import ModelLoadError
 from prism_core.quality import HeadFileError, QualityScorer

@@ -16,7 +16,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("httpx")
 
-from serving_helpers import API_KEY, ServerThread
+from tests.serving.serving_helpers import API_KEY, ServerThread
 
 from prism_core.config import EngineConfig
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from _slow import slowed_passes
-from serving_helpers import API_KEY, ServerThread
+from tests._slow import slowed_passes
+from tests.serving.serving_helpers import API_KEY, ServerThread
 
 from prism_core.backends.remote import RemoteReranker
 from prism_core.caching.results import configure_result_cache, result_cache

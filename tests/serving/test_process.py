@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_helpers import API_KEY, ServerProcess, queue_depth, wait_until
+from tests.serving.serving_helpers import API_KEY, ServerProcess, queue_depth, wait_until
 
 from prism_core.backends.remote import RemoteReranker, RemoteUnavailableError
 

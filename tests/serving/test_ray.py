@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_helpers import API_KEY, free_port
+from tests.serving.serving_helpers import API_KEY, free_port
 
 from prism_core.backends.remote import RemoteReranker
 from prism_core.config import EngineConfig

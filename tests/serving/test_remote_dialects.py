@@ -10,7 +10,7 @@ import zlib
 from typing import Any
 
 import pytest
-from serving_helpers import API_KEY, Scripted, ServerThread, assert_same_pairs
+from tests.serving.serving_helpers import API_KEY, Scripted, ServerThread, assert_same_pairs
 
 from prism_core.backends.remote import RemoteRequestError, RemoteReranker, RemoteResponseError
 from prism_core.ranking import select
