@@ -113,7 +113,8 @@ from prism_core.cli.terminal import setup_terminal
 from prism_core.errors import EngineClosedError, ModelLoadError
 from prism_core.grounding import ground_result
 from prism_core.protocol import Reranker
-from prism_core.quality.blend import apply_quality, engine_cuts
+from prism_core.quality.blend import engine_cuts
+from prism_core.quality.compose import compose_quality, unscored_in_input_order
 from prism_core.quality.scorer import QualityScorer
 from prism_core.results import PrismResult
 
@@ -445,14 +446,12 @@ class _Runner:
         top_n, threshold = engine_cuts(**rules)  # what the reranker may cut itself, before quality
         results = self._rerank(query, documents, top_n, threshold)
         by_index = {r.index: r for r in results}
-        if len(by_index) != len(results) or not all(0 <= i < len(documents) for i in by_index):
-            raise LineError(
-                f"the reranker returned invalid or repeated indices for {len(documents)} documents"
-            )
-        ranked = [(r.index, r.score) for r in sorted(results, key=lambda r: -r.score) if r.scored]
         try:
-            outcome = apply_quality(
-                ranked, lambda idx: self._quality_scores([documents[i] for i in idx]), **rules
+            outcome = compose_quality(
+                results,
+                len(documents),
+                lambda idx: self._quality_scores([documents[i] for i in idx]),
+                **rules,
             )
         except (ValueError, TypeError) as exc:  # a malformed result or score (LineError passes through)
             if isinstance(exc, LineError):
@@ -468,7 +467,7 @@ class _Runner:
             for rank, d in enumerate(outcome.kept, 1)
         ] + [  # the time budget left these unscored: last, in input order
             {"rank": len(outcome.kept) + k, **r.to_dict(), "quality_score": None, "blended_score": None}
-            for k, r in enumerate(sorted((r for r in results if not r.scored), key=lambda r: r.index), 1)
+            for k, r in enumerate(unscored_in_input_order(results), 1)
         ]
 
     def _budget(
