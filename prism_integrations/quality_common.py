@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from prism_core.quality.blend import QUALITY_SCORE, check_min_quality, select_by_quality
-from prism_core.quality.scorer import QualityScorer
 from prism_core.quality.compose import partition_texts
+from prism_core.quality.scorer import QualityScorer
 from prism_core.validation import check_bool
 from prism_integrations._common import Item, merge_metadata
 
