@@ -34,7 +34,7 @@ lint: install
 	MYPYPATH=build/mypy $(BIN)/mypy -p prism_core -p prism_integrations -p haystack_integrations.components.rankers.prism
 
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --cov=prism_core --cov=prism_integrations --cov=haystack_integrations --cov-report=term:skip-covered
 
 bench: install
 	$(BIN)/python benchmarks/run.py --device cpu

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from prism_core.quality.blend import QUALITY_SCORE, check_min_quality, select_by_quality
+from prism_core.quality.compose import partition_texts
 from prism_core.quality.scorer import QualityScorer
-from prism_core.validation import check_bool, check_text
+from prism_core.validation import check_bool
 from prism_integrations._common import Item, merge_metadata
 
 logger = logging.getLogger(__name__)
@@ -66,25 +67,12 @@ class QualityKept:
 
 
 def _prepare(items: Sequence[Item], name: str) -> tuple[list[int], list[str], list[int]]:
-    scored: list[int] = []
-    texts: list[str] = []
-    unscored: list[int] = []
-    for i, item in enumerate(items):
-        if item.text is None:
-            unscored.append(i)
-        else:
-            scored.append(i)
-            texts.append(check_text(item.text, f"{name}[{i}]"))
-    if unscored:
-        shown = ", ".join(f"{name}[{i}]" for i in unscored[:10]) + (", ..." if len(unscored) > 10 else "")
-        logger.warning(
-            "%d of %d %s have no text (%s): they get no quality score and are returned unchanged",
-            len(unscored),
-            len(items),
-            name,
-            shown,
-        )
-    return scored, texts, unscored
+    return partition_texts(
+        [item.text for item in items],
+        name,
+        logger=logger,
+        fate="they get no quality score and are returned unchanged",
+    )
 
 
 def _keep(

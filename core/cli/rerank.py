@@ -73,21 +73,16 @@ Example:
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import os
-import stat
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import ExitStack, suppress
+from collections.abc import Sequence
+from contextlib import ExitStack
 from typing import IO, Any
 
-from prism_core.budgets import fit_token_budget, returned_tokens
 from prism_core.cli.demo_model import warn_random_weights_once
 from prism_core.cli.lines import (
     LineError,
     decode_line,
-    is_blank,
     parse_line,
     split_lines,
 )
@@ -102,22 +97,21 @@ from prism_core.cli.options import (
     build_quality_scorer,
     build_reranker,
     default_reranker_factory,
-    load_failure,
-    load_now,
     one_line,
     positive_float,
     positive_int,
     probability,
 )
+from prism_core.cli.rerank_files import (
+    OutputError,
+    _binary_chunks,
+    _close_quietly,
+    _count_lines,
+    _Writer,
+    output_is_input,
+)
+from prism_core.cli.rerank_runner import PROG, _Runner
 from prism_core.cli.terminal import setup_terminal
-from prism_core.errors import EngineClosedError, ModelLoadError
-from prism_core.grounding import ground_result
-from prism_core.protocol import Reranker
-from prism_core.quality.blend import apply_quality, engine_cuts
-from prism_core.quality.scorer import QualityScorer
-from prism_core.results import PrismResult
-
-PROG = "prism-rerank"
 
 __all__ = [
     "PROG",
@@ -163,10 +157,6 @@ exit status:
   the prompt's minimum, an option the backend does not take, a quality option without
   --quality-head, a missing head file), reported before any input is read; 130 interrupted.
 """
-
-
-class OutputError(Exception):
-    """The output could not be written; the message is ready for stderr."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,288 +244,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser)
     add_quality_arguments(parser)
     return parser
-
-
-# --------------------------------------------------------------------------------------------
-# Lines: bytes in, one record out
-# --------------------------------------------------------------------------------------------
-
-
-# --------------------------------------------------------------------------------------------
-# Files
-# --------------------------------------------------------------------------------------------
-
-
-def _count_lines(path: str) -> int | None:
-    """Number of lines in a regular file (for the progress bar), or ``None``."""
-    try:
-        if not os.path.isfile(path):
-            return None
-        with open(path, "rb") as f:
-            return sum(1 for _ in f)
-    except OSError:
-        return None
-
-
-def _fd_stat(stream: Any) -> os.stat_result | None:
-    try:
-        return os.fstat(stream.fileno())
-    except (AttributeError, OSError, ValueError):  # no real descriptor (tests, wrappers)
-        return None
-
-
-def output_is_input(input_path: str, output_path: str) -> bool:
-    """Whether writing ``output_path`` would write over the input file (``'-'``: stdin / stdout).
-
-    Only a regular input file counts (a terminal is both stdin and stdout, harmlessly): the same
-    path, the same file through a symbolic or hard link (:func:`os.path.samefile`), or standard
-    output redirected into the input file (``prism-rerank in.jsonl >> in.jsonl``).
-
-    Example:
-        >>> output_is_input("in.jsonl", "-")  # stdout is not in.jsonl
-        False
-    """
-    try:
-        in_stat = os.stat(input_path) if input_path != "-" else _fd_stat(sys.stdin)
-    except OSError:
-        return False  # a missing input is reported when it is opened
-    if in_stat is None or not stat.S_ISREG(in_stat.st_mode):
-        return False
-    if output_path == "-":
-        out_stat = _fd_stat(sys.stdout)
-        return out_stat is not None and os.path.samestat(in_stat, out_stat)
-    if input_path != "-":
-        try:
-            return os.path.samefile(input_path, output_path)
-        except OSError:
-            return False  # the output does not exist yet
-    try:
-        return os.path.samestat(in_stat, os.stat(output_path))
-    except OSError:
-        return False
-
-
-def _binary_chunks(stream: IO[Any]) -> Iterable[bytes]:
-    """The bytes of ``stream``: its binary buffer when it has one, else its text encoded as UTF-8."""
-    buffer = getattr(stream, "buffer", None)
-    if buffer is not None:
-        return buffer
-    if isinstance(stream, (io.RawIOBase, io.BufferedIOBase)):
-        return stream
-    return (text.encode("utf-8", "surrogatepass") for text in iter(lambda: stream.read(65536), ""))
-
-
-def _close_quietly(stream: IO[Any]) -> None:
-    with suppress(OSError):
-        stream.close()
-
-
-class _Writer:
-    """Writes JSONL records, flushing each line so results stream through pipes."""
-
-    def __init__(self, stream: IO[str], name: str) -> None:
-        self._stream = stream
-        self.name = name
-        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
-        self._ascii = encoding not in ("utf8", "utf8sig", "")
-
-    def dumps(self, record: dict[str, Any]) -> str:
-        """One JSON line; ``ValueError`` on a non-finite number (JSON has none)."""
-        text = json.dumps(record, ensure_ascii=self._ascii, allow_nan=False)
-        if not self._ascii:
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:  # a lone surrogate slipped through: escape it, never crash
-                text = json.dumps(record, ensure_ascii=True, allow_nan=False)
-        return text + "\n"
-
-    def write(self, text: str) -> None:
-        try:
-            self._stream.write(text)
-            self._stream.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise OutputError(f"cannot write to {self.name}: {exc.strerror or one_line(exc)}") from None
-
-
-# --------------------------------------------------------------------------------------------
-# The run
-# --------------------------------------------------------------------------------------------
-
-
-_RESULT_FIELDS = frozenset(PrismResult.__dataclass_fields__)
-
-
-class _Runner:
-    """Processes input lines one at a time, loading the reranker at the first line that needs it."""
-
-    def __init__(
-        self,
-        args: argparse.Namespace,
-        options: ModelOptions,
-        reranker: Reranker,
-        writer: _Writer,
-        log: Callable[[str], None],
-        quality: QualityScorer | None = None,
-        quality_options: QualityOptions | None = None,
-    ) -> None:
-        self.args = args
-        self.options = options
-        self._reranker = reranker
-        self._loaded = False
-        self._quality = quality
-        self.quality_options = quality_options or QualityOptions()
-        self._quality_loaded = False
-        self.writer = writer
-        self.log = log
-        self.failed = 0
-        self.written = 0  # output records written so far
-        self.next_line = args.start_line
-        """The first input line not yet accounted for (no record written, not skipped)."""
-
-    def reranker(self) -> Reranker:
-        if not self._loaded:
-            load_now(self._reranker, self.options)
-            self._loaded = True
-        return self._reranker
-
-    def process(self, lineno: int, offset: int, body: bytes) -> bool:
-        """Account for one line; return ``False`` when the run must stop (fail-fast)."""
-        try:
-            text = decode_line(body, offset)
-            if is_blank(text):
-                self.next_line = lineno + 1
-                return True
-            query, documents = parse_line(text)
-            results = self._results(query, documents)
-            record: dict[str, Any] = {"line": lineno, "query": query, "results": results}
-            if self.args.max_context_tokens is not None:
-                record["results"], record["dropped_by_budget"] = self._budget(results, documents)
-            try:
-                out = self.writer.dumps(record)
-            except ValueError:
-                raise LineError(
-                    "the model returned a non-finite score (NaN or infinity); "
-                    "with float16 weights, try --dtype bfloat16 or float32"
-                ) from None
-        except LineError as exc:
-            self.failed += 1
-            self.writer.write(self.writer.dumps({"line": lineno, "error": str(exc)}))
-            self.written += 1
-            self.next_line = lineno + 1
-            self.log(f"{PROG}: line {lineno}: {exc}")
-            return not self.args.fail_fast
-        self.writer.write(out)
-        self.written += 1
-        self.next_line = lineno + 1
-        return True
-
-    def _results(self, query: str, documents: list[str]) -> list[dict[str, Any]]:
-        """The result records of one query, best first."""
-        if self._quality is None:
-            results = self._rerank(query, documents, self.args.top_n, self.args.threshold)
-            return [{"rank": rank, **_grounded(r, documents).to_dict()} for rank, r in enumerate(results, 1)]
-        rules: dict[str, Any] = {
-            "min_quality": self.quality_options.min_quality,
-            "quality_weight": self.quality_options.weight,
-            "top_n": self.args.top_n,
-            "score_threshold": self.args.threshold,
-        }
-        top_n, threshold = engine_cuts(**rules)  # what the reranker may cut itself, before quality
-        results = self._rerank(query, documents, top_n, threshold)
-        by_index = {r.index: r for r in results}
-        if len(by_index) != len(results) or not all(0 <= i < len(documents) for i in by_index):
-            raise LineError(
-                f"the reranker returned invalid or repeated indices for {len(documents)} documents"
-            )
-        ranked = [(r.index, r.score) for r in sorted(results, key=lambda r: -r.score) if r.scored]
-        try:
-            outcome = apply_quality(
-                ranked, lambda idx: self._quality_scores([documents[i] for i in idx]), **rules
-            )
-        except (ValueError, TypeError) as exc:  # a malformed result or score (LineError passes through)
-            if isinstance(exc, LineError):
-                raise
-            raise LineError(one_line(exc)) from None
-        return [
-            {
-                "rank": rank,
-                **_grounded(by_index[d.index], documents).to_dict(),
-                "quality_score": d.quality,
-                "blended_score": d.score,
-            }
-            for rank, d in enumerate(outcome.kept, 1)
-        ] + [  # the time budget left these unscored: last, in input order
-            {"rank": len(outcome.kept) + k, **r.to_dict(), "quality_score": None, "blended_score": None}
-            for k, r in enumerate(sorted((r for r in results if not r.scored), key=lambda r: r.index), 1)
-        ]
-
-    def _budget(
-        self, records: list[dict[str, Any]], documents: list[str]
-    ) -> tuple[list[dict[str, Any]], list[int]]:
-        """``--max-context-tokens`` on one query's records (ranks renumbered), and the left-out indices."""
-        results = [PrismResult(**{k: v for k, v in r.items() if k in _RESULT_FIELDS}) for r in records]
-        swapped = [
-            bool(self.args.evidence and r.relevant and r.evidence and r.evidence_complete) for r in results
-        ]
-        texts = [
-            r.evidence if s and r.evidence else documents[r.index]
-            for r, s in zip(results, swapped, strict=True)
-        ]
-        try:
-            costs = returned_tokens(texts, results, swapped, None, self.reranker())
-        except ValueError as exc:
-            raise LineError(one_line(exc)) from None
-        kept, dropped = fit_token_budget(costs, self.args.max_context_tokens)
-        out = [{**records[i], "rank": rank, "context_tokens": costs[i]} for rank, i in enumerate(kept, 1)]
-        return out, [records[i]["index"] for i in dropped]
-
-    def _quality_scores(self, texts: list[str]) -> list[float]:
-        """Raw quality of ``texts``; the scorer is loaded at the first call (a failure stops the run)."""
-        assert self._quality is not None
-        if not self._quality_loaded:
-            try:
-                self._quality.load()
-            except Exception as exc:  # ModelLoadError, HeadFileError, a missing extra...
-                heads = ", ".join(self._quality.heads)
-                raise ModelUnavailable(f"cannot load the quality prior ({heads}): {one_line(exc)}") from None
-            self._quality_loaded = True
-        try:
-            return self._quality.score(texts)
-        except (ValueError, TypeError, ArithmeticError) as exc:
-            raise LineError(f"quality prior: {one_line(exc)}") from None
-        except Exception as exc:  # anything else (out of memory...) fails this line only
-            raise LineError(f"quality prior: {type(exc).__name__}: {one_line(exc)}") from None
-
-    def _rerank(
-        self, query: str, documents: list[str], top_n: int | None, threshold: float | None
-    ) -> list[PrismResult]:
-        if not documents:
-            return []
-        reranker = self.reranker()
-        budget = {} if self.args.time_budget is None else {"time_budget": self.args.time_budget}
-        try:
-            long_options = {
-                name: value
-                for name in ("max_tokens_per_doc", "long_documents")
-                if (value := getattr(self.args, name, None)) is not None
-            }
-            return reranker.rerank(
-                query,
-                documents,
-                top_n=top_n,
-                score_threshold=threshold,
-                evidence=self.args.evidence,
-                **long_options,
-                **budget,
-            )
-        except (ModelLoadError, EngineClosedError) as exc:  # the model itself is gone: stop
-            raise ModelUnavailable(load_failure(self.options, exc)) from None
-        except (ValueError, TypeError, ArithmeticError) as exc:  # NonFiniteScoreError is an ArithmeticError
-            raise LineError(one_line(exc)) from None
-        except Exception as exc:  # anything else (out of memory...) fails this line only
-            raise LineError(f"{type(exc).__name__}: {one_line(exc)}") from None
 
 
 def run(
@@ -681,13 +389,6 @@ def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory
         except (OSError, ValueError):  # pragma: no cover - stdout without a descriptor
             pass
         return 1
-
-
-def _grounded(result: PrismResult, documents: list[str]) -> PrismResult:
-    """The result with its evidence checked against its document, when its backend did not check it."""
-    if 0 <= result.index < len(documents):
-        return ground_result(result, documents[result.index])
-    return result
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -53,10 +53,17 @@ from typing import Any
 
 from prism_core.grounding import ground_result
 from prism_core.protocol import Reranker
-from prism_core.quality.blend import QUALITY_SCORE, QualityOutcome, aapply_quality, apply_quality
-from prism_core.ranking import select
+from prism_core.quality.blend import QUALITY_SCORE, QualityOutcome
+from prism_core.quality.compose import (
+    acompose_quality,
+    check_result_indices,
+    compose_quality,
+    hold_to_rules,
+    partition_texts,
+    unscored_in_input_order,
+)
 from prism_core.results import PrismResult
-from prism_core.validation import check_query, check_text
+from prism_core.validation import check_query
 from prism_integrations._common.budgets import (
     CONTEXT_TOKENS,
     EVIDENCE_SKIPPED,
@@ -179,18 +186,12 @@ class Ranking:
 
 
 def _check_results(results: Sequence[PrismResult], n_inputs: int, settings: RerankSettings) -> None:
-    seen: set[int] = set()
-    for result in results:
-        if not 0 <= result.index < n_inputs or result.index in seen:
-            raise ValueError(
-                f"The reranker returned an invalid or repeated index {result.index} for {n_inputs} documents"
-            )
-        seen.add(result.index)
-    if settings.engine_cuts() == (None, None) and len(seen) != n_inputs:
+    check_result_indices(results, n_inputs)
+    if settings.engine_cuts() == (None, None) and len(results) != n_inputs:
         logger.warning(
             "The reranker returned %d results for %d documents without top_n or score_threshold; "
             "the missing documents are left out",
-            len(seen),
+            len(results),
             n_inputs,
         )
 
@@ -224,7 +225,7 @@ def build_kept_documents(
     _check_results(results, len(texts), settings)
     kept: list[KeptDocument] = []
     scored = [r for r in results if r.scored]
-    for result in select(scored, settings.top_n, settings.score_threshold):
+    for result in hold_to_rules(scored, settings.top_n, settings.score_threshold):
         if settings.drop_irrelevant and not result.relevant:
             continue
         i = result.index
@@ -242,7 +243,7 @@ def _unscored_kept(
 ) -> list[KeptDocument]:
     """The documents the time budget left unscored, in input order, bodies unchanged."""
     out = []
-    for result in sorted((r for r in results if not r.scored), key=lambda r: r.index):
+    for result in unscored_in_input_order(results):
         i = result.index
         ours: dict[str, Any] = {
             RELEVANCE_SCORE: None,
@@ -317,22 +318,6 @@ def _kept(
         result=result,
         quality=quality,
     )
-
-
-def _quality_inputs(
-    results: Sequence[PrismResult], n_inputs: int, settings: RerankSettings
-) -> tuple[list[tuple[int, float]], set[int] | None]:
-    """Check the engine's results and turn them into the quality rules' input.
-
-    Returns:
-        ``(ranked, returnable)``: ``(engine position, relevance)`` best first (ties keep the engine's
-        order), and the positions that can still be returned (``None``: all of them).
-    """
-    _check_results(results, n_inputs, settings)
-    scored = [r for r in results if r.scored]  # the unscored come last, after the quality rules
-    ranked = [(r.index, float(r.score)) for r in sorted(scored, key=lambda r: -r.score)]
-    returnable = {r.index for r in scored if r.relevant} if settings.drop_irrelevant else None
-    return ranked, returnable
 
 
 def _finish_quality(
@@ -413,25 +398,12 @@ async def _abudget(ranking: Ranking, settings: RerankSettings, engine: Any, name
 
 def _prepare(query: Any, items: Sequence[Item], name: str) -> tuple[str, list[int], list[str], list[int]]:
     query = check_query(query)
-    scored: list[int] = []
-    texts: list[str] = []
-    unscored: list[int] = []
-    for i, item in enumerate(items):
-        if item.text is None:
-            unscored.append(i)
-        else:
-            scored.append(i)
-            texts.append(check_text(item.text, f"{name}[{i}]"))
-    if unscored:
-        shown = ", ".join(f"{name}[{i}]" for i in unscored[:10]) + (", ..." if len(unscored) > 10 else "")
-        logger.warning(
-            "%d of %d %s have no text (%s): they are not scored and come back unchanged after the "
-            "ranked ones",
-            len(unscored),
-            len(items),
-            name,
-            shown,
-        )
+    scored, texts, unscored = partition_texts(
+        [item.text for item in items],
+        name,
+        logger=logger,
+        fate="they are not scored and come back unchanged after the ranked ones",
+    )
     return query, scored, texts, unscored
 
 
@@ -447,6 +419,16 @@ def _finish(
     kept = build_kept_documents(results, texts, metadatas, settings, positions=scored)
     logger.debug("kept %d of %d documents (%d unscored)", len(kept), len(items), len(unscored))
     return Ranking(kept, unscored)
+
+
+def _quality_rules(settings: RerankSettings) -> dict[str, Any]:
+    return {
+        "min_quality": settings.min_quality,
+        "quality_weight": settings.quality_weight,
+        "score_threshold": settings.score_threshold,
+        "top_n": settings.top_n,
+        "drop_irrelevant": settings.drop_irrelevant,
+    }
 
 
 def rerank_items(
@@ -484,15 +466,12 @@ def rerank_items(
     scorer = settings.quality
     if scorer is None:
         return _budget(_finish(results, texts, items, scored, unscored, settings), settings, engine, name)
-    ranked, returnable = _quality_inputs(results, len(texts), settings)
-    outcome = apply_quality(
-        ranked,
+    _check_results(results, len(texts), settings)
+    outcome = compose_quality(
+        results,
+        len(texts),
         lambda indices: scorer.score([texts[i] for i in indices]),
-        returnable=returnable,
-        min_quality=settings.min_quality,
-        quality_weight=settings.quality_weight,
-        score_threshold=settings.score_threshold,
-        top_n=settings.top_n,
+        **_quality_rules(settings),
     )
     ranking = _finish_quality(results, texts, items, scored, unscored, settings, outcome, name)
     return _budget(ranking, settings, engine, name)
@@ -518,15 +497,12 @@ async def arerank_items(
     if scorer is None:
         ranking = _finish(results, texts, items, scored, unscored, settings)
         return await _abudget(ranking, settings, engine, name)
-    ranked, returnable = _quality_inputs(results, len(texts), settings)
-    outcome = await aapply_quality(
-        ranked,
+    _check_results(results, len(texts), settings)
+    outcome = await acompose_quality(
+        results,
+        len(texts),
         lambda indices: scorer.ascore([texts[i] for i in indices]),
-        returnable=returnable,
-        min_quality=settings.min_quality,
-        quality_weight=settings.quality_weight,
-        score_threshold=settings.score_threshold,
-        top_n=settings.top_n,
+        **_quality_rules(settings),
     )
     ranking = _finish_quality(results, texts, items, scored, unscored, settings, outcome, name)
     return await _abudget(ranking, settings, engine, name)

@@ -20,7 +20,16 @@ import pytest
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no network from tests
 pytest.importorskip("haystack")
 
-from _adapter_cases import (
+from haystack import Document, Pipeline
+from haystack.components.builders import PromptBuilder
+from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
+from haystack.core.errors import SerializationError
+from haystack.dataclasses import ByteStream, SparseEmbedding
+from haystack.document_stores.in_memory import InMemoryDocumentStore
+
+from prism_integrations._common import EngineSpec
+from prism_integrations.haystack import PrismRanker
+from tests._adapter_cases import (
     BACKEND_NAMES,
     ORDER_ALL,
     ORDER_RELEVANT,
@@ -39,16 +48,7 @@ from _adapter_cases import (
     tiny_backend,
     tiny_model_path,
 )
-from fakes import FakeReranker, ScoreOnlyFakeReranker
-from haystack import Document, Pipeline
-from haystack.components.builders import PromptBuilder
-from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
-from haystack.core.errors import SerializationError
-from haystack.dataclasses import ByteStream, SparseEmbedding
-from haystack.document_stores.in_memory import InMemoryDocumentStore
-
-from prism_integrations._common import EngineSpec
-from prism_integrations.haystack import PrismRanker
+from tests.fakes import FakeReranker, ScoreOnlyFakeReranker
 
 #: The repository root: it holds ``haystack_integrations/`` (until the package ships it).
 REPO_ROOT = Path(__file__).resolve().parents[2]

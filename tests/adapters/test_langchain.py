@@ -14,7 +14,15 @@ import pytest
 
 pytest.importorskip("langchain_core")
 
-from _adapter_cases import (
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import BaseDocumentCompressor, Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ValidationError
+
+from prism_integrations._common import EngineSpec, NotSerializableError
+from prism_integrations.langchain import PrismDocumentCompressor
+from tests._adapter_cases import (
     BACKEND_NAMES,
     ORDER_ALL,
     ORDER_RELEVANT,
@@ -34,15 +42,7 @@ from _adapter_cases import (
     tiny_backend,
     tiny_model_path,
 )
-from fakes import FakeReranker, ScoreOnlyFakeReranker
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
-from langchain_core.documents import BaseDocumentCompressor, Document
-from langchain_core.embeddings import Embeddings
-from langchain_core.retrievers import BaseRetriever
-from pydantic import ValidationError
-
-from prism_integrations._common import EngineSpec, NotSerializableError
-from prism_integrations.langchain import PrismDocumentCompressor
+from tests.fakes import FakeReranker, ScoreOnlyFakeReranker
 
 
 def _docs() -> list[Document]:
@@ -389,20 +389,21 @@ class _MiniLMEmbeddings(Embeddings):
     """LangChain ``Embeddings`` over the real all-MiniLM-L6-v2 (offline)."""
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        from _minilm import embed
+        from tests._minilm import embed
 
         return embed(texts)
 
     def embed_query(self, text: str) -> list[float]:
-        from _minilm import embed
+        from tests._minilm import embed
 
         return embed([text])[0]
 
 
 def test_dense_retrieval_pipeline_with_minilm() -> None:
-    from _minilm import require_minilm
     from langchain_classic.retrievers import ContextualCompressionRetriever
     from langchain_core.vectorstores import InMemoryVectorStore
+
+    from tests._minilm import require_minilm
 
     require_minilm()
     store = InMemoryVectorStore(embedding=_MiniLMEmbeddings())
@@ -426,9 +427,10 @@ def test_dense_retrieval_pipeline_with_minilm() -> None:
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
 def test_backend_in_dense_retrieval_pipeline(request: pytest.FixtureRequest, backend: str) -> None:
     """MiniLM dense retrieval → ContextualCompressionRetriever → the compressor on each tiny backend."""
-    from _minilm import require_minilm
     from langchain_classic.retrievers import ContextualCompressionRetriever
     from langchain_core.vectorstores import InMemoryVectorStore
+
+    from tests._minilm import require_minilm
 
     require_minilm()
     case = tiny_backend(request, backend)

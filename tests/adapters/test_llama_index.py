@@ -14,27 +14,6 @@ import pytest
 
 pytest.importorskip("llama_index.core")
 
-from _adapter_cases import (
-    BACKEND_NAMES,
-    ORDER_ALL,
-    ORDER_RELEVANT,
-    OUR_KEYS,
-    QUERY,
-    TEXTS,
-    TOP_N_AND_THRESHOLD_CASES,
-    AsyncSpy,
-    check_hostile_copy,
-    expected_body,
-    expected_metadata,
-    expected_schema_metadata,
-    framework_missing,
-    hostile_metadata,
-    metadata,
-    shared_containers,
-    tiny_backend,
-    tiny_model_path,
-)
-from fakes import FakeReranker, ScoreOnlyFakeReranker
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
@@ -55,6 +34,27 @@ from llama_index.core.schema import (
 
 from prism_integrations._common import EngineSpec, NotSerializableError
 from prism_integrations.llama_index import PrismNodePostprocessor, node_text
+from tests._adapter_cases import (
+    BACKEND_NAMES,
+    ORDER_ALL,
+    ORDER_RELEVANT,
+    OUR_KEYS,
+    QUERY,
+    TEXTS,
+    TOP_N_AND_THRESHOLD_CASES,
+    AsyncSpy,
+    check_hostile_copy,
+    expected_body,
+    expected_metadata,
+    expected_schema_metadata,
+    framework_missing,
+    hostile_metadata,
+    metadata,
+    shared_containers,
+    tiny_backend,
+    tiny_model_path,
+)
+from tests.fakes import FakeReranker, ScoreOnlyFakeReranker
 
 
 def _nodes() -> list[NodeWithScore]:
@@ -411,8 +411,9 @@ def test_import_error_names_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _minilm_embedding() -> Any:
-    from _minilm import embed, require_minilm
     from llama_index.core.embeddings import BaseEmbedding
+
+    from tests._minilm import embed, require_minilm
 
     require_minilm()
 

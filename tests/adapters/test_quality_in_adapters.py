@@ -23,7 +23,15 @@ import pytest
 
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no network from tests
 
-from _adapter_cases import (
+from prism_core.quality import QualityScorer
+from prism_integrations._common import (
+    EngineResolver,
+    Item,
+    RerankSettings,
+    check_quality_options,
+    rerank_items,
+)
+from tests._adapter_cases import (
     QUERY,
     TEXTS,
     AsyncSpy,
@@ -34,16 +42,7 @@ from _adapter_cases import (
     score_of,
     tiny_backend,
 )
-from fakes import FakeReranker, ScoreOnlyFakeReranker
-
-from prism_core.quality import QualityScorer
-from prism_integrations._common import (
-    EngineResolver,
-    Item,
-    RerankSettings,
-    check_quality_options,
-    rerank_items,
-)
+from tests.fakes import FakeReranker, ScoreOnlyFakeReranker
 
 FRAMEWORKS = ["langchain", "llama_index", "haystack"]
 RELEVANT = {1, 2, 3, 4}  # FakeReranker verdicts for TEXTS

@@ -11,10 +11,10 @@ import asyncio
 import threading
 
 import pytest
-from _slow import slowed_passes
 
 from prism_core import PrismReranker, Qwen3Reranker
 from prism_core.runtime.pipeline import runs_after_prefix
+from tests._slow import slowed_passes
 
 QUERY = "how does rust manage memory?"
 DOCS = [

@@ -90,7 +90,12 @@ def test_construction_is_cheap_and_loads_nothing(
         raise AssertionError("constructing must not load")
 
     monkeypatch.setattr(loading, "load_model_and_tokenizer", boom)
-    PrismReranker(tiny_qwen35_path, device="cpu", dtype="bfloat16")
+    engine = PrismReranker(tiny_qwen35_path, device="cpu", dtype="bfloat16")
+    assert not engine.is_loaded
+    # The patch sits on the loader the engine really uses: loading now goes through it.
+    with pytest.raises(Exception, match="constructing must not load"):
+        engine.load()
+    assert not engine.is_loaded
 
 
 # ------------------------------------------------------------------ loading

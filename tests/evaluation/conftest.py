@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _eval_cases import write_beir
+
+from tests.evaluation._eval_cases import write_beir
 
 pytest.importorskip("ir_measures", reason='needs pip install "prism-integrations[eval]"')
 pytest.importorskip("scipy", reason='needs pip install "prism-integrations[eval]"')

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from serving_helpers import API_KEY, ServerThread
+
+from tests.serving.serving_helpers import API_KEY, ServerThread
 
 QUERY = "how does rust prevent dangling references?"
 TEXTS = [

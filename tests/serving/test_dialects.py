@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_helpers import API_KEY, ServerThread, assert_same_pairs
+
+from tests.serving.serving_helpers import API_KEY, ServerThread, assert_same_pairs
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 QUERY = "what is rust?"

@@ -13,8 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from _slow import slowed_passes
-from serving_helpers import API_KEY, GatedEngine, Scripted, ServerThread, wait_until
 
 from prism_core.backends.remote import (
     RemoteRequestError,
@@ -22,6 +20,8 @@ from prism_core.backends.remote import (
     RemoteResponseError,
     RemoteUnavailableError,
 )
+from tests._slow import slowed_passes
+from tests.serving.serving_helpers import API_KEY, GatedEngine, Scripted, ServerThread, wait_until
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
@@ -277,7 +277,7 @@ def test_4xx_is_not_retried() -> None:
 
 
 def test_nobody_listening_is_a_clear_error_after_bounded_retries() -> None:
-    from serving_helpers import free_port
+    from tests.serving.serving_helpers import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
