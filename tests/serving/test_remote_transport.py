@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from serving_helpers import Scripted
 
 from prism_core.backends.remote import RemoteRequestError, RemoteReranker, RemoteUnavailableError
+from tests.serving.serving_helpers import Scripted
 
 Answer = tuple[int, Any, dict[str, str]]
 
