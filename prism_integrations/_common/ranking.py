@@ -63,7 +63,7 @@ from prism_core.quality.compose import (
     unscored_in_input_order,
 )
 from prism_core.results import PrismResult
-from prism_core.validation import check_query
+from prism_core.validation import CheckedTexts, check_query
 from prism_integrations._common.budgets import (
     CONTEXT_TOKENS,
     EVIDENCE_SKIPPED,
@@ -470,7 +470,7 @@ def rerank_items(
     outcome = compose_quality(
         results,
         len(texts),
-        lambda indices: scorer.score([texts[i] for i in indices]),
+        lambda indices: scorer.score(CheckedTexts(texts[i] for i in indices)),
         **_quality_rules(settings),
     )
     ranking = _finish_quality(results, texts, items, scored, unscored, settings, outcome, name)
@@ -501,7 +501,7 @@ async def arerank_items(
     outcome = await acompose_quality(
         results,
         len(texts),
-        lambda indices: scorer.ascore([texts[i] for i in indices]),
+        lambda indices: scorer.ascore(CheckedTexts(texts[i] for i in indices)),
         **_quality_rules(settings),
     )
     ranking = _finish_quality(results, texts, items, scored, unscored, settings, outcome, name)
