@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -439,6 +439,7 @@ def rerank_items(
     *,
     adapter: str,
     name: str = "documents",
+    get_engine: Callable[[], Reranker] | None = None,
 ) -> Ranking:
     """Check the query and texts, make the ONE engine call, and say what to return.
 
@@ -453,6 +454,8 @@ def rerank_items(
         settings: The rules for this call.
         adapter: The adapter's class name, for log lines.
         name: What the caller calls the items (``documents``, ``nodes``), for messages.
+        get_engine: Returns the engine instead of ``resolver.get()`` (Haystack's: warmed up
+            first); not called when no item has text.
 
     Raises:
         TypeError: A query that is not a string.
@@ -461,7 +464,7 @@ def rerank_items(
     query, scored, texts, unscored = _prepare(query, items, name)
     if not texts:
         return Ranking([], unscored)
-    engine: Reranker = resolver.get()
+    engine: Reranker = resolver.get() if get_engine is None else get_engine()
     results = engine.rerank(query, texts, **resolver.call_kwargs(engine, settings, adapter))
     scorer = settings.quality
     if scorer is None:
@@ -485,13 +488,17 @@ async def arerank_items(
     *,
     adapter: str,
     name: str = "documents",
+    get_engine: Callable[[], Reranker] | None = None,
 ) -> Ranking:
     """The same as :func:`rerank_items` through the engine's ``arerank`` and the scorer's ``ascore``
     (neither blocks the loop)."""
     query, scored, texts, unscored = _prepare(query, items, name)
     if not texts:
         return Ranking([], unscored)
-    engine: Reranker = resolver.get() if resolver.ready else await asyncio.to_thread(resolver.get)
+    if get_engine is not None:  # it may load: off the loop
+        engine: Reranker = await asyncio.to_thread(get_engine)
+    else:
+        engine = resolver.get() if resolver.ready else await asyncio.to_thread(resolver.get)
     results = await engine.arerank(query, texts, **resolver.call_kwargs(engine, settings, adapter))
     scorer = settings.quality
     if scorer is None:
