@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
-from tests.fakes import FakeReranker
 
 from prism_core.results import PrismResult
+from tests.fakes import FakeReranker
 
 TEXTS: list[str] = [
     "alpha: Mars has two moons. [no:0.2]",  # 0 irrelevant

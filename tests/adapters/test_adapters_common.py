@@ -16,25 +16,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests._adapter_cases import (
-    BACKEND_NAMES,
-    OPTION_TABLE,
-    ORDER_ALL,
-    ORDER_RELEVANT,
-    QUERY,
-    TEXTS,
-    check_hostile_copy,
-    count_calls,
-    expected_body,
-    expected_metadata,
-    expected_schema_metadata,
-    hostile_metadata,
-    linked_copy,
-    metadata,
-    shared_containers,
-    tiny_backend,
-)
-from tests.fakes import FakeReranker, ScoreOnlyFakeReranker
 
 from prism_core import registry
 from prism_core.config import EngineConfig
@@ -71,6 +52,25 @@ from prism_integrations._common import (
     safe_copy,
     split_engine_input,
 )
+from tests._adapter_cases import (
+    BACKEND_NAMES,
+    OPTION_TABLE,
+    ORDER_ALL,
+    ORDER_RELEVANT,
+    QUERY,
+    TEXTS,
+    check_hostile_copy,
+    count_calls,
+    expected_body,
+    expected_metadata,
+    expected_schema_metadata,
+    hostile_metadata,
+    linked_copy,
+    metadata,
+    shared_containers,
+    tiny_backend,
+)
+from tests.fakes import FakeReranker, ScoreOnlyFakeReranker
 
 
 def _items() -> list[Item]:
@@ -730,10 +730,10 @@ def test_common_imports_no_framework(monkeypatch: pytest.MonkeyPatch) -> None:
                 monkeypatch.delitem(sys.modules, name)
         monkeypatch.setitem(sys.modules, top, None)  # any import of the framework now raises ImportError
     for name in list(sys.modules):
-        if name.startswith("prism_integrations._common") or name == "prism_integrations.quality_common":
+        if name.startswith("prism_integrations._common"):
             monkeypatch.delitem(sys.modules, name)
     module = importlib.import_module("prism_integrations._common")
-    importlib.import_module("prism_integrations.quality_common")
+    importlib.import_module("prism_integrations._common.quality_annotate")
     assert isinstance(module, types.ModuleType)
     assert callable(module.rerank_items)
     loaded = [n for n in sys.modules if n.split(".")[0] in frameworks and sys.modules[n] is not None]

@@ -11,10 +11,10 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from tests.fakes import FakeReranker
 
 from prism_core.budgets import TIME_BUDGET, unscored_result
 from prism_core.results import PrismResult
+from tests.fakes import FakeReranker
 
 pytest.importorskip("langchain_core")
 pytest.importorskip("llama_index.core")

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.fakes import FakeReranker
 
 from prism_core import check_grounding
 from prism_core.results import PrismResult
+from tests.fakes import FakeReranker
 
 QUERY = "How long is the bridge?"
 TEXTS = [

@@ -20,6 +20,15 @@ import pytest
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no network from tests
 pytest.importorskip("haystack")
 
+from haystack import Document, Pipeline
+from haystack.components.builders import PromptBuilder
+from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
+from haystack.core.errors import SerializationError
+from haystack.dataclasses import ByteStream, SparseEmbedding
+from haystack.document_stores.in_memory import InMemoryDocumentStore
+
+from prism_integrations._common import EngineSpec
+from prism_integrations.haystack import PrismRanker
 from tests._adapter_cases import (
     BACKEND_NAMES,
     ORDER_ALL,
@@ -40,15 +49,6 @@ from tests._adapter_cases import (
     tiny_model_path,
 )
 from tests.fakes import FakeReranker, ScoreOnlyFakeReranker
-from haystack import Document, Pipeline
-from haystack.components.builders import PromptBuilder
-from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
-from haystack.core.errors import SerializationError
-from haystack.dataclasses import ByteStream, SparseEmbedding
-from haystack.document_stores.in_memory import InMemoryDocumentStore
-
-from prism_integrations._common import EngineSpec
-from prism_integrations.haystack import PrismRanker
 
 #: The repository root: it holds ``haystack_integrations/`` (until the package ships it).
 REPO_ROOT = Path(__file__).resolve().parents[2]

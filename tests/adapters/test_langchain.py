@@ -14,6 +14,14 @@ import pytest
 
 pytest.importorskip("langchain_core")
 
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import BaseDocumentCompressor, Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ValidationError
+
+from prism_integrations._common import EngineSpec, NotSerializableError
+from prism_integrations.langchain import PrismDocumentCompressor
 from tests._adapter_cases import (
     BACKEND_NAMES,
     ORDER_ALL,
@@ -35,14 +43,6 @@ from tests._adapter_cases import (
     tiny_model_path,
 )
 from tests.fakes import FakeReranker, ScoreOnlyFakeReranker
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
-from langchain_core.documents import BaseDocumentCompressor, Document
-from langchain_core.embeddings import Embeddings
-from langchain_core.retrievers import BaseRetriever
-from pydantic import ValidationError
-
-from prism_integrations._common import EngineSpec, NotSerializableError
-from prism_integrations.langchain import PrismDocumentCompressor
 
 
 def _docs() -> list[Document]:
@@ -400,9 +400,10 @@ class _MiniLMEmbeddings(Embeddings):
 
 
 def test_dense_retrieval_pipeline_with_minilm() -> None:
-    from tests._minilm import require_minilm
     from langchain_classic.retrievers import ContextualCompressionRetriever
     from langchain_core.vectorstores import InMemoryVectorStore
+
+    from tests._minilm import require_minilm
 
     require_minilm()
     store = InMemoryVectorStore(embedding=_MiniLMEmbeddings())
@@ -426,9 +427,10 @@ def test_dense_retrieval_pipeline_with_minilm() -> None:
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
 def test_backend_in_dense_retrieval_pipeline(request: pytest.FixtureRequest, backend: str) -> None:
     """MiniLM dense retrieval → ContextualCompressionRetriever → the compressor on each tiny backend."""
-    from tests._minilm import require_minilm
     from langchain_classic.retrievers import ContextualCompressionRetriever
     from langchain_core.vectorstores import InMemoryVectorStore
+
+    from tests._minilm import require_minilm
 
     require_minilm()
     case = tiny_backend(request, backend)

@@ -14,6 +14,26 @@ import pytest
 
 pytest.importorskip("llama_index.core")
 
+from llama_index.core.bridge.pydantic import Field
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import (
+    ImageNode,
+    MediaResource,
+    MetadataMode,
+    Node,
+    NodeRelationship,
+    NodeWithScore,
+    QueryBundle,
+    RelatedNodeInfo,
+    TextNode,
+)
+
+from prism_integrations._common import EngineSpec, NotSerializableError
+from prism_integrations.llama_index import PrismNodePostprocessor, node_text
 from tests._adapter_cases import (
     BACKEND_NAMES,
     ORDER_ALL,
@@ -35,26 +55,6 @@ from tests._adapter_cases import (
     tiny_model_path,
 )
 from tests.fakes import FakeReranker, ScoreOnlyFakeReranker
-from llama_index.core.bridge.pydantic import Field
-from llama_index.core.instrumentation import get_dispatcher
-from llama_index.core.instrumentation.event_handlers import BaseEventHandler
-from llama_index.core.instrumentation.events import BaseEvent
-from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
-from llama_index.core.postprocessor.types import BaseNodePostprocessor
-from llama_index.core.schema import (
-    ImageNode,
-    MediaResource,
-    MetadataMode,
-    Node,
-    NodeRelationship,
-    NodeWithScore,
-    QueryBundle,
-    RelatedNodeInfo,
-    TextNode,
-)
-
-from prism_integrations._common import EngineSpec, NotSerializableError
-from prism_integrations.llama_index import PrismNodePostprocessor, node_text
 
 
 def _nodes() -> list[NodeWithScore]:
@@ -411,8 +411,9 @@ def test_import_error_names_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _minilm_embedding() -> Any:
-    from tests._minilm import embed, require_minilm
     from llama_index.core.embeddings import BaseEmbedding
+
+    from tests._minilm import embed, require_minilm
 
     require_minilm()
 

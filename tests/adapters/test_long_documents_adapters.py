@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from tests.fakes import FakeReranker
 
 from prism_core.results import PrismResult
+from tests.fakes import FakeReranker
 
 DOCS = ["Rust is a language [yes:0.9]", "Paris [no:0.1]"]
 

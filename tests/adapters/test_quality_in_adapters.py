@@ -23,6 +23,14 @@ import pytest
 
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no network from tests
 
+from prism_core.quality import QualityScorer
+from prism_integrations._common import (
+    EngineResolver,
+    Item,
+    RerankSettings,
+    check_quality_options,
+    rerank_items,
+)
 from tests._adapter_cases import (
     QUERY,
     TEXTS,
@@ -35,15 +43,6 @@ from tests._adapter_cases import (
     tiny_backend,
 )
 from tests.fakes import FakeReranker, ScoreOnlyFakeReranker
-
-from prism_core.quality import QualityScorer
-from prism_integrations._common import (
-    EngineResolver,
-    Item,
-    RerankSettings,
-    check_quality_options,
-    rerank_items,
-)
 
 FRAMEWORKS = ["langchain", "llama_index", "haystack"]
 RELEVANT = {1, 2, 3, 4}  # FakeReranker verdicts for TEXTS

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.fakes import FakeReranker
 
 import prism_core.cli as cli_package
 from prism_core.cli import rerank as cli
@@ -24,6 +23,7 @@ from prism_core.cli.options import ModelOptions
 from prism_core.errors import ModelLoadError
 from prism_core.registry import BACKENDS
 from prism_core.results import PrismResult
+from tests.fakes import FakeReranker
 
 RESULT_FIELDS = {f.name for f in dataclasses.fields(PrismResult)}
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.fakes import FakeReranker
 
 from prism_core import cli
 from prism_core.budgets import TIME_BUDGET, unscored_result
 from prism_core.results import PrismResult
+from tests.fakes import FakeReranker
 
 DOCS = [
     "alpha: Mars has two moons. [no:0.2]",

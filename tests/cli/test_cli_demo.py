@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.fakes import FakeReranker
 
 import prism_core.cli as cli_package
 import prism_core.runtime.hub as hub
@@ -18,6 +17,7 @@ from prism_core.cli.options import ModelOptions
 from prism_core.errors import ModelLoadError
 from prism_core.protocol import SCORE_ONLY
 from prism_core.results import PrismResult
+from tests.fakes import FakeReranker
 
 
 class ScoreOnlyFake(FakeReranker):

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from tests.fakes import FakeReranker
 
 from prism_core.cli import rerank as cli
 from prism_core.cli.options import ModelOptions, QualityOptions, build_quality_scorer
 from prism_core.quality import QualityScorer
+from tests.fakes import FakeReranker
 
 DOCS = [
     "low relevance, quite long text about photosynthesis and the light reactions [yes:0.55]",

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests._slow import slowed_passes
 
 from prism_core import PrismReranker, Qwen3Reranker
 from prism_core.budgets import TIME_BUDGET
 from prism_core.caching.results import ResultCache, configure_result_cache, result_cache
 from prism_core.results import PrismResult
+from tests._slow import slowed_passes
 
 QUERY = "what is rust?"
 DOCS = [

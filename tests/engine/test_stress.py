@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 import torch
-from tests._slow import slowed_passes
 
 from prism_core import NonFiniteScoreError, PrismReranker
 from prism_core.runtime.cache import PrefillState
+from tests._slow import slowed_passes
 
 QUERY = "how does rust manage memory?"
 WORDS = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tests.evaluation._eval_cases import write_beir
 
 pytest.importorskip("ir_measures", reason='needs pip install "prism-integrations[eval]"')

@@ -7,7 +7,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from tests.evaluation._eval_cases import write_beir, write_jsonl
 
 from prism_core.evaluation.datasets import (
     EvalDataError,
@@ -18,6 +17,7 @@ from prism_core.evaluation.datasets import (
     load_qrels,
     load_run,
 )
+from tests.evaluation._eval_cases import write_beir, write_jsonl
 
 
 # ------------------------------------------------------------------------------------- built-in set

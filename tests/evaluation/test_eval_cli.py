@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.evaluation._eval_cases import ScriptedReranker, write_jsonl
 
 from prism_core.cli.eval import main, pair_systems, system_name
 from prism_core.cli.options import ModelOptions
 from prism_core.evaluation import load_dataset
+from tests.evaluation._eval_cases import ScriptedReranker, write_jsonl
 
 
 def _fake_factory(**kwargs: Any) -> Any:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.evaluation._eval_cases import Outcome, ScriptedReranker, write_jsonl
 
 from prism_core.evaluation import System, evaluate, load_jsonl
 from prism_core.evaluation.judge import JUDGE_SYSTEM_PROMPT, LLMJudge, judge_summary, parse_grade
+from tests.evaluation._eval_cases import Outcome, ScriptedReranker, write_jsonl
 
 TALL = "The tower is 330 metres tall and opened in 1889."
 WIDE = "The bridge is 1,083 m long."

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.evaluation._eval_cases import Outcome, ScriptedReranker, write_jsonl
 
 from prism_core.evaluation import System, evaluate, load_dataset, load_jsonl, write_report
 from prism_core.evaluation.retrieval import BM25Retriever, DenseRetriever, run_candidates
 from prism_core.testing.tiny_models import TINY_MARKER
+from tests.evaluation._eval_cases import Outcome, ScriptedReranker, write_jsonl
 
 SCRIPT = {
     "A": Outcome(0.9, True, 100, "a-ev", True, 20),

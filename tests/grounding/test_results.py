@@ -138,9 +138,8 @@ def test_server_result_item_carries_the_fields() -> None:
 
 
 def test_cli_records_carry_grounding(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.fakes import FakeReranker
-
     from prism_core.cli import rerank as cli
+    from tests.fakes import FakeReranker
 
     doc = "The bridge is 2,737 metres long. [fabricated:0.9]"
     path = tmp_path / "in.jsonl"

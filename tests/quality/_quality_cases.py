@@ -123,9 +123,8 @@ def median(values: list[float]) -> float:
 
 def fake_reranker():  # type: ignore[no-untyped-def]
     """``fakes.FakeReranker`` (scripted by markers in the text), with ``capabilities`` if it lacks them."""
-    from tests.fakes import FakeReranker
-
     from prism_core.protocol import Capabilities
+    from tests.fakes import FakeReranker
 
     class Fake(FakeReranker):  # type: ignore[misc]
         @property

@@ -7,6 +7,7 @@ its hidden size (32) is the heads' ``input_dim``. Nothing is downloaded.
 from __future__ import annotations
 
 import pytest
+
 from tests.quality._quality_cases import DOCS, TinyQuality
 
 

@@ -14,6 +14,13 @@ import pytest
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no network from tests
 pytest.importorskip("haystack")
 
+from haystack import Document, Pipeline
+from haystack.components.builders import PromptBuilder
+from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
+from haystack.document_stores.in_memory import InMemoryDocumentStore
+
+from prism_core.quality import QualityScorer
+from prism_integrations.quality_haystack import QualityAnnotator
 from tests._adapter_cases import framework_missing
 from tests.quality._quality_cases import (
     COMPONENT_TEXTS,
@@ -25,13 +32,6 @@ from tests.quality._quality_cases import (
     make_counting_scorer,
     median,
 )
-from haystack import Document, Pipeline
-from haystack.components.builders import PromptBuilder
-from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
-from haystack.document_stores.in_memory import InMemoryDocumentStore
-
-from prism_core.quality import QualityScorer
-from prism_integrations.quality_haystack import QualityAnnotator
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,13 @@ import pytest
 
 pytest.importorskip("langchain_core")
 
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import BaseDocumentCompressor, Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ValidationError
+
+from prism_core.quality import QualityScorer
+from prism_integrations.quality_langchain import QualityDocumentCompressor
 from tests._adapter_cases import framework_missing
 from tests.quality._quality_cases import (
     COMPONENT_TEXTS,
@@ -21,13 +28,6 @@ from tests.quality._quality_cases import (
     make_counting_scorer,
     median,
 )
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
-from langchain_core.documents import BaseDocumentCompressor, Document
-from langchain_core.retrievers import BaseRetriever
-from pydantic import ValidationError
-
-from prism_core.quality import QualityScorer
-from prism_integrations.quality_langchain import QualityDocumentCompressor
 
 
 def _docs() -> list[Document]:

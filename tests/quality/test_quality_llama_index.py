@@ -11,6 +11,11 @@ import pytest
 
 pytest.importorskip("llama_index.core")
 
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+from prism_core.quality import QualityScorer
+from prism_integrations.quality_llama_index import QualityNodePostprocessor
 from tests._adapter_cases import framework_missing
 from tests.quality._quality_cases import (
     COMPONENT_TEXTS,
@@ -21,11 +26,6 @@ from tests.quality._quality_cases import (
     make_counting_scorer,
     median,
 )
-from llama_index.core.postprocessor.types import BaseNodePostprocessor
-from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
-
-from prism_core.quality import QualityScorer
-from prism_integrations.quality_llama_index import QualityNodePostprocessor
 
 
 def _nodes() -> list[NodeWithScore]:

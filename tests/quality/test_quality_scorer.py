@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 import torch
-from tests.quality._quality_cases import DOCS, TinyQuality, direct_head_scores, direct_scores
 
 from prism_core.errors import ModelLoadError
 from prism_core.quality import HeadFileError, QualityScorer
 from prism_core.runtime.loading import registry
 from prism_core.testing.tiny_quality import build_head_checkpoint
+from tests.quality._quality_cases import DOCS, TinyQuality, direct_head_scores, direct_scores
 
 
 def _scorer(tq: TinyQuality, heads: list[str] | None = None, **kwargs: Any) -> QualityScorer:

@@ -16,9 +16,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("httpx")
 
-from tests.serving.serving_helpers import API_KEY, ServerThread
-
 from prism_core.config import EngineConfig
+from tests.serving.serving_helpers import API_KEY, ServerThread
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from tests.serving.serving_helpers import API_KEY, ServerThread
 
 QUERY = "how does rust prevent dangling references?"

@@ -9,11 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-from tests._slow import slowed_passes
-from tests.serving.serving_helpers import API_KEY, ServerThread
 
 from prism_core.backends.remote import RemoteReranker
 from prism_core.caching.results import configure_result_cache, result_cache
+from tests._slow import slowed_passes
+from tests.serving.serving_helpers import API_KEY, ServerThread
 
 QUERY = "what is rust?"
 DOCS = [

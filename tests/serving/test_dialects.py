@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tests.serving.serving_helpers import API_KEY, ServerThread, assert_same_pairs
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

@@ -13,8 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from tests._slow import slowed_passes
-from tests.serving.serving_helpers import API_KEY, GatedEngine, Scripted, ServerThread, wait_until
 
 from prism_core.backends.remote import (
     RemoteRequestError,
@@ -22,6 +20,8 @@ from prism_core.backends.remote import (
     RemoteResponseError,
     RemoteUnavailableError,
 )
+from tests._slow import slowed_passes
+from tests.serving.serving_helpers import API_KEY, GatedEngine, Scripted, ServerThread, wait_until
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 

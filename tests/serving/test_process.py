@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.serving.serving_helpers import API_KEY, ServerProcess, queue_depth, wait_until
 
 from prism_core.backends.remote import RemoteReranker, RemoteUnavailableError
+from tests.serving.serving_helpers import API_KEY, ServerProcess, queue_depth, wait_until
 
 pytestmark = pytest.mark.slow
 

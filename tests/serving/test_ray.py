@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.serving.serving_helpers import API_KEY, free_port
 
 from prism_core.backends.remote import RemoteReranker
 from prism_core.config import EngineConfig
+from tests.serving.serving_helpers import API_KEY, free_port
 
 pytestmark = pytest.mark.slow
 

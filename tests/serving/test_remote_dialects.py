@@ -10,11 +10,11 @@ import zlib
 from typing import Any
 
 import pytest
-from tests.serving.serving_helpers import API_KEY, Scripted, ServerThread, assert_same_pairs
 
 from prism_core.backends.remote import RemoteRequestError, RemoteReranker, RemoteResponseError
 from prism_core.ranking import select
 from prism_core.results import PrismResult
+from tests.serving.serving_helpers import API_KEY, Scripted, ServerThread, assert_same_pairs
 
 QUERY = "what is rust?"
 DOCS = [

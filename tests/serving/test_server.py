@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.serving.serving_helpers import API_KEY, GatedEngine, ServerThread, wait_until
 
 from prism_core.backends.remote import RemoteReranker
 from prism_core.results import PrismResult
+from tests.serving.serving_helpers import API_KEY, GatedEngine, ServerThread, wait_until
 
 QUERY = "what is rust?"
 DOCS = [
