@@ -19,9 +19,6 @@ from prism_integrations._common import (
     check_items,
     copy_object,
     missing_framework_error,
-    omit_unset_budgets,
-    omit_unset_long_document_options,
-    omit_unused_quality,
     quality_from_pickle,
     quality_to_pickle,
     rerank_items,
@@ -118,7 +115,7 @@ class PrismDocumentCompressor(AdapterFields, BaseDocumentCompressor):
 
     @model_serializer(mode="wrap")
     def _serialise(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return omit_unset_budgets(omit_unset_long_document_options(omit_unused_quality(handler(self))))
+        return self._omit_unset(handler(self))
 
     def __getstate__(self) -> dict[Any, Any]:
         """Pickle state: the quality scorer travels as its description (rebuilt on unpickling)."""

@@ -21,9 +21,6 @@ from prism_integrations._common import (
     check_items,
     copy_object,
     missing_framework_error,
-    omit_unset_budgets,
-    omit_unset_long_document_options,
-    omit_unused_quality,
     quality_from_pickle,
     quality_to_pickle,
     rerank_items,
@@ -171,7 +168,7 @@ class PrismNodePostprocessor(AdapterFields, BaseNodePostprocessor):
         self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
     ) -> dict[str, Any]:
         """LlamaIndex's serialiser (adds ``class_name``), without the quality keys when unused."""
-        data = omit_unset_budgets(omit_unset_long_document_options(omit_unused_quality(handler(self))))
+        data = self._omit_unset(handler(self))
         data["class_name"] = self.class_name()
         return data
 

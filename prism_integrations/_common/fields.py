@@ -14,31 +14,19 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from prism_core.protocol import Reranker
-from prism_integrations._common import EngineSpecField, fold_adapter_input
-from prism_integrations._common.budgets import (
-    DEFAULT_MAX_CONTEXT_TOKENS,
-    DEFAULT_TIME_BUDGET,
-    DEFAULT_TOKEN_COUNTER,
+from prism_integrations._common import (
+    EngineSpecField,
+    fold_adapter_input,
+    omit_unset_budgets,
+    omit_unset_long_document_options,
+    omit_unused_quality,
 )
+from prism_integrations._common import budgets as _budgets
+from prism_integrations._common import options as _options
+from prism_integrations._common import quality as _quality
 from prism_integrations._common.engine import EngineResolver, NotSerializableError, not_serializable_message
-from prism_integrations._common.options import (
-    DEFAULT_ADD_CONTRIBUTION,
-    DEFAULT_DROP_IRRELEVANT,
-    DEFAULT_GROUNDED_ONLY,
-    DEFAULT_KEEP_ORIGINAL,
-    DEFAULT_SCORE_THRESHOLD,
-    DEFAULT_TOP_N,
-    DEFAULT_USE_EVIDENCE,
-    GROUNDED_ONLY_DOC,
-    LongDocumentsField,
-    MaxTokensPerDocField,
-)
-from prism_integrations._common.quality import (
-    DEFAULT_MIN_QUALITY,
-    DEFAULT_QUALITY_WEIGHT,
-    QualityField,
-    share_quality,
-)
+from prism_integrations._common.options import LongDocumentsField, MaxTokensPerDocField
+from prism_integrations._common.quality import QualityField
 
 __all__ = ["AdapterFields"]
 
@@ -64,29 +52,39 @@ class AdapterFields(BaseModel):
     reranker: Any = Field(
         default=None, exclude=True, repr=False, description="A ready prism_core.Reranker (never serialised)."
     )
-    top_n: int | None = Field(default=DEFAULT_TOP_N, description="Keep at most this many (None: no limit).")
+    top_n: int | None = Field(
+        default=_options.DEFAULT_TOP_N, description="Keep at most this many (None: no limit)."
+    )
     score_threshold: float | None = Field(
-        default=DEFAULT_SCORE_THRESHOLD, description="Keep only items scoring at least this (None: no cut)."
+        default=_options.DEFAULT_SCORE_THRESHOLD,
+        description="Keep only items scoring at least this (None: no cut).",
     )
     use_evidence: bool = Field(
-        default=DEFAULT_USE_EVIDENCE, description="Swap a kept, relevant item's text for its evidence."
+        default=_options.DEFAULT_USE_EVIDENCE,
+        description="Swap a kept, relevant item's text for its evidence.",
     )
     add_contribution: bool = Field(
-        default=DEFAULT_ADD_CONTRIBUTION, description="Put the contribution into metadata['contribution']."
+        default=_options.DEFAULT_ADD_CONTRIBUTION,
+        description="Put the contribution into metadata['contribution'].",
     )
     keep_original: bool = Field(
-        default=DEFAULT_KEEP_ORIGINAL, description="Keep the original text in metadata['original_content']."
+        default=_options.DEFAULT_KEEP_ORIGINAL,
+        description="Keep the original text in metadata['original_content'].",
     )
     drop_irrelevant: bool = Field(
-        default=DEFAULT_DROP_IRRELEVANT, description="Leave out items judged irrelevant (score <= 0.5)."
+        default=_options.DEFAULT_DROP_IRRELEVANT,
+        description="Leave out items judged irrelevant (score <= 0.5).",
     )
-    grounded_only: bool = Field(default=DEFAULT_GROUNDED_ONLY, description=GROUNDED_ONLY_DOC)
+    grounded_only: bool = Field(
+        default=_options.DEFAULT_GROUNDED_ONLY, description=_options.GROUNDED_ONLY_DOC
+    )
     quality: QualityField = Field(default=None, description="The quality prior (a QualityScorer), or None.")
     min_quality: float | None = Field(
-        default=DEFAULT_MIN_QUALITY, description="Drop items whose raw quality (0-5) is below this."
+        default=_quality.DEFAULT_MIN_QUALITY, description="Drop items whose raw quality (0-5) is below this."
     )
     quality_weight: float = Field(
-        default=DEFAULT_QUALITY_WEIGHT, description="w of the blend (1 - w) * relevance + w * quality / 5."
+        default=_quality.DEFAULT_QUALITY_WEIGHT,
+        description="w of the blend (1 - w) * relevance + w * quality / 5.",
     )
     max_tokens_per_doc: MaxTokensPerDocField = Field(
         default=None, description="Document tokens the engine reads per row (None: its default)."
@@ -95,13 +93,14 @@ class AdapterFields(BaseModel):
         default=None, description="'truncate' or 'chunk' for a long document (None: the engine's default)."
     )
     max_context_tokens: int | None = Field(
-        default=DEFAULT_MAX_CONTEXT_TOKENS, description="Token budget of the returned items' text."
+        default=_budgets.DEFAULT_MAX_CONTEXT_TOKENS, description="Token budget of the returned items' text."
     )
     time_budget: float | None = Field(
-        default=DEFAULT_TIME_BUDGET, description="Seconds per call (fail-open: returns what is done)."
+        default=_budgets.DEFAULT_TIME_BUDGET,
+        description="Seconds per call (fail-open: returns what is done).",
     )
     token_counter: Any = Field(
-        default=DEFAULT_TOKEN_COUNTER,
+        default=_budgets.DEFAULT_TOKEN_COUNTER,
         exclude=True,
         repr=False,
         description="Counts tokens for max_context_tokens (None: the model's tokenizer); not serialisable.",
@@ -121,7 +120,7 @@ class AdapterFields(BaseModel):
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Any:
         """A deep copy that shares the quality scorer (and the engine), like the configuration says."""
         memo = {} if memo is None else memo
-        share_quality(memo, self.quality)
+        _quality.share_quality(memo, self.quality)
         return super().__deepcopy__(memo)
 
     @property
@@ -144,3 +143,8 @@ class AdapterFields(BaseModel):
             raise NotSerializableError(not_serializable_message(type(self).__name__))
         if self.token_counter is not None:
             raise NotSerializableError(not_serializable_message(type(self).__name__, "token_counter"))
+
+    @staticmethod
+    def _omit_unset(data: dict[str, Any]) -> dict[str, Any]:
+        """The serialised options without the unset long-document, budget and quality keys."""
+        return omit_unset_budgets(omit_unset_long_document_options(omit_unused_quality(data)))
