@@ -15,6 +15,12 @@ is written once:
 * :mod:`.quality`: the quality prior's options (``quality``, ``min_quality``, ``quality_weight``),
   their checks, serialisation and copying.
 * :mod:`.copying`: copies that never fail on the caller's data and share no container with it.
+* :mod:`.fields`: :class:`~.fields.AdapterFields`, the pydantic adapters' options declared once
+  (imported by the adapters from there, not re-exported here: it imports this package).
+* :mod:`.quality_annotate`: the standalone quality components' shared logic (score, filter, annotate).
+
+The composition of a rerank with the quality rules is :mod:`prism_core.quality.compose` (shared with
+``prism-rerank``).
 """
 
 from __future__ import annotations
