@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from prism_core.grounding import ground_result
@@ -64,13 +64,7 @@ from prism_core.quality.compose import (
 )
 from prism_core.results import PrismResult
 from prism_core.validation import CheckedTexts, check_query
-from prism_integrations._common.budgets import (
-    CONTEXT_TOKENS,
-    EVIDENCE_SKIPPED,
-    SCORED,
-    fit,
-    returned_tokens,
-)
+from prism_integrations._common.budgets import EVIDENCE_SKIPPED, SCORED, abudget_ranking, budget_ranking
 from prism_integrations._common.copying import merge_metadata
 from prism_integrations._common.engine import EngineResolver
 from prism_integrations._common.options import (
@@ -366,36 +360,6 @@ def _finish_quality(
     return Ranking(kept, unscored, low)
 
 
-def _budget(ranking: Ranking, settings: RerankSettings, engine: Any, name: str) -> Ranking:
-    """Apply ``max_context_tokens`` to the documents about to be returned (see :mod:`.budgets`)."""
-    if settings.max_context_tokens is None:
-        return ranking
-    kept = ranking.kept
-    costs = returned_tokens(
-        [k.content for k in kept],
-        [k.result for k in kept],
-        [k.evidence_used for k in kept],
-        settings.token_counter,
-        engine,
-    )
-    fits, dropped = fit(costs, settings.max_context_tokens, [k.index for k in kept], name)
-    out = []
-    for i in fits:
-        k = kept[i]
-        metadata = dict(k.metadata)
-        metadata.pop(CONTEXT_TOKENS, None)  # ours goes last
-        metadata[CONTEXT_TOKENS] = costs[i]
-        out.append(replace(k, metadata=metadata, added_keys=(*k.added_keys, CONTEXT_TOKENS)))
-    return replace(ranking, kept=out, dropped_by_budget=[kept[i].index for i in dropped])
-
-
-async def _abudget(ranking: Ranking, settings: RerankSettings, engine: Any, name: str) -> Ranking:
-    """:func:`_budget` off the event loop (counting may tokenize, or load the tokenizer)."""
-    if settings.max_context_tokens is None:
-        return ranking
-    return await asyncio.to_thread(_budget, ranking, settings, engine, name)
-
-
 def _prepare(query: Any, items: Sequence[Item], name: str) -> tuple[str, list[int], list[str], list[int]]:
     query = check_query(query)
     scored, texts, unscored = partition_texts(
@@ -468,7 +432,9 @@ def rerank_items(
     results = engine.rerank(query, texts, **resolver.call_kwargs(engine, settings, adapter))
     scorer = settings.quality
     if scorer is None:
-        return _budget(_finish(results, texts, items, scored, unscored, settings), settings, engine, name)
+        return budget_ranking(
+            _finish(results, texts, items, scored, unscored, settings), settings, engine, name
+        )
     _check_results(results, len(texts), settings)
     outcome = compose_quality(
         results,
@@ -477,7 +443,7 @@ def rerank_items(
         **_quality_rules(settings),
     )
     ranking = _finish_quality(results, texts, items, scored, unscored, settings, outcome, name)
-    return _budget(ranking, settings, engine, name)
+    return budget_ranking(ranking, settings, engine, name)
 
 
 async def arerank_items(
@@ -503,7 +469,7 @@ async def arerank_items(
     scorer = settings.quality
     if scorer is None:
         ranking = _finish(results, texts, items, scored, unscored, settings)
-        return await _abudget(ranking, settings, engine, name)
+        return await abudget_ranking(ranking, settings, engine, name)
     _check_results(results, len(texts), settings)
     outcome = await acompose_quality(
         results,
@@ -512,4 +478,4 @@ async def arerank_items(
         **_quality_rules(settings),
     )
     ranking = _finish_quality(results, texts, items, scored, unscored, settings, outcome, name)
-    return await _abudget(ranking, settings, engine, name)
+    return await abudget_ranking(ranking, settings, engine, name)
