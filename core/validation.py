@@ -100,8 +100,22 @@ def check_query(query: Any) -> str:
     return query
 
 
+class CheckedTexts(list[str]):
+    """Texts already checked by :func:`check_text` (an adapter names each by the caller's position).
+
+    :func:`check_documents` returns them without checking each again, so a text crossing the adapter,
+    the engine and the quality scorer is validated once per call.
+
+    Example:
+        >>> check_documents(CheckedTexts(["a", "b"]))
+        ['a', 'b']
+    """
+
+
 def check_documents(documents: Any) -> list[str]:
     """Return ``documents`` as a list of encodable strings, or raise naming the first bad one."""
+    if isinstance(documents, CheckedTexts):
+        return list(documents)
     if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
         raise TypeError(f"documents must be a sequence of str, got {type(documents).__name__}")
     return [check_text(doc, f"documents[{i}]") for i, doc in enumerate(documents)]

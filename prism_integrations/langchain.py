@@ -11,54 +11,27 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from prism_core.protocol import Reranker
 from prism_integrations._common import (
-    DEFAULT_ADD_CONTRIBUTION,
-    DEFAULT_DROP_IRRELEVANT,
-    DEFAULT_GROUNDED_ONLY,
-    DEFAULT_KEEP_ORIGINAL,
-    DEFAULT_MAX_CONTEXT_TOKENS,
-    DEFAULT_MIN_QUALITY,
-    DEFAULT_QUALITY_WEIGHT,
-    DEFAULT_SCORE_THRESHOLD,
-    DEFAULT_TIME_BUDGET,
-    DEFAULT_TOKEN_COUNTER,
-    DEFAULT_TOP_N,
-    DEFAULT_USE_EVIDENCE,
-    EngineResolver,
-    EngineSpecField,
     Item,
-    LongDocumentsField,
-    MaxTokensPerDocField,
-    NotSerializableError,
-    QualityField,
     Ranking,
     RerankSettings,
     arerank_items,
     check_items,
     copy_object,
-    fold_adapter_input,
     missing_framework_error,
-    not_serializable_message,
-    omit_unset_budgets,
-    omit_unset_long_document_options,
-    omit_unused_quality,
     quality_from_pickle,
     quality_to_pickle,
     rerank_items,
-    share_quality,
 )
+from prism_integrations._common.fields import AdapterFields
 
 try:
     from langchain_core.callbacks import Callbacks
     from langchain_core.documents import BaseDocumentCompressor, Document
     from pydantic import (
         ConfigDict,
-        Field,
-        PrivateAttr,
         SerializerFunctionWrapHandler,
         model_serializer,
-        model_validator,
     )
 except ImportError as exc:  # pragma: no cover - exercised by simulating a missing package
     raise missing_framework_error("LangChain (langchain-core)", "langchain", __name__) from exc
@@ -68,7 +41,7 @@ __all__ = ["PrismDocumentCompressor"]
 logger = logging.getLogger(__name__)
 
 
-class PrismDocumentCompressor(BaseDocumentCompressor):
+class PrismDocumentCompressor(AdapterFields, BaseDocumentCompressor):
     """Rerank LangChain documents with any prism_core backend; with Prism, swap bodies for evidence.
 
     Documents come back best first: copies (same ``id``) whose metadata ends with
@@ -140,62 +113,9 @@ class PrismDocumentCompressor(BaseDocumentCompressor):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    engine_config: EngineSpecField = None
-    """The engine's configuration (``None`` only with ``reranker``); built from ``model``, ``backend``
-    and engine options at construction."""
-    reranker: Any = Field(default=None, exclude=True, repr=False)
-    """A ready :class:`prism_core.Reranker` to use instead of a configuration (never serialised)."""
-    top_n: int | None = DEFAULT_TOP_N
-    """Keep at most this many documents (``None``: no limit)."""
-    score_threshold: float | None = DEFAULT_SCORE_THRESHOLD
-    """Keep only documents scoring at least this (``None``: no cut)."""
-    use_evidence: bool = DEFAULT_USE_EVIDENCE
-    """Replace a kept, relevant document's body with its evidence passage (generating backends)."""
-    add_contribution: bool = DEFAULT_ADD_CONTRIBUTION
-    """Put the model's one-sentence contribution into ``metadata["contribution"]`` (else ``None``)."""
-    keep_original: bool = DEFAULT_KEEP_ORIGINAL
-    """Keep the original body in ``metadata["original_content"]`` when it was replaced."""
-    drop_irrelevant: bool = DEFAULT_DROP_IRRELEVANT
-    """Leave out documents judged irrelevant (``score <= 0.5``)."""
-    grounded_only: bool = DEFAULT_GROUNDED_ONLY
-    """Swap in only evidence that passes the grounding check (``_common.GROUNDED_ONLY_DOC``)."""
-    quality: QualityField = None
-    """The quality prior (a :class:`prism_core.quality.QualityScorer`), or ``None``."""
-    min_quality: float | None = DEFAULT_MIN_QUALITY
-    """Drop documents whose raw quality is below this (``[0, 5]``; ``None``: no filter)."""
-    quality_weight: float = DEFAULT_QUALITY_WEIGHT
-    """``w`` of the blend ``(1 − w) · relevance + w · quality_normalised`` (``[0, 1]``)."""
-    max_tokens_per_doc: MaxTokensPerDocField = None
-    """Document tokens the engine reads per row (``None``: the engine's default)."""
-    long_documents: LongDocumentsField = None
-    """``"truncate"`` or ``"chunk"`` for a document over its budget (``None``: the engine's default)."""
-    max_context_tokens: int | None = DEFAULT_MAX_CONTEXT_TOKENS
-    """Token budget of the returned documents' text (evidence where swapped in, else the body)."""
-    time_budget: float | None = DEFAULT_TIME_BUDGET
-    """Seconds per call (fail-open: the call returns by then with what is done)."""
-    token_counter: Any = Field(default=DEFAULT_TOKEN_COUNTER, exclude=True, repr=False)
-    """Counts tokens for ``max_context_tokens`` (``None``: the model's tokenizer); not serialisable."""
-
-    _resolver: EngineResolver = PrivateAttr()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fold(cls, data: Any) -> Any:
-        return fold_adapter_input(data)
-
     @model_serializer(mode="wrap")
     def _serialise(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return omit_unset_budgets(omit_unset_long_document_options(omit_unused_quality(handler(self))))
-
-    def model_post_init(self, context: Any, /) -> None:
-        """Set up the (lazy) engine look-up."""
-        self._resolver = EngineResolver(self.engine_config, self.reranker)
-
-    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> PrismDocumentCompressor:
-        """A deep copy that shares the quality scorer (and the engine), like the configuration says."""
-        memo = {} if memo is None else memo
-        share_quality(memo, self.quality)
-        return super().__deepcopy__(memo)
+        return self._omit_unset(handler(self))
 
     def __getstate__(self) -> dict[Any, Any]:
         """Pickle state: the quality scorer travels as its description (rebuilt on unpickling)."""
@@ -205,21 +125,6 @@ class PrismDocumentCompressor(BaseDocumentCompressor):
     def __setstate__(self, state: dict[Any, Any]) -> None:
         """Rebuild from :meth:`__getstate__`."""
         super().__setstate__({**state, "__dict__": quality_from_pickle(dict(state["__dict__"]))})
-
-    @property
-    def model(self) -> str | None:
-        """The configured model (``None``: the backend's default, or a ``reranker`` object)."""
-        return None if self.engine_config is None else self.engine_config.model
-
-    @property
-    def backend(self) -> str | None:
-        """The configured backend (``None``: told from the checkpoint, or a ``reranker`` object)."""
-        return None if self.engine_config is None else self.engine_config.backend
-
-    @property
-    def engine(self) -> Reranker:
-        """The reranker this compressor calls (looked up on first access; not loaded by this)."""
-        return self._resolver.get()
 
     def model_dump(self, **kwargs: Any) -> dict[str, Any]:
         """The configuration as a dict (see the class docstring).
@@ -238,12 +143,6 @@ class PrismDocumentCompressor(BaseDocumentCompressor):
         """
         self._check_serialisable()
         return super().model_dump_json(**kwargs)
-
-    def _check_serialisable(self) -> None:
-        if self.reranker is not None:
-            raise NotSerializableError(not_serializable_message(type(self).__name__))
-        if self.token_counter is not None:
-            raise NotSerializableError(not_serializable_message(type(self).__name__, "token_counter"))
 
     def _items(self, documents: Any) -> list[Document]:
         return check_items(documents, Document, "a LangChain Document")

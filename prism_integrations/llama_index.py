@@ -12,54 +12,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from prism_core.protocol import Reranker
 from prism_integrations._common import (
-    DEFAULT_ADD_CONTRIBUTION,
-    DEFAULT_DROP_IRRELEVANT,
-    DEFAULT_GROUNDED_ONLY,
-    DEFAULT_KEEP_ORIGINAL,
-    DEFAULT_MAX_CONTEXT_TOKENS,
-    DEFAULT_MIN_QUALITY,
-    DEFAULT_QUALITY_WEIGHT,
-    DEFAULT_SCORE_THRESHOLD,
-    DEFAULT_TIME_BUDGET,
-    DEFAULT_TOKEN_COUNTER,
-    DEFAULT_TOP_N,
-    DEFAULT_USE_EVIDENCE,
-    GROUNDED_ONLY_DOC,
-    EngineResolver,
-    EngineSpecField,
     Item,
     KeptDocument,
-    LongDocumentsField,
-    MaxTokensPerDocField,
-    NotSerializableError,
-    QualityField,
     Ranking,
     RerankSettings,
     arerank_items,
     check_items,
     copy_object,
-    fold_adapter_input,
     missing_framework_error,
-    not_serializable_message,
-    omit_unset_budgets,
-    omit_unset_long_document_options,
-    omit_unused_quality,
     quality_from_pickle,
     quality_to_pickle,
     rerank_items,
-    share_quality,
 )
+from prism_integrations._common.fields import AdapterFields
 
 try:
     from llama_index.core.bridge.pydantic import (
-        Field,
-        PrivateAttr,
         SerializationInfo,
         SerializerFunctionWrapHandler,
         model_serializer,
-        model_validator,
     )
     from llama_index.core.callbacks import CBEventType, EventPayload
     from llama_index.core.instrumentation import get_dispatcher
@@ -96,7 +68,7 @@ def node_text(node: BaseNode) -> str | None:
     return text if isinstance(text, str) else None
 
 
-class PrismNodePostprocessor(BaseNodePostprocessor):
+class PrismNodePostprocessor(AdapterFields, BaseNodePostprocessor):
     """Rerank LlamaIndex nodes with any prism_core backend; with Prism, swap their text for evidence.
 
     Nodes come back best first as new ``NodeWithScore`` objects whose ``score`` is the relevance
@@ -162,53 +134,6 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
         >>> nodes[0].score, nodes[0].node.metadata["quality_score"]  # doctest: +SKIP
     """
 
-    engine_config: EngineSpecField = Field(
-        default=None, description="The engine's configuration (None only with a reranker object)."
-    )
-    reranker: Any = Field(default=None, exclude=True, repr=False, description="A ready reranker object.")
-    top_n: int | None = Field(default=DEFAULT_TOP_N, description="Keep at most this many nodes.")
-    score_threshold: float | None = Field(
-        default=DEFAULT_SCORE_THRESHOLD, description="Keep only nodes scoring at least this."
-    )
-    use_evidence: bool = Field(default=DEFAULT_USE_EVIDENCE, description="Swap the text for the evidence.")
-    add_contribution: bool = Field(
-        default=DEFAULT_ADD_CONTRIBUTION, description="Put the contribution into metadata['contribution']."
-    )
-    keep_original: bool = Field(
-        default=DEFAULT_KEEP_ORIGINAL, description="Keep the original text in metadata['original_content']."
-    )
-    drop_irrelevant: bool = Field(
-        default=DEFAULT_DROP_IRRELEVANT, description="Leave out nodes judged irrelevant."
-    )
-    grounded_only: bool = Field(default=DEFAULT_GROUNDED_ONLY, description=GROUNDED_ONLY_DOC)
-    quality: QualityField = Field(default=None, description="The quality prior (a QualityScorer), or None.")
-    min_quality: float | None = Field(
-        default=DEFAULT_MIN_QUALITY, description="Drop nodes whose raw quality (0-5) is below this."
-    )
-    quality_weight: float = Field(
-        default=DEFAULT_QUALITY_WEIGHT, description="w of the blend (1 - w) * relevance + w * quality / 5."
-    )
-    max_tokens_per_doc: MaxTokensPerDocField = Field(
-        default=None, description="Document tokens the engine reads per row (None: its default)."
-    )
-    long_documents: LongDocumentsField = Field(
-        default=None, description="'truncate' or 'chunk' for a long document (None: the engine's default)."
-    )
-    max_context_tokens: int | None = Field(
-        default=DEFAULT_MAX_CONTEXT_TOKENS, description="Token budget of the returned nodes' text."
-    )
-    time_budget: float | None = Field(
-        default=DEFAULT_TIME_BUDGET, description="Seconds per call (fail-open: returns what is done)."
-    )
-    token_counter: Any = Field(
-        default=DEFAULT_TOKEN_COUNTER,
-        exclude=True,
-        repr=False,
-        description="Counts tokens for max_context_tokens (None: the model's tokenizer).",
-    )
-
-    _resolver: EngineResolver = PrivateAttr()
-
     def __init__(self, model: Any = None, **kwargs: Any) -> None:
         """Create the postprocessor; nothing is loaded (see the class docstring for the options).
 
@@ -227,15 +152,6 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
             )
         super().__init__(model=model, **kwargs)  # type: ignore[call-arg]  # folded by _fold
 
-    @model_validator(mode="before")
-    @classmethod
-    def _fold(cls, data: Any) -> Any:
-        return fold_adapter_input(data)
-
-    def model_post_init(self, context: Any, /) -> None:
-        """Set up the (lazy) engine look-up."""
-        self._resolver = EngineResolver(self.engine_config, self.reranker)
-
     def __eq__(self, other: object) -> bool:
         """Equal when configured alike: every field but LlamaIndex's per-instance ``callback_manager``."""
         if not isinstance(other, PrismNodePostprocessor):
@@ -252,15 +168,9 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
         self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
     ) -> dict[str, Any]:
         """LlamaIndex's serialiser (adds ``class_name``), without the quality keys when unused."""
-        data = omit_unset_budgets(omit_unset_long_document_options(omit_unused_quality(handler(self))))
+        data = self._omit_unset(handler(self))
         data["class_name"] = self.class_name()
         return data
-
-    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> PrismNodePostprocessor:
-        """A deep copy that shares the quality scorer (and the engine)."""
-        memo = {} if memo is None else memo
-        share_quality(memo, self.quality)
-        return super().__deepcopy__(memo)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle state: the quality scorer travels as its description (rebuilt on unpickling).
@@ -283,31 +193,13 @@ class PrismNodePostprocessor(BaseNodePostprocessor):
         """The name LlamaIndex serialises this component under."""
         return "PrismNodePostprocessor"
 
-    @property
-    def model(self) -> str | None:
-        """The configured model (``None``: the backend's default, or a ``reranker`` object)."""
-        return None if self.engine_config is None else self.engine_config.model
-
-    @property
-    def backend(self) -> str | None:
-        """The configured backend (``None``: told from the checkpoint, or a ``reranker`` object)."""
-        return None if self.engine_config is None else self.engine_config.backend
-
-    @property
-    def engine(self) -> Reranker:
-        """The reranker this postprocessor calls (looked up on first access; not loaded by this)."""
-        return self._resolver.get()
-
     def to_dict(self, **kwargs: Any) -> dict[str, Any]:
         """The configuration as a dict, with ``class_name``.
 
         Raises:
             NotSerializableError: The postprocessor was built with a ``reranker`` object.
         """
-        if self.reranker is not None:
-            raise NotSerializableError(not_serializable_message(type(self).__name__))
-        if self.token_counter is not None:
-            raise NotSerializableError(not_serializable_message(type(self).__name__, "token_counter"))
+        self._check_serialisable()
         return super().to_dict(**kwargs)
 
     @contextmanager

@@ -14,7 +14,7 @@ from typing import Any
 from prism_core.quality.blend import QUALITY_SCORE
 from prism_core.quality.scorer import QualityScorer, as_quality_scorer
 from prism_integrations._common import check_items, copy_object, missing_framework_error
-from prism_integrations.quality_common import (
+from prism_integrations._common.quality_annotate import (
     Item,
     QualityKept,
     aannotate_items,

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from prism_core.quality.blend import DEFAULT_QUALITY_WEIGHT, QualityOutcome, aapply_quality, apply_quality
 from prism_core.results import PrismResult
-from prism_core.validation import check_text
+from prism_core.validation import CheckedTexts, check_text
 
 __all__ = [
     "acompose_quality",
@@ -169,7 +169,7 @@ async def acompose_quality(
 
 def partition_texts(
     texts: Sequence[str | None], name: str, *, logger: logging.Logger, fate: str
-) -> tuple[list[int], list[str], list[int]]:
+) -> tuple[list[int], CheckedTexts, list[int]]:
     """Split items into those with text (checked) and those without (never sent to a model).
 
     Args:
@@ -179,7 +179,9 @@ def partition_texts(
         fate: What happens to them, the end of the warning.
 
     Returns:
-        ``(scored, checked_texts, unscored)``: positions with text, their texts, positions without.
+        ``(scored, checked_texts, unscored)``: positions with text, their texts (a
+        :class:`~prism_core.validation.CheckedTexts`: the engine and the scorer do not check them
+        again), positions without.
 
     Raises:
         TypeError, ValueError: A text that is not an encodable string, naming ``name[i]``.
@@ -189,7 +191,7 @@ def partition_texts(
         ([0], ['a'], [1])
     """
     scored: list[int] = []
-    checked: list[str] = []
+    checked = CheckedTexts()
     unscored: list[int] = []
     for i, text in enumerate(texts):
         if text is None:

@@ -15,6 +15,12 @@ is written once:
 * :mod:`.quality`: the quality prior's options (``quality``, ``min_quality``, ``quality_weight``),
   their checks, serialisation and copying.
 * :mod:`.copying`: copies that never fail on the caller's data and share no container with it.
+* :mod:`.fields`: :class:`~.fields.AdapterFields`, the pydantic adapters' options declared once
+  (imported by the adapters from there, not re-exported here: it imports this package).
+* :mod:`.quality_annotate`: the standalone quality components' shared logic (score, filter, annotate).
+
+The composition of a rerank with the quality rules is :mod:`prism_core.quality.compose` (shared with
+``prism-rerank``).
 """
 
 from __future__ import annotations
@@ -25,29 +31,22 @@ from pydantic import PlainSerializer, PlainValidator
 
 from prism_core.extras import missing_extra
 from prism_integrations._common.budgets import (
-    BUDGET_OPTION_NAMES,
-    CONTEXT_TOKENS,
     DEFAULT_MAX_CONTEXT_TOKENS,
     DEFAULT_TIME_BUDGET,
     DEFAULT_TOKEN_COUNTER,
-    EVIDENCE_SKIPPED,
-    SCORED,
     budget_options_dict,
     check_budget_options,
     omit_unset_budgets,
 )
 from prism_integrations._common.copying import copy_object, merge_metadata, safe_copy
 from prism_integrations._common.engine import (
-    ENGINE_OPTION_NAMES,
     EngineResolver,
     EngineSpec,
     NotSerializableError,
-    check_reranker,
     not_serializable_message,
     split_engine_input,
 )
 from prism_integrations._common.options import (
-    BOOL_OPTION_NAMES,
     CONTRIBUTION,
     DEFAULT_ADD_CONTRIBUTION,
     DEFAULT_DROP_IRRELEVANT,
@@ -56,19 +55,10 @@ from prism_integrations._common.options import (
     DEFAULT_SCORE_THRESHOLD,
     DEFAULT_TOP_N,
     DEFAULT_USE_EVIDENCE,
-    EVIDENCE_REJECTED,
-    EVIDENCE_SPANS,
     EVIDENCE_USED,
-    GROUNDED_ONLY_DOC,
-    GROUNDING,
-    LONG_DOCUMENT_OPTION_NAMES,
     ORIGINAL_CONTENT,
     OUR_METADATA_KEYS,
-    REJECTED_UNGROUNDED,
     RELEVANCE_SCORE,
-    UNSUPPORTED,
-    LongDocumentsField,
-    MaxTokensPerDocField,
     RerankSettings,
     check_rule_options,
     long_document_options,
@@ -76,11 +66,8 @@ from prism_integrations._common.options import (
 )
 from prism_integrations._common.quality import (
     DEFAULT_MIN_QUALITY,
-    DEFAULT_QUALITY,
     DEFAULT_QUALITY_WEIGHT,
     QUALITY_OPTION_NAMES,
-    QUALITY_SCORE,
-    QualityField,
     check_quality_options,
     omit_unused_quality,
     quality_from_pickle,
@@ -99,9 +86,6 @@ from prism_integrations._common.ranking import (
 )
 
 __all__ = [
-    "BOOL_OPTION_NAMES",
-    "BUDGET_OPTION_NAMES",
-    "CONTEXT_TOKENS",
     "CONTRIBUTION",
     "DEFAULT_ADD_CONTRIBUTION",
     "DEFAULT_DROP_IRRELEVANT",
@@ -109,38 +93,22 @@ __all__ = [
     "DEFAULT_KEEP_ORIGINAL",
     "DEFAULT_MAX_CONTEXT_TOKENS",
     "DEFAULT_MIN_QUALITY",
-    "DEFAULT_QUALITY",
     "DEFAULT_QUALITY_WEIGHT",
     "DEFAULT_SCORE_THRESHOLD",
     "DEFAULT_TIME_BUDGET",
     "DEFAULT_TOKEN_COUNTER",
     "DEFAULT_TOP_N",
     "DEFAULT_USE_EVIDENCE",
-    "ENGINE_OPTION_NAMES",
-    "EVIDENCE_REJECTED",
-    "EVIDENCE_SKIPPED",
-    "EVIDENCE_SPANS",
     "EVIDENCE_USED",
-    "GROUNDED_ONLY_DOC",
-    "GROUNDING",
-    "LONG_DOCUMENT_OPTION_NAMES",
     "ORIGINAL_CONTENT",
     "OUR_METADATA_KEYS",
-    "QUALITY_OPTION_NAMES",
-    "QUALITY_SCORE",
-    "REJECTED_UNGROUNDED",
     "RELEVANCE_SCORE",
-    "SCORED",
-    "UNSUPPORTED",
     "EngineResolver",
     "EngineSpec",
     "EngineSpecField",
     "Item",
     "KeptDocument",
-    "LongDocumentsField",
-    "MaxTokensPerDocField",
     "NotSerializableError",
-    "QualityField",
     "Ranking",
     "RerankSettings",
     "arerank_items",
@@ -149,7 +117,6 @@ __all__ = [
     "check_budget_options",
     "check_items",
     "check_quality_options",
-    "check_reranker",
     "check_rule_options",
     "copy_object",
     "fold_adapter_input",

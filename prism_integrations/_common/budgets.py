@@ -22,9 +22,11 @@ the metadata keys, and the token budget applied to the documents an adapter is a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from prism_core.budgets import (
     TokenCounter,
@@ -50,6 +52,10 @@ __all__ = [
     "omit_unset_budgets",
     "returned_tokens",
 ]
+
+if TYPE_CHECKING:
+    from prism_integrations._common.options import RerankSettings
+    from prism_integrations._common.ranking import Ranking
 
 logger = logging.getLogger(__name__)
 
@@ -125,3 +131,33 @@ def fit(
             extra={"dropped_by_budget": where},
         )
     return kept, dropped
+
+
+def budget_ranking(ranking: Ranking, settings: RerankSettings, engine: Any, name: str) -> Ranking:
+    """Apply ``max_context_tokens`` to the documents a :class:`.ranking.Ranking` is about to return."""
+    if settings.max_context_tokens is None:
+        return ranking
+    kept = ranking.kept
+    costs = returned_tokens(
+        [k.content for k in kept],
+        [k.result for k in kept],
+        [k.evidence_used for k in kept],
+        settings.token_counter,
+        engine,
+    )
+    fits, dropped = fit(costs, settings.max_context_tokens, [k.index for k in kept], name)
+    out = []
+    for i in fits:
+        k = kept[i]
+        metadata = dict(k.metadata)
+        metadata.pop(CONTEXT_TOKENS, None)  # ours goes last
+        metadata[CONTEXT_TOKENS] = costs[i]
+        out.append(replace(k, metadata=metadata, added_keys=(*k.added_keys, CONTEXT_TOKENS)))
+    return replace(ranking, kept=out, dropped_by_budget=[kept[i].index for i in dropped])
+
+
+async def abudget_ranking(ranking: Ranking, settings: RerankSettings, engine: Any, name: str) -> Ranking:
+    """:func:`budget_ranking` off the event loop (counting may tokenize, or load the tokenizer)."""
+    if settings.max_context_tokens is None:
+        return ranking
+    return await asyncio.to_thread(budget_ranking, ranking, settings, engine, name)

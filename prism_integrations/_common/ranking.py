@@ -47,8 +47,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from prism_core.grounding import ground_result
@@ -63,14 +63,8 @@ from prism_core.quality.compose import (
     unscored_in_input_order,
 )
 from prism_core.results import PrismResult
-from prism_core.validation import check_query
-from prism_integrations._common.budgets import (
-    CONTEXT_TOKENS,
-    EVIDENCE_SKIPPED,
-    SCORED,
-    fit,
-    returned_tokens,
-)
+from prism_core.validation import CheckedTexts, check_query
+from prism_integrations._common.budgets import EVIDENCE_SKIPPED, SCORED, abudget_ranking, budget_ranking
 from prism_integrations._common.copying import merge_metadata
 from prism_integrations._common.engine import EngineResolver
 from prism_integrations._common.options import (
@@ -366,36 +360,6 @@ def _finish_quality(
     return Ranking(kept, unscored, low)
 
 
-def _budget(ranking: Ranking, settings: RerankSettings, engine: Any, name: str) -> Ranking:
-    """Apply ``max_context_tokens`` to the documents about to be returned (see :mod:`.budgets`)."""
-    if settings.max_context_tokens is None:
-        return ranking
-    kept = ranking.kept
-    costs = returned_tokens(
-        [k.content for k in kept],
-        [k.result for k in kept],
-        [k.evidence_used for k in kept],
-        settings.token_counter,
-        engine,
-    )
-    fits, dropped = fit(costs, settings.max_context_tokens, [k.index for k in kept], name)
-    out = []
-    for i in fits:
-        k = kept[i]
-        metadata = dict(k.metadata)
-        metadata.pop(CONTEXT_TOKENS, None)  # ours goes last
-        metadata[CONTEXT_TOKENS] = costs[i]
-        out.append(replace(k, metadata=metadata, added_keys=(*k.added_keys, CONTEXT_TOKENS)))
-    return replace(ranking, kept=out, dropped_by_budget=[kept[i].index for i in dropped])
-
-
-async def _abudget(ranking: Ranking, settings: RerankSettings, engine: Any, name: str) -> Ranking:
-    """:func:`_budget` off the event loop (counting may tokenize, or load the tokenizer)."""
-    if settings.max_context_tokens is None:
-        return ranking
-    return await asyncio.to_thread(_budget, ranking, settings, engine, name)
-
-
 def _prepare(query: Any, items: Sequence[Item], name: str) -> tuple[str, list[int], list[str], list[int]]:
     query = check_query(query)
     scored, texts, unscored = partition_texts(
@@ -439,6 +403,7 @@ def rerank_items(
     *,
     adapter: str,
     name: str = "documents",
+    get_engine: Callable[[], Reranker] | None = None,
 ) -> Ranking:
     """Check the query and texts, make the ONE engine call, and say what to return.
 
@@ -453,6 +418,8 @@ def rerank_items(
         settings: The rules for this call.
         adapter: The adapter's class name, for log lines.
         name: What the caller calls the items (``documents``, ``nodes``), for messages.
+        get_engine: Returns the engine instead of ``resolver.get()`` (Haystack's: warmed up
+            first); not called when no item has text.
 
     Raises:
         TypeError: A query that is not a string.
@@ -461,20 +428,22 @@ def rerank_items(
     query, scored, texts, unscored = _prepare(query, items, name)
     if not texts:
         return Ranking([], unscored)
-    engine: Reranker = resolver.get()
+    engine: Reranker = resolver.get() if get_engine is None else get_engine()
     results = engine.rerank(query, texts, **resolver.call_kwargs(engine, settings, adapter))
     scorer = settings.quality
     if scorer is None:
-        return _budget(_finish(results, texts, items, scored, unscored, settings), settings, engine, name)
+        return budget_ranking(
+            _finish(results, texts, items, scored, unscored, settings), settings, engine, name
+        )
     _check_results(results, len(texts), settings)
     outcome = compose_quality(
         results,
         len(texts),
-        lambda indices: scorer.score([texts[i] for i in indices]),
+        lambda indices: scorer.score(CheckedTexts(texts[i] for i in indices)),
         **_quality_rules(settings),
     )
     ranking = _finish_quality(results, texts, items, scored, unscored, settings, outcome, name)
-    return _budget(ranking, settings, engine, name)
+    return budget_ranking(ranking, settings, engine, name)
 
 
 async def arerank_items(
@@ -485,24 +454,28 @@ async def arerank_items(
     *,
     adapter: str,
     name: str = "documents",
+    get_engine: Callable[[], Reranker] | None = None,
 ) -> Ranking:
     """The same as :func:`rerank_items` through the engine's ``arerank`` and the scorer's ``ascore``
     (neither blocks the loop)."""
     query, scored, texts, unscored = _prepare(query, items, name)
     if not texts:
         return Ranking([], unscored)
-    engine: Reranker = resolver.get() if resolver.ready else await asyncio.to_thread(resolver.get)
+    if get_engine is not None:  # it may load: off the loop
+        engine: Reranker = await asyncio.to_thread(get_engine)
+    else:
+        engine = resolver.get() if resolver.ready else await asyncio.to_thread(resolver.get)
     results = await engine.arerank(query, texts, **resolver.call_kwargs(engine, settings, adapter))
     scorer = settings.quality
     if scorer is None:
         ranking = _finish(results, texts, items, scored, unscored, settings)
-        return await _abudget(ranking, settings, engine, name)
+        return await abudget_ranking(ranking, settings, engine, name)
     _check_results(results, len(texts), settings)
     outcome = await acompose_quality(
         results,
         len(texts),
-        lambda indices: scorer.ascore([texts[i] for i in indices]),
+        lambda indices: scorer.ascore(CheckedTexts(texts[i] for i in indices)),
         **_quality_rules(settings),
     )
     ranking = _finish_quality(results, texts, items, scored, unscored, settings, outcome, name)
-    return await _abudget(ranking, settings, engine, name)
+    return await abudget_ranking(ranking, settings, engine, name)

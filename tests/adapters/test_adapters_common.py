@@ -730,10 +730,10 @@ def test_common_imports_no_framework(monkeypatch: pytest.MonkeyPatch) -> None:
                 monkeypatch.delitem(sys.modules, name)
         monkeypatch.setitem(sys.modules, top, None)  # any import of the framework now raises ImportError
     for name in list(sys.modules):
-        if name.startswith("prism_integrations._common") or name == "prism_integrations.quality_common":
+        if name.startswith("prism_integrations._common"):
             monkeypatch.delitem(sys.modules, name)
     module = importlib.import_module("prism_integrations._common")
-    importlib.import_module("prism_integrations.quality_common")
+    importlib.import_module("prism_integrations._common.quality_annotate")
     assert isinstance(module, types.ModuleType)
     assert callable(module.rerank_items)
     loaded = [n for n in sys.modules if n.split(".")[0] in frameworks and sys.modules[n] is not None]

@@ -10,7 +10,6 @@ from typing import Any
 
 from prism_core.protocol import Reranker
 from prism_core.quality.scorer import QualityScorer
-from prism_core.validation import check_query
 from prism_integrations._common import (
     DEFAULT_ADD_CONTRIBUTION,
     DEFAULT_DROP_IRRELEVANT,
@@ -217,7 +216,7 @@ class PrismRanker:
         self.time_budget: float | None = budgets["time_budget"]
         self.token_counter: Callable[[str], int] | None = budgets["token_counter"]
         self._resolver = EngineResolver(spec, checked_reranker)
-        self._engine: Reranker | None = None
+        self._warmed = False  # the engine is loaded once; the resolver holds it
 
     def __deepcopy__(self, memo: dict[int, Any]) -> PrismRanker:
         """A deep copy that shares the quality scorer (and the engine)."""
@@ -260,21 +259,18 @@ class PrismRanker:
             self.quality.load()
 
     def _warm_engine(self) -> Reranker:
-        if self._engine is None:
-            self._engine = self._resolver.warm_up()
+        if not self._warmed:
+            self._resolver.warm_up()
+            self._warmed = True
             logger.debug("PrismRanker warmed up")
-        return self._engine
+        return self._resolver.get()
 
     async def warm_up_async(self) -> None:
         """:meth:`warm_up` in a worker thread, so loading does not block the event loop."""
-        await self._awarm_engine()
+        if not self._warmed:
+            await asyncio.to_thread(self._warm_engine)
         if self.quality is not None and not self.quality.loaded:
             await asyncio.to_thread(self.quality.load)
-
-    async def _awarm_engine(self) -> Reranker:
-        if self._engine is None:
-            return await asyncio.to_thread(self._warm_engine)
-        return self._engine
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise the component: ``engine_config`` (model, backend, engine options) and the options
@@ -362,10 +358,9 @@ class PrismRanker:
         )
         docs = self._documents(documents)
         items = [Item(d.content, d.meta) for d in docs]
-        if any(item.text is not None for item in items):
-            check_query(query)  # before loading anything
-            self._warm_engine()
-        ranking = rerank_items(self._resolver, query, items, settings, adapter=type(self).__name__)
+        ranking = rerank_items(
+            self._resolver, query, items, settings, adapter=type(self).__name__, get_engine=self._warm_engine
+        )
         return self._output(docs, ranking)
 
     @component.output_types(documents=list[Document])
@@ -389,8 +384,12 @@ class PrismRanker:
         )
         docs = self._documents(documents)
         items = [Item(d.content, d.meta) for d in docs]
-        if any(item.text is not None for item in items):
-            check_query(query)  # before loading anything
-            await self._awarm_engine()
-        ranking = await arerank_items(self._resolver, query, items, settings, adapter=type(self).__name__)
+        ranking = await arerank_items(
+            self._resolver,
+            query,
+            items,
+            settings,
+            adapter=type(self).__name__,
+            get_engine=None if self._warmed else self._warm_engine,
+        )
         return self._output(docs, ranking)

@@ -1,4 +1,4 @@
-"""Framework-free logic shared by the three standalone quality components (no framework import).
+"""The standalone quality components' shared logic: score, filter, order, annotate (no framework import).
 
 Each component does the same: validate its options, score the documents' texts with ONE
 :meth:`prism_core.quality.QualityScorer.score` call, keep the documents at or above ``min_quality``
