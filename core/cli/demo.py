@@ -33,6 +33,7 @@ from pathlib import Path
 from types import ModuleType
 
 from prism_core.cli.demo_model import DEMO_BACKENDS, DEMO_MODELS, DemoModel, mark_banner_shown
+from prism_core.cli.errors import report_failure
 from prism_core.cli.options import (
     ModelOptions,
     ModelUnavailable,
@@ -392,11 +393,8 @@ def main(
         options = options.replace(max_new_tokens=FALLBACK_MAX_NEW_TOKENS)
     try:
         reranker = build_reranker(options, reranker_factory)
-    except OptionError as exc:
-        parser.error(str(exc))
-    except ModelUnavailable as exc:
-        print(f"{PROG} demo: error: {exc}", file=sys.stderr)
-        return 1
+    except (OptionError, ModelUnavailable) as exc:
+        return report_failure(parser, f"{PROG} demo", exc)
     backend = getattr(reranker, "backend", None)
     backend = backend if isinstance(backend, str) else options.backend
     label = " (TINY RANDOM-WEIGHT FALLBACK)" if fallback else ""
@@ -404,11 +402,8 @@ def main(
     print("Loading…", flush=True)
     try:
         load_now(reranker, options)
-    except OptionError as exc:
-        parser.error(str(exc))
-    except ModelUnavailable as exc:
-        print(f"{PROG} demo: error: {exc}", file=sys.stderr)
-        return 1
+    except (OptionError, ModelUnavailable) as exc:
+        return report_failure(parser, f"{PROG} demo", exc)
 
     capabilities = getattr(reranker, "capabilities", None)
     generates = bool(getattr(capabilities, "evidence", True))

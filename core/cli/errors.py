@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 from typing import TYPE_CHECKING
 
 from prism_core.protocol import Reranker
@@ -21,6 +23,21 @@ class OptionError(ValueError):
 
 class ModelUnavailable(Exception):
     """The reranker could not be built or loaded; the message is ready for stderr (exit 1)."""
+
+
+def report_failure(parser: argparse.ArgumentParser, prog: str, exc: OptionError | ModelUnavailable) -> int:
+    """Report one of the two kinds: an :class:`OptionError` as argparse does (exits with status 2),
+    a :class:`ModelUnavailable` as one line on stderr; returns the exit status 1 for the latter.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="x")
+        >>> report_failure(parser, "x", ModelUnavailable("no weights"))  # prints "x: error: no weights"
+        1
+    """
+    if isinstance(exc, OptionError):
+        parser.error(str(exc))  # exits with status 2
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    return 1
 
 
 def one_line(exc: BaseException) -> str:
@@ -88,6 +105,7 @@ def load_failure(options: ModelOptions, exc: BaseException) -> str:
     used as it is; anything else gets ``cannot load model '<model>': `` in front.
 
     Example:
+        >>> from prism_core.cli.options import ModelOptions
         >>> load_failure(ModelOptions(model="m"), OSError("disk gone"))
         "cannot load model 'm': disk gone"
     """

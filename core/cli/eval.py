@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from prism_core.cli.demo_model import mark_banner_shown
+from prism_core.cli.errors import report_failure
 from prism_core.cli.options import (
     ModelOptions,
     ModelUnavailable,
@@ -335,11 +336,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, factory: Rer
             reranker = build_reranker(options, factory)
             resolved_model, resolved_backend = options.resolve_names()
             load_now(reranker, options)
-        except OptionError as exc:
-            parser.error(str(exc))
-        except ModelUnavailable as exc:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return 1
+        except (OptionError, ModelUnavailable) as exc:
+            return report_failure(parser, PROG, exc)
         except (ValueError, TypeError) as exc:  # resolve_names(): a backend that cannot be told
             parser.error(one_line(exc))
         name = system_name(resolved_model, resolved_backend, taken)

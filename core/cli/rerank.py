@@ -80,6 +80,7 @@ from contextlib import ExitStack
 from typing import IO, Any
 
 from prism_core.cli.demo_model import warn_random_weights_once
+from prism_core.cli.errors import report_failure
 from prism_core.cli.lines import (
     LineError,
     decode_line,
@@ -279,11 +280,8 @@ def run(
     try:
         quality = build_quality_scorer(quality_options, options.device)
         reranker = build_reranker(options, factory)
-    except OptionError as exc:
-        parser.error(str(exc))
-    except ModelUnavailable as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+    except (OptionError, ModelUnavailable) as exc:
+        return report_failure(parser, PROG, exc)
     warn_random_weights_once(options.model, PROG)
 
     from tqdm import tqdm
