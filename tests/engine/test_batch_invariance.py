@@ -79,7 +79,8 @@ def test_scores_do_not_depend_on_the_rest_of_the_request_or_on_other_callers(
             ]
             return list(await asyncio.gather(*calls))
 
-        shared = asyncio.run(concurrently())[0]
+        with slowed_passes(engine, 0.02):  # every caller is queued before the first one is done
+            shared = asyncio.run(concurrently())[0]
     finally:
         stop.set()
         hog.join(5)
