@@ -244,15 +244,15 @@ class RerankJob(Job):
         self._prefix_kind = PrefixKind()
         first = next((i for i, f in enumerate(forked) if f), None)
         self._prefix_ids = PrefixIds(prompts[first][: self.prefix_len]) if first is not None else None
-        # A row's width: its own bucket (whole prompts, scored continuations) or its exact length
+        # What each row runs: its whole prompt, or its continuation after the prefix. A row's width
+        # is its own bucket of that (whole prompts, scored continuations) or its exact length
         # (continuations that decode run unpadded). Batches are planned on what a pass holds: rows
         # that decode keep the prefix in their own state too.
-        widths = [self._width(len(p), f) for p, f in zip(prompts, forked, strict=True)]
-        held = [w + (self.prefix_len if f and generate else 0) for w, f in zip(widths, forked, strict=True)]
-        long = [
-            len(p) - (self.prefix_len if f else 0) > LONG_PROMPT_CHUNK
-            for p, f in zip(prompts, forked, strict=True)
-        ]
+        own = [len(p) - (self.prefix_len if f else 0) for p, f in zip(prompts, forked, strict=True)]
+        exact = [f and generate for f in forked]
+        widths = [n if e else bucket_width(n) for n, e in zip(own, exact, strict=True)]
+        held = [w + (self.prefix_len if e else 0) for w, e in zip(widths, exact, strict=True)]
+        long = [n > LONG_PROMPT_CHUNK for n in own]
         planned = [
             PlannedBatch(
                 sorted((members[k] for k in b), key=lambda i: -len(prompts[i])), fork, widths[members[b[0]]]
@@ -270,20 +270,12 @@ class RerankJob(Job):
         planned.sort(key=lambda b: -held[b.rows[0]])  # longest first: out of memory shows at once
         self.batches: deque[PlannedBatch] = deque(planned)
         self._held = held
-        self.total_tokens = sum(
-            len(p) - (self.prefix_len if f else 0) for p, f in zip(prompts, forked, strict=True)
-        )
+        self.total_tokens = sum(own)
         self.keep = KeepSet(top_n, threshold, DECODE_ROWS, batch_tokens) if generate else None
         self.waiting: deque[DecodeGroup] = deque()  # kept rows, ready to join the decode batch
         self.in_flight = 0  # rows handed to the decode batch and not finished yet
         self.progress: Callable[[int], Any] | None = None  # called with each scored batch's size
         self.expired = False  # :meth:`expire` ran (the deadline passed before the work was done)
-
-    def _width(self, length: int, forked: bool) -> int:
-        if not forked:
-            return bucket_width(length)
-        rest = length - self.prefix_len
-        return rest if self.generate else bucket_width(rest)
 
     # ------------------------------------------------------------------ passes
     def next_pass(self, max_tokens: int | None = None) -> Pass | None:
