@@ -287,7 +287,7 @@ class ImposedRunner(ModelRunner):
     def new_decode_batch(self) -> Any:
         """The engine's shared decode batch, instrumented: rows joined, forward time, tokens per row."""
         return TimedDecodeBatch(
-            self, self.body, self.model.config, self._greedy, self.stop_mask, self.cache_kw
+            self, self.body, self.model.config, self.greedy, self.stop_mask, self.cache_kw
         )
 
 

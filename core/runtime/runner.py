@@ -27,14 +27,9 @@ import torch
 
 from prism_core.runtime.cache import PrefillState, merge_states, split_cache
 from prism_core.runtime.decode_state import DecodeBatch, DecodeRow
+from prism_core.runtime.greedy_head import GreedyHead
 
 logger = logging.getLogger(__name__)
-
-#: On CPU, decode steps with at most this many rows compute logits as ``W @ hidden.T`` (see ``_greedy``).
-CPU_TALL_HEAD_ROWS = 16
-
-#: On CPU, more rows take the argmax over vocabulary slices of this many tokens (see ``_greedy``).
-CPU_HEAD_SLICE = 4096
 
 #: On CPU, cache-keeping prefills of prompts at least this long run without padding (see ``prefill``).
 CPU_UNPADDED_MIN_WIDTH = 1024
@@ -59,6 +54,7 @@ class ModelRunner:
         self.body = model.get_decoder() if hasattr(model, "get_decoder") else model.model
         head = model.get_output_embeddings()
         self.head = head
+        self.greedy = GreedyHead(head)
         self.device = head.weight.device
         ids = torch.tensor([yes_id, no_id], device=self.device)
         self.verdict_weight = head.weight[ids].detach()  # (2, H)
@@ -75,7 +71,7 @@ class ModelRunner:
 
     def new_decode_batch(self) -> DecodeBatch:
         """The persistent batch every generating row of every request decodes in (see ``decode_state``)."""
-        return DecodeBatch(self.body, self.model.config, self._greedy, self.stop_mask, self.cache_kw)
+        return DecodeBatch(self.body, self.model.config, self.greedy, self.stop_mask, self.cache_kw)
 
     def stop_mask(self, tokens: torch.Tensor, rows: Sequence[DecodeRow]) -> torch.Tensor:
         """Which rows end with their latest token (already appended to ``rows[i].outputs``): an
@@ -309,29 +305,3 @@ class ModelRunner:
             for fin in batch.step()[1]:
                 outputs[fin.doc] = fin.ids
         return [outputs[i] for i in range(rows)]
-
-    def _greedy(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The argmax token of each row's full-vocabulary logits.
-
-        On CPU, a few rows times a large vocabulary is the slow shape for BLAS as ``hidden @ W.T``
-        (measured on 2 cores: 3 rows × 248k vocabulary, 2.5-4.4× slower than ``W @ hidden.T``).
-        From a few dozen rows on, writing and re-reading the whole ``rows × vocabulary`` logits
-        dominates: the argmax then runs over vocabulary slices whose logits stay in cache, keeping
-        the first maximum (as ``argmax`` does), so the weights are read once per pass and a row
-        costs its arithmetic only (measured on 2 cores, 248k vocabulary, hidden 64: 50 rows 68 →
-        32 ms, 80 rows 90 → 45 ms). Each logit is the same dot product in every form.
-        """
-        rows = hidden.shape[0]
-        if self.device.type != "cpu" or self.head_bias is not None:
-            return self.head(hidden).argmax(-1)
-        weight = self.head.weight
-        if rows <= CPU_TALL_HEAD_ROWS:
-            return torch.mm(weight, hidden.T).argmax(0)
-        best_value, best_index = torch.mm(hidden, weight[:CPU_HEAD_SLICE].T).max(-1)
-        for start in range(CPU_HEAD_SLICE, weight.shape[0], CPU_HEAD_SLICE):
-            value, index = torch.mm(hidden, weight[start : start + CPU_HEAD_SLICE].T).max(-1)
-            # strictly greater keeps the first maximum; a NaN wins over numbers, as in ``argmax``
-            better = (value > best_value) | (value.isnan() & ~best_value.isnan())
-            best_value = torch.where(better, value, best_value)
-            best_index = torch.where(better, index + start, best_index)
-        return best_index
