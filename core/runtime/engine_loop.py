@@ -308,35 +308,43 @@ class EngineLoop:
     ) -> int:
         """Build and run one coalesced pass from the jobs' offers, leader chosen round robin.
 
-        Returns the pass's padded tokens (0: nothing ran). With ``fit``, only an offer within
-        ``max_tokens`` may lead (a later pass of a step that already ran one); jobs in ``led`` do
-        not lead (the jobs that led a pass this step), and the leader is added to it.
+        Returns the tokens the pass computed (0: nothing ran). ``max_tokens`` caps what other jobs'
+        rows may add to the leader's; with ``fit``, only an offer within ``max_tokens`` may lead (a
+        later pass of a step that already ran one). Jobs are always asked for their offer against
+        the whole ``step_tokens``, so whether a request is bulk, and how its batches are cut, never
+        depends on what else ran this step. Jobs in ``led`` do not lead (the jobs that led a pass
+        this step), and the leader is added to it.
         """
+        offer_tokens = None if max_tokens is None else self.step_tokens
         order = self._rotation()
         for n, job in enumerate(order):
             if led is not None and job in led:
                 continue
-            lead = self._offer(job, max_tokens)
-            if lead is None or (fit and max_tokens is not None and len(lead.rows) * lead.width > max_tokens):
+            lead = self._offer(job, offer_tokens)
+            if lead is None or (fit and max_tokens is not None and lead.step_tokens > max_tokens):
                 continue
             self._rr = (self._active.index(job) + 1) % len(self._active)
             if led is not None:
                 led.add(job)
             group = [(job, lead)]
-            budget = lead.budget if max_tokens is None else min(lead.budget, max_tokens)
             if lead.shareable:
-                width, rows = lead.width, len(lead.rows)
+                # two caps: memory (rows × held width, the leader's budget) and compute (rows ×
+                # computed tokens, this step's budget)
+                width, cost, rows = lead.width, lead.cost or lead.width, len(lead.rows)
                 for other in order[n + 1 :]:
-                    more = self._offer(other, max_tokens)
+                    more = self._offer(other, offer_tokens)
                     if more is None or not more.shareable or more.key != lead.key:
                         continue
-                    new_width = max(width, more.width)
-                    if (rows + len(more.rows)) * new_width > budget:
+                    new_width, new_cost = max(width, more.width), max(cost, more.cost or more.width)
+                    total = rows + len(more.rows)
+                    if total * new_width > lead.budget or (
+                        max_tokens is not None and total * new_cost > max_tokens
+                    ):
                         continue
                     group.append((other, more))
-                    width, rows = new_width, rows + len(more.rows)
+                    width, cost, rows = new_width, new_cost, total
             self._run_group(group)
-            return max(1, sum(len(p.rows) for _, p in group) * max(p.width for _, p in group))
+            return max(1, sum(len(p.rows) for _, p in group) * max(p.cost or p.width for _, p in group))
         return 0
 
     def _offer(self, job: Job, max_tokens: int | None = None) -> Pass | None:

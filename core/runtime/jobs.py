@@ -60,9 +60,11 @@ class Pass:
     Attributes:
         key: Passes with equal keys may run as one forward pass (the executor knows what a key means).
         rows: One payload per row (prompt ids, text pairs...).
-        width: The longest row, in tokens.
+        width: The longest row, in tokens it holds (its memory: a forked row holds its prefix too).
         budget: Cap on ``rows × width`` when this pass leads a coalesced group.
         shareable: ``False`` for a pass that must run alone (its key is private to the job anyway).
+        cost: Tokens each row computes, what a step's token budget counts (``0``: ``width``). A row
+            forked from a query prefix holds the prefix but computes only its continuation.
     """
 
     key: Hashable
@@ -70,6 +72,12 @@ class Pass:
     width: int
     budget: int
     shareable: bool = True
+    cost: int = 0
+
+    @property
+    def step_tokens(self) -> int:
+        """What this pass spends of a step's token budget: ``rows × cost``."""
+        return len(self.rows) * (self.cost or self.width)
 
 
 class Executor(Protocol):

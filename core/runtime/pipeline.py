@@ -298,7 +298,7 @@ class RerankJob(Job):
             assert self.prefix is not None
             rows = [self.prompts[i][self.prefix_len :] for i in batch.rows]
             kind = AfterPrefixKind(self.prefix, self.generate, batch.width, self._prefix_ids)
-            return Pass(kind, rows, self._held[batch.rows[0]], self.batch_tokens)
+            return Pass(kind, rows, self._held[batch.rows[0]], self.batch_tokens, cost=batch.width)
         rows = [self.prompts[i] for i in batch.rows]
         return Pass(ScoreKind(self.generate, batch.width), rows, batch.width, self.batch_tokens)
 
@@ -318,7 +318,7 @@ class RerankJob(Job):
     def _fit_head(self, max_tokens: int) -> None:
         """Cut the next batch so that it fits a step's token budget (a single row always fits)."""
         head = self.batches[0]
-        rows = max(1, max_tokens // max(1, self._held[head.rows[0]]))
+        rows = max(1, max_tokens // max(1, head.width))
         if rows < len(head.rows):
             self._split_head(rows)
 

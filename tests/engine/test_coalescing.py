@@ -59,19 +59,24 @@ class FakeExecutor:
 class ListJob(Job):
     """Offers its batches one pass at a time; the result is every row's output in order."""
 
-    def __init__(self, batches: list[list[int]], budget: int = 1000, key: str = "k") -> None:
+    def __init__(
+        self, batches: list[list[int]], budget: int = 1000, key: str = "k", width: int = 1, cost: int = 0
+    ) -> None:
         super().__init__()
         self.batches = deque(batches)
         self.budget = budget
         self.key = key
+        self.width, self.cost = width, cost
         self.out: list[int] = []
         self.passes_seen = 0
+        self.offered: list[int | None] = []  # the max_tokens of every offer asked for
 
     def next_pass(self, max_tokens: int | None = None) -> Pass | None:
+        self.offered.append(max_tokens)
         if not self.batches:
             return None
         rows = self.batches[0]
-        return Pass(self.key, rows, width=1, budget=self.budget)
+        return Pass(self.key, rows, width=self.width, budget=self.budget, cost=self.cost)
 
     def on_pass(self, p: Pass, output: Any) -> None:
         self.batches.popleft()
@@ -132,6 +137,28 @@ def test_budget_keeps_groups_apart(make_loop) -> None:  # type: ignore[no-untype
     for i, future in enumerate(futures):
         assert future.result(TIMEOUT) == [i * 10, i * 10]
     assert [len(p) for p in executor.passes] == [2, 2, 2, 2]  # 2 rows already fill the budget
+
+
+def test_a_step_counts_computed_tokens_and_asks_every_offer_against_the_whole_step() -> None:
+    # rows forked from a query prefix hold 248 tokens and compute 53: eight fit a 1,024-token step
+    # (8 × 53), where counting what they hold would cap the pass at four (4 × 248)
+    gate = threading.Event()
+    executor = FakeExecutor(gate=gate)
+    loop = EngineLoop(executor, name="test-loop", step_tokens=1024)
+    try:
+        first = loop.submit(ListJob([[0]]))
+        assert executor.started.wait(TIMEOUT)
+        jobs = [ListJob([[i], [i + 100]], budget=16384, width=248, cost=53) for i in range(1, 9)]
+        futures = [loop.submit(job) for job in jobs]
+        gate.set()
+        assert first.result(TIMEOUT) == [0]
+        for i, future in enumerate(futures, start=1):
+            assert future.result(TIMEOUT) == [i * 10, (i + 100) * 10]
+    finally:
+        loop.close()
+    assert [len(p) for p in executor.passes] == [1, 8, 8]
+    # whether a job is bulk, and how it cuts its batches, never depends on what else ran this step
+    assert {n for job in jobs for n in job.offered} == {1024}
 
 
 def test_a_failing_row_fails_only_its_own_job(make_loop) -> None:  # type: ignore[no-untyped-def]
