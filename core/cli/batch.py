@@ -21,11 +21,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from prism_core.cli.arg_types import non_negative_float
 from prism_core.cli.demo_model import warn_random_weights_once
+from prism_core.cli.errors import exits_with_status, failures_reported
 from prism_core.cli.options import (
     ModelOptions,
-    ModelUnavailable,
-    OptionError,
     RerankerFactory,
     add_model_arguments,
     build_reranker,
@@ -35,16 +35,6 @@ from prism_core.cli.options import (
 from prism_core.cli.terminal import setup_terminal
 
 PROG = "prism-rerank batch"
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not 0.0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,10 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--actors", type=positive_int, default=1, help="actors, one loaded model each (default 1)"
     )
     parser.add_argument(
-        "--gpus-per-actor", type=_non_negative, default=0.0, help="GPUs per actor (default 0)"
+        "--gpus-per-actor", type=non_negative_float, default=0.0, help="GPUs per actor (default 0)"
     )
     parser.add_argument(
-        "--cpus-per-actor", type=_non_negative, default=1.0, help="CPUs per actor (default 1)"
+        "--cpus-per-actor", type=non_negative_float, default=1.0, help="CPUs per actor (default 1)"
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=16, help="lines per actor batch (default 16)"
@@ -85,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@exits_with_status
 def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory | None = None) -> int:
     """Entry point of ``prism-rerank batch``.
 
@@ -104,16 +95,9 @@ def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     options = ModelOptions.from_args(args)
     setup_terminal(None if args.progress else False)
-    try:
+    with failures_reported(parser, PROG, invalid=(ValueError, TypeError)):
         build_reranker(options, reranker_factory)  # constructs (loads nothing): option errors surface here
         config = options.engine_config()
-    except OptionError as exc:
-        parser.error(str(exc))
-    except (ValueError, TypeError) as exc:
-        parser.error(" ".join(str(exc).split()))
-    except ModelUnavailable as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
 
     warn_random_weights_once(options.model, PROG)
 

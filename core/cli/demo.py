@@ -33,11 +33,9 @@ from pathlib import Path
 from types import ModuleType
 
 from prism_core.cli.demo_model import DEMO_BACKENDS, DEMO_MODELS, DemoModel, mark_banner_shown
-from prism_core.cli.errors import report_failure
+from prism_core.cli.errors import exits_with_status, failures_reported
 from prism_core.cli.options import (
     ModelOptions,
-    ModelUnavailable,
-    OptionError,
     RerankerFactory,
     add_model_arguments,
     build_reranker,
@@ -348,6 +346,7 @@ def run_framework_examples(
     return failures
 
 
+@exits_with_status
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -391,19 +390,15 @@ def main(
     options = ModelOptions.from_args(args).replace(model=model, backend=chosen.backend)
     if fallback and options.max_new_tokens is None and chosen.backend in (None, "prism"):
         options = options.replace(max_new_tokens=FALLBACK_MAX_NEW_TOKENS)
-    try:
+    with failures_reported(parser, f"{PROG} demo"):
         reranker = build_reranker(options, reranker_factory)
-    except (OptionError, ModelUnavailable) as exc:
-        return report_failure(parser, f"{PROG} demo", exc)
     backend = getattr(reranker, "backend", None)
     backend = backend if isinstance(backend, str) else options.backend
     label = " (TINY RANDOM-WEIGHT FALLBACK)" if fallback else ""
     print(f"Model: {model}{label}" + (f", backend: {backend}" if backend else ""))
     print("Loading…", flush=True)
-    try:
+    with failures_reported(parser, f"{PROG} demo"):
         load_now(reranker, options)
-    except (OptionError, ModelUnavailable) as exc:
-        return report_failure(parser, f"{PROG} demo", exc)
 
     capabilities = getattr(reranker, "capabilities", None)
     generates = bool(getattr(capabilities, "evidence", True))

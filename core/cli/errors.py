@@ -8,13 +8,18 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, ParamSpec
 
 from prism_core.protocol import Reranker
 
 if TYPE_CHECKING:
     from prism_core.cli.options import ModelOptions
+
+P = ParamSpec("P")
 
 
 class OptionError(ValueError):
@@ -25,19 +30,65 @@ class ModelUnavailable(Exception):
     """The reranker could not be built or loaded; the message is ready for stderr (exit 1)."""
 
 
-def report_failure(parser: argparse.ArgumentParser, prog: str, exc: OptionError | ModelUnavailable) -> int:
-    """Report one of the two kinds: an :class:`OptionError` as argparse does (exits with status 2),
-    a :class:`ModelUnavailable` as one line on stderr; returns the exit status 1 for the latter.
+class CommandFailed(Exception):
+    """A command stops with this exit status, its message already on stderr."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+@contextmanager
+def failures_reported(
+    parser: argparse.ArgumentParser,
+    prog: str,
+    *,
+    invalid: tuple[type[BaseException], ...] = (),
+    unavailable: tuple[type[BaseException], ...] = (),
+) -> Iterator[None]:
+    """Report what goes wrong inside the one way every command does.
+
+    An :class:`OptionError` (or one of ``invalid``) is reported as argparse does and exits with
+    status 2; a :class:`ModelUnavailable` (or one of ``unavailable``) is one line on stderr, then
+    :class:`CommandFailed` with status 1 (a command decorated with :func:`exits_with_status` returns it).
 
     Example:
         >>> parser = argparse.ArgumentParser(prog="x")
-        >>> report_failure(parser, "x", ModelUnavailable("no weights"))  # prints "x: error: no weights"
+        >>> with failures_reported(parser, "x"):  # doctest: +SKIP
+        ...     raise ModelUnavailable("no weights")  # prints "x: error: no weights", status 1
+    """
+    try:
+        yield
+    except OptionError as exc:
+        parser.error(str(exc))  # exits with status 2
+    except invalid as exc:
+        parser.error(one_line(exc))
+    except BaseException as exc:
+        if not isinstance(exc, (ModelUnavailable, *unavailable)):
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        raise CommandFailed(1) from None
+
+
+def exits_with_status(command: Callable[P, int]) -> Callable[P, int]:
+    """A command that returns its exit status, also when :class:`CommandFailed` stops it.
+
+    Example:
+        >>> @exits_with_status
+        ... def command() -> int:
+        ...     raise CommandFailed(1)
+        >>> command()
         1
     """
-    if isinstance(exc, OptionError):
-        parser.error(str(exc))  # exits with status 2
-    print(f"{prog}: error: {exc}", file=sys.stderr)
-    return 1
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> int:
+        try:
+            return command(*args, **kwargs)
+        except CommandFailed as failed:
+            return failed.status
+
+    return run
 
 
 def one_line(exc: BaseException) -> str:

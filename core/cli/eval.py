@@ -41,16 +41,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from prism_core.cli.demo_model import mark_banner_shown
-from prism_core.cli.errors import report_failure
+from prism_core.cli.errors import exits_with_status, failures_reported
 from prism_core.cli.options import (
     ModelOptions,
-    ModelUnavailable,
-    OptionError,
     RerankerFactory,
     add_model_arguments,
     build_reranker,
     load_now,
-    one_line,
     positive_int,
 )
 from prism_core.cli.terminal import setup_terminal
@@ -289,6 +286,7 @@ def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory
         return 130
 
 
+@exits_with_status
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, factory: RerankerFactory | None) -> int:
     from prism_core.evaluation.datasets import EvalDataError, load_dataset
     from prism_core.evaluation.harness import System, evaluate, write_report
@@ -332,14 +330,11 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, factory: Rer
         if options.max_new_tokens is None and _is_tiny_prism(options):
             options = options.replace(max_new_tokens=RANDOM_WEIGHT_MAX_NEW_TOKENS)
             capped = True
-        try:
+        # resolve_names() raises ValueError/TypeError for a backend that cannot be told
+        with failures_reported(parser, PROG, invalid=(ValueError, TypeError)):
             reranker = build_reranker(options, factory)
             resolved_model, resolved_backend = options.resolve_names()
             load_now(reranker, options)
-        except (OptionError, ModelUnavailable) as exc:
-            return report_failure(parser, PROG, exc)
-        except (ValueError, TypeError) as exc:  # resolve_names(): a backend that cannot be told
-            parser.error(one_line(exc))
         name = system_name(resolved_model, resolved_backend, taken)
         systems.append(System(name, reranker, resolved_model, resolved_backend))
         if is_tiny_random_model(resolved_model):

@@ -80,7 +80,7 @@ from contextlib import ExitStack
 from typing import IO, Any
 
 from prism_core.cli.demo_model import warn_random_weights_once
-from prism_core.cli.errors import report_failure
+from prism_core.cli.errors import exits_with_status, failures_reported
 from prism_core.cli.lines import (
     LineError,
     decode_line,
@@ -247,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@exits_with_status
 def run(
     args: argparse.Namespace,
     factory: RerankerFactory | None = None,
@@ -277,11 +278,9 @@ def run(
     show = setup_terminal(
         None if args.progress else False
     )  # bars only on a terminal, never with --no-progress
-    try:
+    with failures_reported(parser, PROG):
         quality = build_quality_scorer(quality_options, options.device)
         reranker = build_reranker(options, factory)
-    except (OptionError, ModelUnavailable) as exc:
-        return report_failure(parser, PROG, exc)
     warn_random_weights_once(options.model, PROG)
 
     from tqdm import tqdm

@@ -25,10 +25,9 @@ from typing import Any
 
 from prism_core.backends.remote_transport import API_KEY_ENV
 from prism_core.cli.demo_model import warn_random_weights_once
+from prism_core.cli.errors import exits_with_status, failures_reported
 from prism_core.cli.options import (
     ModelOptions,
-    ModelUnavailable,
-    OptionError,
     RerankerFactory,
     add_model_arguments,
     build_reranker,
@@ -102,6 +101,7 @@ def _autoscaling(text: str | None, parser: argparse.ArgumentParser) -> dict[str,
     return {"min_replicas": int(low), "max_replicas": int(high)}
 
 
+@exits_with_status
 def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory | None = None) -> int:
     """Entry point of ``prism-rerank serve``.
 
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory
     )
     options = ModelOptions.from_args(args)
     setup_terminal(None)  # a server's log: no progress bars unless on a terminal
-    try:
+    with failures_reported(parser, PROG, invalid=(ValueError, TypeError), unavailable=(ImportError,)):
         reranker = build_reranker(options, reranker_factory)  # constructs, loads nothing
         config = options.engine_config()
         from prism_core.serving.settings import ServerSettings
@@ -140,13 +140,6 @@ def main(argv: Sequence[str] | None = None, *, reranker_factory: RerankerFactory
             request_timeout=args.request_timeout,
             load="blocking" if args.ray else "background",
         )
-    except OptionError as exc:
-        parser.error(str(exc))
-    except (ValueError, TypeError) as exc:
-        parser.error(" ".join(str(exc).split()))
-    except (ModelUnavailable, ImportError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
     warn_random_weights_once(options.model, PROG)
     if settings.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         logging.getLogger(__name__).warning(
