@@ -13,14 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from prism_core.quality.scorer import QualityScorer, as_quality_scorer
-from prism_integrations._common import check_items, copy_object, missing_framework_error
-from prism_integrations._common.quality_annotate import (
-    Item,
-    QualityKept,
-    aannotate_items,
-    annotate_items,
-    validate_min_quality,
-)
+from prism_integrations._common import missing_framework_error
+from prism_integrations._common.quality_annotate import QualityAdapter, validate_min_quality, with_field
 
 try:
     from langchain_core.callbacks import Callbacks
@@ -32,6 +26,10 @@ except ImportError as exc:  # pragma: no cover - exercised by simulating a missi
 __all__ = ["QualityDocumentCompressor"]
 
 logger = logging.getLogger(__name__)
+
+_DOCUMENTS = QualityAdapter(
+    Document, "a LangChain Document", lambda d: d.page_content, lambda d: d.metadata, with_field("metadata")
+)
 
 
 class QualityDocumentCompressor(BaseDocumentCompressor):
@@ -81,15 +79,6 @@ class QualityDocumentCompressor(BaseDocumentCompressor):
     def _check_min_quality(cls, value: Any) -> float | None:
         return validate_min_quality(value)
 
-    @staticmethod
-    def _to_documents(documents: Sequence[Document], kept: list[QualityKept]) -> list[Document]:
-        return [
-            copy_object(documents[k.index])
-            if k.metadata is None
-            else copy_object(documents[k.index], metadata=k.metadata)
-            for k in kept
-        ]
-
     def compress_documents(
         self,
         documents: Sequence[Document],
@@ -106,14 +95,9 @@ class QualityDocumentCompressor(BaseDocumentCompressor):
         Returns:
             Copies of the kept documents (see the class docstring).
         """
-        docs = check_items(documents, Document, "a LangChain Document")
-        if not docs:
-            return []
-        items = [Item(doc.page_content, doc.metadata) for doc in docs]
-        kept = annotate_items(
-            self.quality, items, min_quality=self.min_quality, sort_by_quality=self.sort_by_quality
+        return _DOCUMENTS.annotate(
+            self.quality, documents, min_quality=self.min_quality, sort_by_quality=self.sort_by_quality
         )
-        return self._to_documents(docs, kept)
 
     async def acompress_documents(
         self,
@@ -122,11 +106,6 @@ class QualityDocumentCompressor(BaseDocumentCompressor):
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
         """Async :meth:`compress_documents`: scores in a worker thread (the loop is not blocked)."""
-        docs = check_items(documents, Document, "a LangChain Document")
-        if not docs:
-            return []
-        items = [Item(doc.page_content, doc.metadata) for doc in docs]
-        kept = await aannotate_items(
-            self.quality, items, min_quality=self.min_quality, sort_by_quality=self.sort_by_quality
+        return await _DOCUMENTS.aannotate(
+            self.quality, documents, min_quality=self.min_quality, sort_by_quality=self.sort_by_quality
         )
-        return self._to_documents(docs, kept)

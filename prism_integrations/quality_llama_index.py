@@ -13,12 +13,9 @@ from typing import Any
 
 from prism_core.quality.blend import QUALITY_SCORE
 from prism_core.quality.scorer import QualityScorer, as_quality_scorer
-from prism_integrations._common import check_items, copy_object, missing_framework_error
+from prism_integrations._common import copy_object, missing_framework_error
 from prism_integrations._common.quality_annotate import (
-    Item,
-    QualityKept,
-    aannotate_items,
-    annotate_items,
+    QualityAdapter,
     validate_min_quality,
     validate_sort_by_quality,
 )
@@ -39,6 +36,33 @@ logger = logging.getLogger(__name__)
 
 def _extend_unique(keys: list[str], extra: str) -> list[str]:
     return keys if extra in keys else [*keys, extra]
+
+
+def _annotated(source: NodeWithScore, metadata: dict[str, Any]) -> NodeWithScore:
+    """A copy around a copy of the node holding ``metadata``, the quality key hidden from the
+    LLM and the embedder."""
+    node = copy_object(
+        source.node,
+        metadata=metadata,
+        excluded_llm_metadata_keys=_extend_unique(
+            list(source.node.excluded_llm_metadata_keys), QUALITY_SCORE
+        ),
+        excluded_embed_metadata_keys=_extend_unique(
+            list(source.node.excluded_embed_metadata_keys), QUALITY_SCORE
+        ),
+    )
+    return copy_object(source, node=node)
+
+
+_NODES: QualityAdapter[NodeWithScore] = QualityAdapter(
+    NodeWithScore,
+    "a LlamaIndex NodeWithScore",
+    lambda n: node_text(n.node),
+    lambda n: n.node.metadata,
+    _annotated,
+    unchanged=lambda n: copy_object(n, node=copy_object(n.node)),
+    name="nodes",
+)
 
 
 class QualityNodePostprocessor(BaseNodePostprocessor):
@@ -113,31 +137,6 @@ class QualityNodePostprocessor(BaseNodePostprocessor):
         """The scorer this postprocessor calls."""
         return self._quality
 
-    @staticmethod
-    def _items(nodes: list[NodeWithScore]) -> list[Item]:
-        return [Item(node_text(n.node), n.node.metadata) for n in nodes]
-
-    @staticmethod
-    def _to_nodes(nodes: list[NodeWithScore], kept: list[QualityKept]) -> list[NodeWithScore]:
-        out: list[NodeWithScore] = []
-        for k in kept:
-            source = nodes[k.index]
-            if k.metadata is None:  # no text: unchanged copy
-                out.append(copy_object(source, node=copy_object(source.node)))
-                continue
-            node = copy_object(
-                source.node,
-                metadata=k.metadata,
-                excluded_llm_metadata_keys=_extend_unique(
-                    list(source.node.excluded_llm_metadata_keys), QUALITY_SCORE
-                ),
-                excluded_embed_metadata_keys=_extend_unique(
-                    list(source.node.excluded_embed_metadata_keys), QUALITY_SCORE
-                ),
-            )
-            out.append(copy_object(source, node=node))
-        return out
-
     def _postprocess_nodes(
         self,
         nodes: list[NodeWithScore],
@@ -145,14 +144,9 @@ class QualityNodePostprocessor(BaseNodePostprocessor):
     ) -> list[NodeWithScore]:
         """Score ``nodes`` and return annotated copies (the query is not used)."""
         min_quality = validate_min_quality(self.min_quality)
-        items = check_items(nodes, NodeWithScore, "a LlamaIndex NodeWithScore", "nodes")
-        if not items:
-            return []
-        kept = annotate_items(
-            self._quality, self._items(items), min_quality=min_quality,
-            sort_by_quality=self.sort_by_quality, name="nodes",
-        )  # fmt: skip
-        return self._to_nodes(items, kept)
+        return _NODES.annotate(
+            self._quality, nodes, min_quality=min_quality, sort_by_quality=self.sort_by_quality
+        )
 
     async def _apostprocess_nodes(
         self,
@@ -161,11 +155,6 @@ class QualityNodePostprocessor(BaseNodePostprocessor):
     ) -> list[NodeWithScore]:
         """Async :meth:`_postprocess_nodes`: scores in a worker thread (the loop is not blocked)."""
         min_quality = validate_min_quality(self.min_quality)
-        items = check_items(nodes, NodeWithScore, "a LlamaIndex NodeWithScore", "nodes")
-        if not items:
-            return []
-        kept = await aannotate_items(
-            self._quality, self._items(items), min_quality=min_quality,
-            sort_by_quality=self.sort_by_quality, name="nodes",
-        )  # fmt: skip
-        return self._to_nodes(items, kept)
+        return await _NODES.aannotate(
+            self._quality, nodes, min_quality=min_quality, sort_by_quality=self.sort_by_quality
+        )

@@ -12,25 +12,29 @@ scored and come back unchanged (copied, no ``quality_score``), never dropped; a 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prism_core.quality.blend import QUALITY_SCORE, check_min_quality, select_by_quality
 from prism_core.quality.compose import partition_texts
 from prism_core.quality.scorer import QualityScorer
 from prism_core.validation import check_bool
-from prism_integrations._common import Item, merge_metadata
+from prism_integrations._common import Item, check_items, copy_object, merge_metadata
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 __all__ = [
     "Item",
+    "QualityAdapter",
     "QualityKept",
     "aannotate_items",
     "annotate_items",
     "validate_min_quality",
     "validate_sort_by_quality",
+    "with_field",
 ]
 
 
@@ -138,3 +142,95 @@ async def aannotate_items(
     scored, texts, unscored = _prepare(items, name)
     scores = await scorer.ascore(texts) if texts else []
     return _keep(items, scored, scores, unscored, min_quality, sort_by_quality)
+
+
+def with_field(field: str) -> Callable[[Any, dict[str, Any]], Any]:
+    """An annotated copy that takes the new metadata in ``field`` (``"metadata"``, ``"meta"``).
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class Doc:
+        ...     meta: dict
+        >>> with_field("meta")(Doc({"a": 1}), {"a": 1, "quality_score": 2.0})
+        Doc(meta={'a': 1, 'quality_score': 2.0})
+    """
+
+    def annotated(obj: Any, metadata: dict[str, Any]) -> Any:
+        changes: dict[str, Any] = {field: metadata}
+        return copy_object(obj, None, **changes)
+
+    return annotated
+
+
+@dataclass(frozen=True)
+class QualityAdapter(Generic[T]):
+    """How one framework's objects go through the prior: checked, read, copied back annotated.
+
+    A component holds one and makes one call (:meth:`annotate` or :meth:`aannotate`): the objects
+    are checked (a wrong one named by its position), their texts scored in one scorer call, and the
+    kept ones returned as copies, annotated or (without text) unchanged.
+
+    Attributes:
+        kind: The framework's object type (``Document``, ``NodeWithScore``).
+        what: How an error names it (``"a LangChain Document"``).
+        text: An object's text (``None``: not scored, returned unchanged).
+        metadata: An object's metadata (copied, never modified).
+        annotated: A copy of an object holding the new metadata.
+        unchanged: A copy of an object without text.
+        name: What the caller's list is called in errors (``"documents"``, ``"nodes"``).
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class Doc:
+        ...     content: str | None
+        ...     meta: dict
+        >>> docs = QualityAdapter(Doc, "a Doc", lambda d: d.content, lambda d: d.meta, with_field("meta"))
+        >>> docs.annotate(scorer, [Doc("x", {})], min_quality=None, sort_by_quality=False)  # doctest: +SKIP
+        [Doc(content='x', meta={'quality_score': 2.5})]
+    """
+
+    kind: type[T]
+    what: str
+    text: Callable[[T], str | None]
+    metadata: Callable[[T], Mapping[str, Any] | None]
+    annotated: Callable[[T, dict[str, Any]], T]
+    unchanged: Callable[[T], T] = copy_object
+    name: str = "documents"
+
+    def _items(self, objects: Any) -> tuple[list[T], list[Item]]:
+        checked: list[T] = check_items(objects, self.kind, self.what, self.name)
+        return checked, [Item(self.text(o), self.metadata(o)) for o in checked]
+
+    def _back(self, objects: list[T], kept: list[QualityKept]) -> list[T]:
+        return [
+            self.unchanged(objects[k.index])
+            if k.metadata is None
+            else self.annotated(objects[k.index], k.metadata)
+            for k in kept
+        ]
+
+    def annotate(
+        self, scorer: QualityScorer, objects: Any, *, min_quality: float | None, sort_by_quality: bool
+    ) -> list[T]:
+        """Score ``objects`` and return the kept ones as copies (see :func:`annotate_items`)."""
+        checked, items = self._items(objects)
+        if not checked:
+            return []
+        kept = annotate_items(
+            scorer, items, min_quality=min_quality, sort_by_quality=sort_by_quality, name=self.name
+        )
+        return self._back(checked, kept)
+
+    async def aannotate(
+        self, scorer: QualityScorer, objects: Any, *, min_quality: float | None, sort_by_quality: bool
+    ) -> list[T]:
+        """:meth:`annotate` through ``scorer.ascore`` (the event loop is not blocked)."""
+        checked, items = self._items(objects)
+        if not checked:
+            return []
+        kept = await aannotate_items(
+            scorer, items, min_quality=min_quality, sort_by_quality=sort_by_quality, name=self.name
+        )
+        return self._back(checked, kept)

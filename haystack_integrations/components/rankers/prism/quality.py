@@ -15,14 +15,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from prism_core.quality.scorer import QualityScorer, as_quality_scorer
-from prism_integrations._common import check_items, copy_object, missing_framework_error
+from prism_integrations._common import missing_framework_error
 from prism_integrations._common.quality_annotate import (
-    Item,
-    QualityKept,
-    aannotate_items,
-    annotate_items,
+    QualityAdapter,
     validate_min_quality,
     validate_sort_by_quality,
+    with_field,
 )
 
 try:
@@ -33,6 +31,10 @@ except ImportError as exc:  # pragma: no cover - exercised by simulating a missi
 __all__ = ["QualityAnnotator"]
 
 logger = logging.getLogger(__name__)
+
+_DOCUMENTS = QualityAdapter(
+    Document, "a Haystack Document", lambda d: d.content, lambda d: d.meta, with_field("meta")
+)
 
 
 @component
@@ -111,19 +113,6 @@ class QualityAnnotator:
     def _min_quality(self, override: float | None) -> float | None:
         return self.min_quality if override is None else validate_min_quality(override)
 
-    @staticmethod
-    def _items(documents: list[Document]) -> list[Item]:
-        return [Item(doc.content, doc.meta) for doc in documents]
-
-    @staticmethod
-    def _to_documents(documents: list[Document], kept: list[QualityKept]) -> list[Document]:
-        return [
-            copy_object(documents[k.index])
-            if k.metadata is None
-            else copy_object(documents[k.index], meta=k.metadata)
-            for k in kept
-        ]
-
     @component.output_types(documents=list[Document])
     def run(self, documents: list[Document], min_quality: float | None = None) -> dict[str, list[Document]]:
         """Score ``documents`` and return annotated copies.
@@ -136,13 +125,10 @@ class QualityAnnotator:
             ``{"documents": [...]}``.
         """
         threshold = self._min_quality(min_quality)
-        docs = check_items(documents, Document, "a Haystack Document")
-        if not docs:
-            return {"documents": []}
-        kept = annotate_items(
-            self.quality, self._items(docs), min_quality=threshold, sort_by_quality=self.sort_by_quality
+        kept = _DOCUMENTS.annotate(
+            self.quality, documents, min_quality=threshold, sort_by_quality=self.sort_by_quality
         )
-        return {"documents": self._to_documents(docs, kept)}
+        return {"documents": kept}
 
     @component.output_types(documents=list[Document])
     async def run_async(
@@ -150,10 +136,7 @@ class QualityAnnotator:
     ) -> dict[str, list[Document]]:
         """Async :meth:`run`: scores in a worker thread (the event loop is not blocked)."""
         threshold = self._min_quality(min_quality)
-        docs = check_items(documents, Document, "a Haystack Document")
-        if not docs:
-            return {"documents": []}
-        kept = await aannotate_items(
-            self.quality, self._items(docs), min_quality=threshold, sort_by_quality=self.sort_by_quality
+        kept = await _DOCUMENTS.aannotate(
+            self.quality, documents, min_quality=threshold, sort_by_quality=self.sort_by_quality
         )
-        return {"documents": self._to_documents(docs, kept)}
+        return {"documents": kept}
