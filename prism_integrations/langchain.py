@@ -11,19 +11,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from prism_integrations._common import (
-    Item,
-    Ranking,
-    RerankSettings,
-    arerank_items,
-    check_items,
-    copy_object,
-    missing_framework_error,
-    quality_from_pickle,
-    quality_to_pickle,
-    rerank_items,
-)
+from prism_integrations._common import Item, Ranking, check_items, copy_object, missing_framework_error
 from prism_integrations._common.fields import AdapterFields
+from prism_integrations._common.quality import quality_to_pickle
 
 try:
     from langchain_core.callbacks import Callbacks
@@ -122,10 +112,6 @@ class PrismDocumentCompressor(AdapterFields, BaseDocumentCompressor):
         state = super().__getstate__()
         return {**state, "__dict__": quality_to_pickle(state["__dict__"])}
 
-    def __setstate__(self, state: dict[Any, Any]) -> None:
-        """Rebuild from :meth:`__getstate__`."""
-        super().__setstate__({**state, "__dict__": quality_from_pickle(dict(state["__dict__"]))})
-
     def model_dump(self, **kwargs: Any) -> dict[str, Any]:
         """The configuration as a dict (see the class docstring).
 
@@ -176,11 +162,8 @@ class PrismDocumentCompressor(AdapterFields, BaseDocumentCompressor):
                 ranking option has the wrong type.
             ValueError: A blank query, or an option out of range.
         """
-        settings = RerankSettings.of(self)
         docs = self._items(documents)
-        items = [Item(d.page_content, d.metadata) for d in docs]
-        ranking = rerank_items(self._resolver, query, items, settings, adapter=type(self).__name__)
-        return self._output(docs, ranking)
+        return self._output(docs, self._rank(query, [Item(d.page_content, d.metadata) for d in docs]))
 
     async def acompress_documents(
         self,
@@ -189,8 +172,5 @@ class PrismDocumentCompressor(AdapterFields, BaseDocumentCompressor):
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
         """Async :meth:`compress_documents`: awaits the engine's ``arerank`` (the loop is not blocked)."""
-        settings = RerankSettings.of(self)
         docs = self._items(documents)
-        items = [Item(d.page_content, d.metadata) for d in docs]
-        ranking = await arerank_items(self._resolver, query, items, settings, adapter=type(self).__name__)
-        return self._output(docs, ranking)
+        return self._output(docs, await self._arank(query, [Item(d.page_content, d.metadata) for d in docs]))

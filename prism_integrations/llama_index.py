@@ -16,16 +16,12 @@ from prism_integrations._common import (
     Item,
     KeptDocument,
     Ranking,
-    RerankSettings,
-    arerank_items,
     check_items,
     copy_object,
     missing_framework_error,
-    quality_from_pickle,
-    quality_to_pickle,
-    rerank_items,
 )
 from prism_integrations._common.fields import AdapterFields
+from prism_integrations._common.quality import quality_to_pickle
 
 try:
     from llama_index.core.bridge.pydantic import (
@@ -184,10 +180,6 @@ class PrismNodePostprocessor(AdapterFields, BaseNodePostprocessor):
         clone.__dict__.update(quality_to_pickle(clone.__dict__))
         return super(PrismNodePostprocessor, clone).__getstate__()
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Rebuild from :meth:`__getstate__`."""
-        super().__setstate__({**state, "__dict__": quality_from_pickle(dict(state["__dict__"]))})
-
     @classmethod
     def class_name(cls) -> str:
         """The name LlamaIndex serialises this component under."""
@@ -267,13 +259,8 @@ class PrismNodePostprocessor(AdapterFields, BaseNodePostprocessor):
     ) -> list[NodeWithScore]:
         """Rerank ``nodes`` for the query and return annotated copies, best first."""
         nodes, query_bundle = self._check(nodes, query_bundle)
-        settings = RerankSettings.of(self)
         with self._events(nodes, query_bundle) as out:
-            ranking = rerank_items(
-                self._resolver, query_bundle.query_str, self._items(nodes), settings,
-                adapter=type(self).__name__, name="nodes",
-            )  # fmt: skip
-            out.extend(self._output(nodes, ranking))
+            out.extend(self._output(nodes, self._rank(query_bundle.query_str, self._items(nodes), "nodes")))
         return out
 
     async def _apostprocess_nodes(
@@ -283,11 +270,7 @@ class PrismNodePostprocessor(AdapterFields, BaseNodePostprocessor):
     ) -> list[NodeWithScore]:
         """Async :meth:`_postprocess_nodes`: awaits the engine's ``arerank`` (the loop is not blocked)."""
         nodes, query_bundle = self._check(nodes, query_bundle)
-        settings = RerankSettings.of(self)
         with self._events(nodes, query_bundle) as out:
-            ranking = await arerank_items(
-                self._resolver, query_bundle.query_str, self._items(nodes), settings,
-                adapter=type(self).__name__, name="nodes",
-            )  # fmt: skip
+            ranking = await self._arank(query_bundle.query_str, self._items(nodes), "nodes")
             out.extend(self._output(nodes, ranking))
         return out

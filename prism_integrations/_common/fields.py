@@ -16,10 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from prism_core.protocol import Reranker
 from prism_integrations._common import (
     EngineSpecField,
+    Item,
+    Ranking,
+    RerankSettings,
+    arerank_items,
     fold_adapter_input,
     omit_unset_budgets,
     omit_unset_long_document_options,
     omit_unused_quality,
+    rerank_items,
 )
 from prism_integrations._common import budgets as _budgets
 from prism_integrations._common import options as _options
@@ -122,6 +127,22 @@ class AdapterFields(BaseModel):
         memo = {} if memo is None else memo
         _quality.share_quality(memo, self.quality)
         return super().__deepcopy__(memo)
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        """Rebuild from the pickled state: the quality scorer travels as its description."""
+        super().__setstate__({**state, "__dict__": _quality.quality_from_pickle(dict(state["__dict__"]))})
+
+    def _rank(self, query: str, items: list[Item], name: str = "documents") -> Ranking:
+        """The adapter's one engine call, with its ranking options, quality and budgets."""
+        settings = RerankSettings.of(self)
+        return rerank_items(self._resolver, query, items, settings, adapter=type(self).__name__, name=name)
+
+    async def _arank(self, query: str, items: list[Item], name: str = "documents") -> Ranking:
+        """:meth:`_rank` through the engine's ``arerank`` (the event loop is not blocked)."""
+        settings = RerankSettings.of(self)
+        return await arerank_items(
+            self._resolver, query, items, settings, adapter=type(self).__name__, name=name
+        )
 
     @property
     def model(self) -> str | None:
