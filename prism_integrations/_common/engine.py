@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prism_core import registry
 from prism_core.config import ENGINE_OPTION_NAMES, EngineSpec
@@ -209,3 +209,36 @@ class EngineResolver:
                 self.describe(),
             )
         return settings.engine_kwargs(capabilities)
+
+
+class EngineBacked:
+    """What every adapter says about its engine, from its ``engine_config`` and ``_resolver``.
+
+    A mixin for the three adapters (pydantic models and Haystack's plain component alike).
+
+    Example:
+        >>> from prism_core.config import EngineSpec
+        >>> class Demo(EngineBacked):
+        ...     engine_config = EngineSpec(model="some/model", backend="prism")
+        >>> Demo().model, Demo().backend
+        ('some/model', 'prism')
+    """
+
+    if TYPE_CHECKING:  # declared by each adapter (a pydantic field, or set in ``__init__``)
+        engine_config: EngineSpec | None
+        _resolver: EngineResolver
+
+    @property
+    def model(self) -> str | None:
+        """The configured model (``None``: the backend's default, or a ``reranker`` object)."""
+        return None if self.engine_config is None else self.engine_config.model
+
+    @property
+    def backend(self) -> str | None:
+        """The configured backend (``None``: told from the checkpoint, or a ``reranker`` object)."""
+        return None if self.engine_config is None else self.engine_config.backend
+
+    @property
+    def engine(self) -> Reranker:
+        """The reranker this adapter calls (looked up on first access; not loaded by this)."""
+        return self._resolver.get()

@@ -13,7 +13,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from prism_core.protocol import Reranker
 from prism_integrations._common import (
     EngineSpecField,
     Item,
@@ -29,14 +28,19 @@ from prism_integrations._common import (
 from prism_integrations._common import budgets as _budgets
 from prism_integrations._common import options as _options
 from prism_integrations._common import quality as _quality
-from prism_integrations._common.engine import EngineResolver, NotSerializableError, not_serializable_message
+from prism_integrations._common.engine import (
+    EngineBacked,
+    EngineResolver,
+    NotSerializableError,
+    not_serializable_message,
+)
 from prism_integrations._common.options import LongDocumentsField, MaxTokensPerDocField
 from prism_integrations._common.quality import QualityField
 
 __all__ = ["AdapterFields"]
 
 
-class AdapterFields(BaseModel):
+class AdapterFields(EngineBacked, BaseModel):
     """The adapters' ranking, quality and budget options, with their defaults and checks.
 
     Example:
@@ -143,21 +147,6 @@ class AdapterFields(BaseModel):
         return await arerank_items(
             self._resolver, query, items, settings, adapter=type(self).__name__, name=name
         )
-
-    @property
-    def model(self) -> str | None:
-        """The configured model (``None``: the backend's default, or a ``reranker`` object)."""
-        return None if self.engine_config is None else self.engine_config.model
-
-    @property
-    def backend(self) -> str | None:
-        """The configured backend (``None``: told from the checkpoint, or a ``reranker`` object)."""
-        return None if self.engine_config is None else self.engine_config.backend
-
-    @property
-    def engine(self) -> Reranker:
-        """The reranker this adapter calls (looked up on first access; not loaded by this)."""
-        return self._resolver.get()
 
     def _check_serialisable(self) -> None:
         if self.reranker is not None:

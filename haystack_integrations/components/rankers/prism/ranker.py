@@ -45,6 +45,7 @@ from prism_integrations._common import (
     share_quality,
     split_engine_input,
 )
+from prism_integrations._common.engine import EngineBacked
 
 try:
     from haystack import Document, component, default_from_dict, default_to_dict
@@ -62,7 +63,7 @@ LEGACY_TYPE = "prism_integrations.haystack.PrismRanker"
 
 
 @component
-class PrismRanker:
+class PrismRanker(EngineBacked):
     """Rerank Haystack documents with any prism_core backend; with Prism, swap content for evidence.
 
     Returns ``{"documents": [...]}``, best first: copies of the kept documents (same ``id``) whose
@@ -236,21 +237,6 @@ class PrismRanker:
         """Rebuild from :meth:`__getstate__`."""
         self.__dict__.update(quality_from_pickle(dict(state)))
 
-    @property
-    def model(self) -> str | None:
-        """The configured model (``None``: the backend's default, or a ``reranker`` object)."""
-        return None if self.engine_config is None else self.engine_config.model
-
-    @property
-    def backend(self) -> str | None:
-        """The configured backend (``None``: told from the checkpoint, or a ``reranker`` object)."""
-        return None if self.engine_config is None else self.engine_config.backend
-
-    @property
-    def engine(self) -> Reranker:
-        """The reranker this component calls (looked up on first access; not loaded by this)."""
-        return self._resolver.get()
-
     def warm_up(self) -> None:
         """Look up the engine and load its weights, and the quality scorer's (idempotent; a pipeline
         calls it before running)."""
@@ -319,6 +305,27 @@ class PrismRanker:
         out.extend(copy_object(documents[i]) for i in ranking.unscored)
         return {"documents": out}
 
+    def _prepare(
+        self,
+        documents: Any,
+        top_k: Any,
+        score_threshold: Any,
+        max_context_tokens: Any,
+        time_budget: Any,
+    ) -> tuple[list[Document], RerankSettings, list[Item]]:
+        """This call's settings (the init options with the call's overrides), then the checked
+        documents and their items."""
+        settings = RerankSettings.of(
+            self,
+            top_n_name="top_k",
+            top_n=top_k,
+            score_threshold=score_threshold,
+            max_context_tokens=max_context_tokens,
+            time_budget=time_budget,
+        )
+        docs = self._documents(documents)
+        return docs, settings, [Item(d.content, d.meta) for d in docs]
+
     @component.output_types(documents=list[Document])
     def run(
         self,
@@ -348,16 +355,9 @@ class PrismRanker:
                 option has the wrong type.
             ValueError: A blank query, or an option out of range.
         """
-        settings = RerankSettings.of(
-            self,
-            top_n_name="top_k",
-            top_n=top_k,
-            score_threshold=score_threshold,
-            max_context_tokens=max_context_tokens,
-            time_budget=time_budget,
+        docs, settings, items = self._prepare(
+            documents, top_k, score_threshold, max_context_tokens, time_budget
         )
-        docs = self._documents(documents)
-        items = [Item(d.content, d.meta) for d in docs]
         ranking = rerank_items(
             self._resolver, query, items, settings, adapter=type(self).__name__, get_engine=self._warm_engine
         )
@@ -374,16 +374,9 @@ class PrismRanker:
         time_budget: float | None = None,
     ) -> dict[str, list[Document]]:
         """Async :meth:`run`: awaits the engine's ``arerank`` (the event loop is not blocked)."""
-        settings = RerankSettings.of(
-            self,
-            top_n_name="top_k",
-            top_n=top_k,
-            score_threshold=score_threshold,
-            max_context_tokens=max_context_tokens,
-            time_budget=time_budget,
+        docs, settings, items = self._prepare(
+            documents, top_k, score_threshold, max_context_tokens, time_budget
         )
-        docs = self._documents(documents)
-        items = [Item(d.content, d.meta) for d in docs]
         ranking = await arerank_items(
             self._resolver,
             query,
