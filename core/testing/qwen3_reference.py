@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from prism_core.qwen3.prompt import PREFIX, SUFFIX, format_instruction
+from prism_core.testing.reference import load_causal_lm
 
 
 class Qwen3CardReference:
@@ -47,14 +48,7 @@ class Qwen3CardReference:
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        if isinstance(model, str):
-            tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
-            lm: Any = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
-            model = lm.to(device).eval()
-        else:
-            tokenizer.padding_side = "left"
+        model, tokenizer = load_causal_lm(model, tokenizer, device=device, dtype=dtype, padding_side="left")
         self.model: Any = model
         self.tokenizer = tokenizer
         self.device = device

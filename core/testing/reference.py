@@ -20,6 +20,27 @@ import torch
 from prism_core.prism.prompt import format_prompt
 
 
+def load_causal_lm(
+    model: str | Any, tokenizer: Any, *, device: str, dtype: torch.dtype, padding_side: str | None = None
+) -> tuple[Any, Any]:
+    """The model and tokenizer a reference runs: loaded from a checkpoint directory or hub id, or
+    the objects given (the tokenizer's ``padding_side`` set when asked).
+
+    Example:
+        >>> lm, tok = load_causal_lm("dir/", None, device="cpu", dtype=torch.float32)  # doctest: +SKIP
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if isinstance(model, str):
+        extra = {} if padding_side is None else {"padding_side": padding_side}
+        tokenizer = AutoTokenizer.from_pretrained(model, **extra)
+        lm: Any = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
+        return lm.to(device).eval(), tokenizer
+    if padding_side is not None:
+        tokenizer.padding_side = padding_side
+    return model, tokenizer
+
+
 @dataclass(frozen=True)
 class ReferenceOutput:
     """What the model card's loop yields for one document."""
@@ -51,12 +72,7 @@ class ReferenceLoop:
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        if isinstance(model, str):
-            tokenizer = AutoTokenizer.from_pretrained(model)
-            lm: Any = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
-            model = lm.to(device).eval()
+        model, tokenizer = load_causal_lm(model, tokenizer, device=device, dtype=dtype)
         self.model: Any = model
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens

@@ -199,9 +199,17 @@ class QualityAdapter(Generic[T]):
     unchanged: Callable[[T], T] = copy_object
     name: str = "documents"
 
-    def _items(self, objects: Any) -> tuple[list[T], list[Item]]:
+    def _prepare(
+        self, objects: Any, min_quality: float | None, sort_by_quality: bool
+    ) -> tuple[list[T], list[Item], dict[str, Any]]:
+        """The checked objects, their items, and the options of the scoring call."""
         checked: list[T] = check_items(objects, self.kind, self.what, self.name)
-        return checked, [Item(self.text(o), self.metadata(o)) for o in checked]
+        items = [Item(self.text(o), self.metadata(o)) for o in checked]
+        return (
+            checked,
+            items,
+            {"min_quality": min_quality, "sort_by_quality": sort_by_quality, "name": self.name},
+        )
 
     def _back(self, objects: list[T], kept: list[QualityKept]) -> list[T]:
         return [
@@ -215,22 +223,12 @@ class QualityAdapter(Generic[T]):
         self, scorer: QualityScorer, objects: Any, *, min_quality: float | None, sort_by_quality: bool
     ) -> list[T]:
         """Score ``objects`` and return the kept ones as copies (see :func:`annotate_items`)."""
-        checked, items = self._items(objects)
-        if not checked:
-            return []
-        kept = annotate_items(
-            scorer, items, min_quality=min_quality, sort_by_quality=sort_by_quality, name=self.name
-        )
-        return self._back(checked, kept)
+        checked, items, options = self._prepare(objects, min_quality, sort_by_quality)  # empty: no call
+        return self._back(checked, annotate_items(scorer, items, **options))
 
     async def aannotate(
         self, scorer: QualityScorer, objects: Any, *, min_quality: float | None, sort_by_quality: bool
     ) -> list[T]:
         """:meth:`annotate` through ``scorer.ascore`` (the event loop is not blocked)."""
-        checked, items = self._items(objects)
-        if not checked:
-            return []
-        kept = await aannotate_items(
-            scorer, items, min_quality=min_quality, sort_by_quality=sort_by_quality, name=self.name
-        )
-        return self._back(checked, kept)
+        checked, items, options = self._prepare(objects, min_quality, sort_by_quality)
+        return self._back(checked, await aannotate_items(scorer, items, **options))
