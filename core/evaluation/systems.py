@@ -30,6 +30,7 @@ from prism_core.evaluation.datasets import EvalSet
 from prism_core.evaluation.retrieval import Candidates
 from prism_core.grounding import ground_result
 from prism_core.protocol import Reranker
+from prism_core.quality.compose import check_result_indices
 from prism_core.results import PrismResult
 
 logger = logging.getLogger(__name__)
@@ -206,18 +207,6 @@ def _outcome(
     )
 
 
-def _check_results(results: Sequence[PrismResult], n: int, expect_all: bool) -> None:
-    seen: set[int] = set()
-    for r in results:
-        if not 0 <= r.index < n or r.index in seen:
-            raise RuntimeError(
-                f"the backend returned an invalid or repeated index {r.index} for {n} documents"
-            )
-        seen.add(r.index)
-    if expect_all and len(seen) != n:
-        raise RuntimeError(f"the backend returned {len(seen)} results for {n} documents")
-
-
 def first_stage_run(
     name: str, data: EvalSet, candidates: Candidates, query_ids: Sequence[str], counter: TokenCounter | None
 ) -> SystemRun:
@@ -350,7 +339,7 @@ def _rerank_query(
         start = time.perf_counter()
         results = reranker.rerank(query, texts, evidence=False)
         scoring = time.perf_counter() - start
-        _check_results(results, len(texts), expect_all=True)
+        check_result_indices(results, len(texts), expect_all=True, error=RuntimeError)
         ranking = [_outcome(r, doc_ids[r.index], texts[r.index], counter, sources) for r in results]
         returned: list[DocOutcome] | None = None
         evidence_seconds: float | None = None
@@ -360,7 +349,7 @@ def _rerank_query(
             start = time.perf_counter()
             generated = reranker.rerank(query, top_texts, evidence=True)
             evidence_seconds = time.perf_counter() - start
-            _check_results(generated, len(top_texts), expect_all=True)
+            check_result_indices(generated, len(top_texts), expect_all=True, error=RuntimeError)
             returned = [
                 _outcome(r, top[r.index].doc_id, top_texts[r.index], counter, sources) for r in generated
             ]

@@ -33,19 +33,28 @@ __all__ = [
 R = TypeVar("R", bound=PrismResult)
 
 
-def check_result_indices(results: Sequence[PrismResult], n_inputs: int) -> None:
-    """Raise ``ValueError`` naming the first result whose index is out of range or repeated.
+def check_result_indices(
+    results: Sequence[PrismResult],
+    n_inputs: int,
+    *,
+    expect_all: bool = False,
+    error: type[Exception] = ValueError,
+) -> None:
+    """Raise ``error`` naming the first result whose index is out of range or repeated (and, with
+    ``expect_all``, when some input has no result).
 
     Example:
-        >>> check_result_indices([PrismResult(0, 0.9, 2.2, True)], 1)
+        >>> check_result_indices([PrismResult(0, 0.9, 2.2, True)], 1, expect_all=True)
     """
     seen: set[int] = set()
     for result in results:
         if not 0 <= result.index < n_inputs or result.index in seen:
-            raise ValueError(
+            raise error(
                 f"The reranker returned an invalid or repeated index {result.index} for {n_inputs} documents"
             )
         seen.add(result.index)
+    if expect_all and len(seen) != n_inputs:
+        raise error(f"The reranker returned {len(seen)} results for {n_inputs} documents")
 
 
 def _in_order(results: Sequence[PrismResult]) -> bool:
