@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from prism_core.evaluation.eval_set import Document, EvalDataError, EvalSet
-from prism_core.evaluation.jsonl_fields import _id, _json_object, _label, _lines, _text
+from prism_core.evaluation.jsonl_fields import _identified, _label, _lines, _text
 
 
 # ------------------------------------------------------------------------------------- BEIR
@@ -22,13 +22,7 @@ def load_corpus(path: str | os.PathLike[str]) -> dict[str, Document]:
     """
     file = Path(path)
     documents: dict[str, Document] = {}
-    for number, line in _lines(file):
-        obj = _json_object(file, number, line)
-        if "_id" not in obj:
-            raise EvalDataError("missing '_id'", path=file, line=number)
-        doc_id = _id(obj["_id"], "_id", file, number)
-        if doc_id in documents:
-            raise EvalDataError(f"duplicate document id {doc_id!r}", path=file, line=number)
+    for number, obj, doc_id in _identified(file, "document"):
         text = _text(obj, "text", file, number)
         title = _text(obj, "title", file, number, required=False)
         if not text.strip() and not title.strip():
@@ -47,13 +41,7 @@ def load_queries(path: str | os.PathLike[str]) -> dict[str, str]:
     """
     file = Path(path)
     queries: dict[str, str] = {}
-    for number, line in _lines(file):
-        obj = _json_object(file, number, line)
-        if "_id" not in obj:
-            raise EvalDataError("missing '_id'", path=file, line=number)
-        query_id = _id(obj["_id"], "_id", file, number)
-        if query_id in queries:
-            raise EvalDataError(f"duplicate query id {query_id!r}", path=file, line=number)
+    for number, obj, query_id in _identified(file, "query"):
         text = _text(obj, "text", file, number)
         if not text.strip():
             raise EvalDataError(f"query {query_id!r} is empty", path=file, line=number)

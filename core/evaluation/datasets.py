@@ -36,7 +36,7 @@ from prism_core.evaluation.beir import load_queries as load_queries
 from prism_core.evaluation.eval_set import Document as Document
 from prism_core.evaluation.eval_set import EvalDataError as EvalDataError
 from prism_core.evaluation.eval_set import EvalSet as EvalSet
-from prism_core.evaluation.jsonl_fields import _id, _json_object, _label, _lines, _text
+from prism_core.evaluation.jsonl_fields import _id, _json_object, _label, _lines, _parsed, _text
 
 #: The name that selects the built-in evaluation set.
 BUILTIN = "builtin"
@@ -193,18 +193,8 @@ def load_run(path: str | os.PathLike[str], data: EvalSet) -> dict[str, list[tupl
                 line=number,
             )
         query_id, _, doc_id, rank_text, score_text, _ = parts
-        try:
-            rank = int(rank_text)
-        except ValueError:
-            raise EvalDataError(
-                f"rank must be an integer, got {rank_text!r}", path=file, line=number
-            ) from None
-        try:
-            score = float(score_text)
-        except ValueError:
-            raise EvalDataError(
-                f"score must be a number, got {score_text!r}", path=file, line=number
-            ) from None
+        rank = _parsed(rank_text, int, "rank must be an integer", file, number)
+        score = _parsed(score_text, float, "score must be a number", file, number)
         if score != score or score in (float("inf"), float("-inf")):
             raise EvalDataError(f"score must be finite, got {score_text!r}", path=file, line=number)
         if doc_id not in data.documents:

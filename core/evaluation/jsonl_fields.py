@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prism_core.evaluation.eval_set import EvalDataError
+
+T = TypeVar("T")
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -75,3 +77,26 @@ def _label(value: Any, path: Path, number: int, what: str = "label") -> int:
     if not isinstance(value, int) or value < 0:
         raise EvalDataError(f"{what} must be an integer >= 0, got {value!r:.60}", path=path, line=number)
     return value
+
+
+def _identified(path: Path, kind: str) -> Iterator[tuple[int, dict[str, Any], str]]:
+    """Each line's number, JSON object and ``_id``; a missing ``_id`` or one seen before (a
+    duplicate ``kind`` id) is an error naming the line."""
+    seen: set[str] = set()
+    for number, line in _lines(path):
+        obj = _json_object(path, number, line)
+        if "_id" not in obj:
+            raise EvalDataError("missing '_id'", path=path, line=number)
+        item_id = _id(obj["_id"], "_id", path, number)
+        if item_id in seen:
+            raise EvalDataError(f"duplicate {kind} id {item_id!r}", path=path, line=number)
+        seen.add(item_id)
+        yield number, obj, item_id
+
+
+def _parsed(text: str, parse: Callable[[str], T], must: str, path: Path, number: int) -> T:
+    """``parse(text)``, or an error naming the line: ``f"{must}, got {text!r}"``."""
+    try:
+        return parse(text)
+    except ValueError:
+        raise EvalDataError(f"{must}, got {text!r}", path=path, line=number) from None
