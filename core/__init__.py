@@ -16,6 +16,7 @@ from prism_core.errors import (
     UnknownBackendError,
 )
 from prism_core.grounding import GroundingReport, check_grounding
+from prism_core.lazy import lazy_getattr
 from prism_core.protocol import Capabilities, Reranker
 from prism_core.registry import BACKENDS, detect_backend, load_reranker
 from prism_core.results import PrismResult
@@ -63,13 +64,4 @@ _LAZY = {
     "RemoteReranker": "prism_core.backends.remote",
 }
 
-
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

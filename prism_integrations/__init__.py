@@ -15,8 +15,9 @@ The names are also available from this package, imported on first access, so
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from prism_core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from prism_integrations.haystack import PrismRanker
@@ -44,9 +45,4 @@ _LAZY = {
     "QualityNodePostprocessor": "prism_integrations.quality_llama_index",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
