@@ -30,8 +30,6 @@ __all__ = [
     "Item",
     "QualityAdapter",
     "QualityKept",
-    "aannotate_items",
-    "annotate_items",
     "validate_min_quality",
     "validate_sort_by_quality",
     "with_field",
@@ -106,44 +104,6 @@ def _keep(
     return out
 
 
-def annotate_items(
-    scorer: QualityScorer,
-    items: Sequence[Item],
-    *,
-    min_quality: float | None,
-    sort_by_quality: bool,
-    name: str = "documents",
-) -> list[QualityKept]:
-    """Score the items' texts (one scorer call) and decide what to return, in order.
-
-    Kept: items at or above ``min_quality`` (all when ``None``), in input order or best quality first
-    (``sort_by_quality``); items without text are never dropped (in input order: in their place, or
-    after the scored ones when sorting). Empty input calls nothing.
-
-    Raises:
-        TypeError, ValueError: A text that is not an encodable string, naming ``name[i]``.
-    """
-    min_quality = check_min_quality(min_quality)
-    scored, texts, unscored = _prepare(items, name)
-    scores = scorer.score(texts) if texts else []
-    return _keep(items, scored, scores, unscored, min_quality, sort_by_quality)
-
-
-async def aannotate_items(
-    scorer: QualityScorer,
-    items: Sequence[Item],
-    *,
-    min_quality: float | None,
-    sort_by_quality: bool,
-    name: str = "documents",
-) -> list[QualityKept]:
-    """:func:`annotate_items` through ``scorer.ascore`` (the event loop is not blocked)."""
-    min_quality = check_min_quality(min_quality)
-    scored, texts, unscored = _prepare(items, name)
-    scores = await scorer.ascore(texts) if texts else []
-    return _keep(items, scored, scores, unscored, min_quality, sort_by_quality)
-
-
 def with_field(field: str) -> Callable[[Any, dict[str, Any]], Any]:
     """An annotated copy that takes the new metadata in ``field`` (``"metadata"``, ``"meta"``).
 
@@ -199,36 +159,58 @@ class QualityAdapter(Generic[T]):
     unchanged: Callable[[T], T] = copy_object
     name: str = "documents"
 
-    def _prepare(
-        self, objects: Any, min_quality: float | None, sort_by_quality: bool
-    ) -> tuple[list[T], list[Item], dict[str, Any]]:
-        """The checked objects, their items, and the options of the scoring call."""
+    def _prepare(self, objects: Any, min_quality: float | None) -> _Pending[T]:
+        """Everything before the one scorer call: options and objects checked, texts gathered."""
+        min_quality = check_min_quality(min_quality)
         checked: list[T] = check_items(objects, self.kind, self.what, self.name)
         items = [Item(self.text(o), self.metadata(o)) for o in checked]
-        return (
-            checked,
-            items,
-            {"min_quality": min_quality, "sort_by_quality": sort_by_quality, "name": self.name},
-        )
+        scored, texts, unscored = _prepare(items, self.name)
+        return _Pending(checked, items, scored, texts, unscored, min_quality)
 
-    def _back(self, objects: list[T], kept: list[QualityKept]) -> list[T]:
+    def _finish(self, pending: _Pending[T], scores: Sequence[float], sort_by_quality: bool) -> list[T]:
+        """Everything after it: keep, order and copy back (see :func:`_keep`)."""
+        kept = _keep(
+            pending.items, pending.scored, scores, pending.unscored, pending.min_quality, sort_by_quality
+        )
         return [
-            self.unchanged(objects[k.index])
+            self.unchanged(pending.objects[k.index])
             if k.metadata is None
-            else self.annotated(objects[k.index], k.metadata)
+            else self.annotated(pending.objects[k.index], k.metadata)
             for k in kept
         ]
 
     def annotate(
         self, scorer: QualityScorer, objects: Any, *, min_quality: float | None, sort_by_quality: bool
     ) -> list[T]:
-        """Score ``objects`` and return the kept ones as copies (see :func:`annotate_items`)."""
-        checked, items, options = self._prepare(objects, min_quality, sort_by_quality)  # empty: no call
-        return self._back(checked, annotate_items(scorer, items, **options))
+        """Score ``objects`` (one scorer call; none for no text) and return the kept ones as copies.
+
+        Kept: objects at or above ``min_quality`` (all when ``None``), in input order or best quality
+        first (``sort_by_quality``); objects without text are never dropped (in input order: in their
+        place, or after the scored ones when sorting).
+
+        Raises:
+            TypeError, ValueError: An object of the wrong type, or a text that is not an encodable
+                string, naming ``name[i]``; a bad ``min_quality``.
+        """
+        pending = self._prepare(objects, min_quality)
+        return self._finish(pending, scorer.score(pending.texts) if pending.texts else [], sort_by_quality)
 
     async def aannotate(
         self, scorer: QualityScorer, objects: Any, *, min_quality: float | None, sort_by_quality: bool
     ) -> list[T]:
         """:meth:`annotate` through ``scorer.ascore`` (the event loop is not blocked)."""
-        checked, items, options = self._prepare(objects, min_quality, sort_by_quality)
-        return self._back(checked, await aannotate_items(scorer, items, **options))
+        pending = self._prepare(objects, min_quality)
+        scores = await scorer.ascore(pending.texts) if pending.texts else []
+        return self._finish(pending, scores, sort_by_quality)
+
+
+@dataclass(frozen=True)
+class _Pending(Generic[T]):
+    """A call between its preparation and its scores."""
+
+    objects: list[T]
+    items: list[Item]
+    scored: list[int]
+    texts: list[str]
+    unscored: list[int]
+    min_quality: float | None
