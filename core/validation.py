@@ -92,8 +92,22 @@ def check_text(text: Any, name: str) -> str:
     return text
 
 
+class CheckedQuery(str):
+    """A query already checked by :func:`check_query` (an adapter checks it before the engine).
+
+    :func:`check_query` returns it as a plain ``str`` without checking it again, so a query
+    crossing the adapter and the engine is validated once per call.
+
+    Example:
+        >>> type(check_query(CheckedQuery("what is rust?")))
+        <class 'str'>
+    """
+
+
 def check_query(query: Any) -> str:
     """Return ``query`` if it is a non-blank, encodable string, else raise naming it."""
+    if isinstance(query, CheckedQuery):
+        return str.__str__(query)
     query = check_text(query, "query")
     if not query.strip():
         raise ValueError(f"query must not be empty or blank, got {query!r}")

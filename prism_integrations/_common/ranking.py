@@ -63,7 +63,7 @@ from prism_core.quality.compose import (
     unscored_in_input_order,
 )
 from prism_core.results import PrismResult
-from prism_core.validation import CheckedTexts, check_query
+from prism_core.validation import CheckedQuery, CheckedTexts, check_query
 from prism_integrations._common.budgets import EVIDENCE_SKIPPED, SCORED, abudget_ranking, budget_ranking
 from prism_integrations._common.copying import merge_metadata
 from prism_integrations._common.engine import EngineResolver
@@ -361,7 +361,7 @@ def _finish_quality(
 
 
 def _prepare(query: Any, items: Sequence[Item], name: str) -> tuple[str, list[int], list[str], list[int]]:
-    query = check_query(query)
+    query = CheckedQuery(check_query(query))  # the engine does not check it again
     scored, texts, unscored = partition_texts(
         [item.text for item in items],
         name,

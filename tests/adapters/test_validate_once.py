@@ -140,3 +140,19 @@ def test_results_out_of_order_are_still_ranked() -> None:
     rs = [PrismResult(0, 0.2, -1.4, False), PrismResult(1, 0.9, 2.2, True), PrismResult(2, 0.9, 2.2, True)]
     assert [r.index for r in compose.hold_to_rules(rs, top_n=2, threshold=None)] == [1, 2]
     assert [r.index for r in compose.hold_to_rules(rs, top_n=None, threshold=0.5)] == [1, 2]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_the_query_is_checked_once_per_call(framework: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    queries: list[str] = []
+    real = validation.check_text
+
+    def spy(text: Any, name: str) -> str:
+        if name == "query":
+            queries.append(text)
+        return real(text, name)
+
+    monkeypatch.setattr(validation, "check_text", spy)
+    adapter = make_adapter(framework, reranker=CheckingReranker(), quality=CheckingScorer(HEADS_SPEC))
+    assert run_pipeline(framework, adapter), "the pipeline returned nothing: the test would prove nothing"
+    assert queries == [QUERY], f"the query was checked {len(queries)} times"
