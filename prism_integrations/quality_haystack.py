@@ -13,13 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from prism_integrations._common import missing_framework_error
-
-try:
-    import haystack  # noqa: F401
-except ImportError as exc:  # pragma: no cover - exercised by simulating a missing package
-    raise missing_framework_error("Haystack (haystack-ai)", "haystack", __name__) from exc
-
+# Without Haystack this import raises the install hint (``pip install "prism-integrations[haystack]"``).
 from haystack_integrations.components.rankers.prism.quality import QualityAnnotator
 
 __all__ = ["QualityAnnotator"]
