@@ -18,11 +18,7 @@ from prism_integrations._common.quality import quality_to_pickle
 try:
     from langchain_core.callbacks import Callbacks
     from langchain_core.documents import BaseDocumentCompressor, Document
-    from pydantic import (
-        ConfigDict,
-        SerializerFunctionWrapHandler,
-        model_serializer,
-    )
+    from pydantic import ConfigDict, SerializerFunctionWrapHandler, model_serializer
 except ImportError as exc:  # pragma: no cover - exercised by simulating a missing package
     raise missing_framework_error("LangChain (langchain-core)", "langchain", __name__) from exc
 
