@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from prism_core.quality.blend import QUALITY_SCORE
-from prism_core.quality.scorer import QualityScorer, as_quality_scorer
+from prism_core.quality.scorer import QualityScorer
 from prism_integrations._common import copy_object, missing_framework_error
 from prism_integrations._common.quality_annotate import (
     QualityAdapter,
+    checked_options,
     validate_min_quality,
-    validate_sort_by_quality,
 )
 
 try:
@@ -118,11 +118,13 @@ class QualityNodePostprocessor(BaseNodePostprocessor):
         """
         if quality is None and quality_config is None:
             raise TypeError("QualityNodePostprocessor needs quality (a prism_core.quality.QualityScorer)")
-        scorer = as_quality_scorer(quality if quality is not None else quality_config)
+        scorer, min_quality, sort_by_quality = checked_options(
+            quality if quality is not None else quality_config, min_quality, sort_by_quality
+        )
         fields: dict[str, Any] = {
             "quality_config": scorer.to_dict(),
-            "min_quality": validate_min_quality(min_quality),
-            "sort_by_quality": validate_sort_by_quality(sort_by_quality),
+            "min_quality": min_quality,
+            "sort_by_quality": sort_by_quality,
         }
         super().__init__(**fields, **kwargs)
         self._quality = scorer

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from prism_core.quality.blend import QUALITY_SCORE, check_min_quality, select_by_quality
 from prism_core.quality.compose import partition_texts
-from prism_core.quality.scorer import QualityScorer
+from prism_core.quality.scorer import QualityScorer, as_quality_scorer
 from prism_core.validation import check_bool
 from prism_integrations._common import Item, check_items, copy_object, merge_metadata
 
@@ -30,6 +30,7 @@ __all__ = [
     "Item",
     "QualityAdapter",
     "QualityKept",
+    "checked_options",
     "validate_min_quality",
     "validate_sort_by_quality",
     "with_field",
@@ -42,6 +43,25 @@ def validate_min_quality(value: Any) -> float | None:
         return check_min_quality(value)
     except TypeError as exc:
         raise ValueError(str(exc)) from None
+
+
+def checked_options(
+    quality: Any, min_quality: Any, sort_by_quality: Any
+) -> tuple[QualityScorer, float | None, bool]:
+    """A standalone component's three options, checked: a scorer (or its ``to_dict()`` mapping), a
+    ``min_quality`` in ``[0, 5]`` or ``None``, and a bool.
+
+    Example:
+        >>> from prism_core.quality import QualityScorer
+        >>> scorer, low, ordered = checked_options(QualityScorer(["repo/heads:edu.ckpt"]), 2, False)
+        >>> low, ordered
+        (2.0, False)
+    """
+    return (
+        as_quality_scorer(quality),
+        validate_min_quality(min_quality),
+        validate_sort_by_quality(sort_by_quality),
+    )
 
 
 def validate_sort_by_quality(value: Any) -> bool:

@@ -14,12 +14,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from prism_core.quality.scorer import QualityScorer, as_quality_scorer
+from prism_core.quality.scorer import QualityScorer
 from prism_integrations._common import missing_framework_error
 from prism_integrations._common.quality_annotate import (
     QualityAdapter,
+    checked_options,
     validate_min_quality,
-    validate_sort_by_quality,
     with_field,
 )
 
@@ -83,9 +83,9 @@ class QualityAnnotator:
             ValueError: If ``min_quality`` is not ``None`` or a number in ``[0, 5]``, or
                 ``sort_by_quality`` is not a bool.
         """
-        self.quality = as_quality_scorer(quality)
-        self.min_quality = validate_min_quality(min_quality)
-        self.sort_by_quality = validate_sort_by_quality(sort_by_quality)
+        self.quality, self.min_quality, self.sort_by_quality = checked_options(
+            quality, min_quality, sort_by_quality
+        )
 
     def warm_up(self) -> None:
         """Load the encoder and heads (idempotent; a pipeline calls it before running)."""
