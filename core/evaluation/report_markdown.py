@@ -80,14 +80,11 @@ def _grounding_markdown(systems: dict[str, dict[str, Any]], grounded_only: bool)
             "Agreement with check",
             "Judge errors",
         ]
-        lines += [
-            "",
+        lines += _table_head(
             "LLM judge (rubric in `prism_core.evaluation.judge`); agreement: share of judged passages where "
             "the judge's faithful/unfaithful verdict equals the check's grounded/ungrounded.",
-            "",
-            _row(header),
-            _rule(len(header)),
-        ]
+            header,
+        )
         for name, j in judged.items():
             lines.append(
                 _row(
@@ -119,6 +116,11 @@ def banner_lines(report: dict[str, Any]) -> list[str]:
 
 def _row(cells: Sequence[object]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _table_head(intro: str, header: Sequence[object]) -> list[str]:
+    """A table's opening lines: a blank line, its introduction, a blank line, header and rule."""
+    return ["", intro, "", _row(header), _rule(len(header))]
 
 
 def _rule(columns: int, left: int = 1) -> str:
@@ -188,17 +190,13 @@ def render_markdown(report: dict[str, Any]) -> str:
             "Relevant with complete evidence",
             "Relevant dropped (returned; candidates)",
         ]
-        lines += [
-            "",
-            "## Evidence and tokens",
-            "",
+        lines += ["", "## Evidence and tokens"]
+        lines += _table_head(
             "Returned documents judged relevant with complete evidence are replaced by their evidence; "
             "relevant ones without complete evidence keep their text; those judged irrelevant are dropped "
             "(the adapters' defaults). Relevant means labelled relevant (label > 0).",
-            "",
-            _row(header),
-            _rule(len(header)),
-        ]
+            header,
+        )
         for name, s in evidence_systems.items():
             t, e = s["tokens"], s["evidence_stats"]
             complete = e["labelled_relevant_with_complete_evidence"]
