@@ -165,7 +165,7 @@ def measure(budget_tokens: int, time_budgets: list[float]) -> dict[str, Any]:
     from langchain_core.documents import Document
 
     from prism_core import PrismReranker
-    from prism_core.caching.results import configure_result_cache
+    from prism_core.caching.pair_cache import configure_result_cache
     from prism_core.testing.tiny_models import build_tiny_checkpoint
     from prism_integrations.langchain import PrismDocumentCompressor
 

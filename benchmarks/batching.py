@@ -239,7 +239,7 @@ def main() -> int:
 
     import torch
 
-    from prism_core.caching.results import configure_result_cache
+    from prism_core.caching.pair_cache import configure_result_cache
     from prism_core.testing.tiny_models import build_tiny_checkpoint
 
     configure_result_cache(max_entries=0)  # the engine's work is measured: no pair served from the cache

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from prism_core.backends.driving import Blocking, Work
 from prism_core.backends.engine_backed import Call, EngineBackedReranker, Reading
 from prism_core.backends.long_documents import best_rows
-from prism_core.caching.results import CachedPair
+from prism_core.caching.pair_cache import CachedPair
 from prism_core.config import EngineConfig
 from prism_core.ranking import select, sigmoid
 from prism_core.results import PrismResult

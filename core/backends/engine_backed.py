@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, TypeVar
 
 from prism_core.backends.driving import Blocking, Work, drive_async, drive_sync
 from prism_core.budgets import assemble_results, check_time_budget, deadline_after
-from prism_core.caching.results import CachedPair, Claim, result_cache
+from prism_core.caching.pair_cache import CachedPair, Claim, result_cache
 from prism_core.config import EngineConfig
 from prism_core.protocol import Capabilities, RerankOptions
 from prism_core.ranking import passes, select
@@ -296,7 +296,7 @@ class EngineBackedReranker:
         """Relevance scores in ``[0, 1]``, in input order; a pure scoring pass, nothing generated.
 
         Pairs scored before in this process are served from the result cache
-        (:mod:`prism_core.caching.results`) without touching the model.
+        (:mod:`prism_core.caching.pair_cache`) without touching the model.
 
         Args:
             query: The query (non-empty).
@@ -338,7 +338,7 @@ class EngineBackedReranker:
         Generation runs only for documents whose verdict is ``yes`` and that survive
         ``score_threshold`` and ``top_n``; ``evidence=False`` is a pure scoring pass (and so is any
         call to a score-only backend). Pairs finished before in this process come from the result
-        cache (:mod:`prism_core.caching.results`).
+        cache (:mod:`prism_core.caching.pair_cache`).
 
         Args:
             query: The query (non-empty).

@@ -1,6 +1,6 @@
-"""Caches above the engine: the process-wide result cache (:mod:`prism_core.caching.results`)."""
+"""Caches above the engine: the process-wide result cache (:mod:`prism_core.caching.pair_cache`)."""
 
-from prism_core.caching.results import (
+from prism_core.caching.pair_cache import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_ENTRIES,
     CachedPair,

@@ -44,7 +44,7 @@ from typing import Any
 from prism_core.backends.driving import Blocking, Work
 from prism_core.backends.engine_backed import Call, EngineBackedReranker
 from prism_core.backends.long_documents import best_rows
-from prism_core.caching.results import CachedPair
+from prism_core.caching.pair_cache import CachedPair
 from prism_core.config import EngineConfig
 from prism_core.cross_encoder.executor import CrossEncoderExecutor, CrossEncoderJob
 from prism_core.cross_encoder.loading import load_cross_encoder

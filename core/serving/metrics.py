@@ -17,7 +17,7 @@ Every app gets its own :class:`prometheus_client.CollectorRegistry`, so several 
 - ``prism_model_loaded``: 1 once the model is loaded.
 - ``prism_result_cache_hits_total``, ``prism_result_cache_misses_total`` (documents served from /
   sent to the model), ``prism_result_cache_evictions_total``, ``prism_result_cache_entries``,
-  ``prism_result_cache_bytes``: the process-wide result cache (:mod:`prism_core.caching.results`),
+  ``prism_result_cache_bytes``: the process-wide result cache (:mod:`prism_core.caching.pair_cache`),
   shared by every engine of the process.
 """
 
@@ -81,7 +81,7 @@ class _ResultCacheCollector(Collector):
     """Reads the process-wide result cache's counters at scrape time."""
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        from prism_core.caching.results import result_cache
+        from prism_core.caching.pair_cache import result_cache
 
         stats = result_cache().stats
         for name, value, doc in (

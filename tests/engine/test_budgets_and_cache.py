@@ -18,7 +18,7 @@ import pytest
 
 from prism_core import PrismReranker, Qwen3Reranker
 from prism_core.budgets import TIME_BUDGET
-from prism_core.caching.results import ResultCache, configure_result_cache, result_cache
+from prism_core.caching.pair_cache import ResultCache, configure_result_cache, result_cache
 from prism_core.results import PrismResult
 from tests._slow import slowed_passes
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from prism_core.backends.remote import RemoteReranker
-from prism_core.caching.results import configure_result_cache, result_cache
+from prism_core.caching.pair_cache import configure_result_cache, result_cache
 from tests._slow import slowed_passes
 from tests.serving.serving_helpers import API_KEY, ServerThread
 

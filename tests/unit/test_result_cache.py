@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from prism_core.caching.results import (
+from prism_core.caching.pair_cache import (
     ENTRY_OVERHEAD,
     CachedPair,
     ResultCache,
@@ -166,3 +166,10 @@ def test_process_wide_cache_is_configurable() -> None:
             ResultCache(max_entries=-1)
     finally:
         configure_result_cache(previous.max_entries, previous.max_bytes)
+
+
+def test_the_earlier_module_path_is_the_same_cache() -> None:
+    from prism_core.caching import pair_cache, results
+
+    assert results.ResultCache is pair_cache.ResultCache
+    assert results.result_cache() is pair_cache.result_cache()
