@@ -8,24 +8,5 @@ Example:
     True
 """
 
-from prism_core.caching.pair_cache import (
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_ENTRIES,
-    CachedPair,
-    CacheStats,
-    Claim,
-    ResultCache,
-    configure_result_cache,
-    result_cache,
-)
-
-__all__ = [
-    "DEFAULT_MAX_BYTES",
-    "DEFAULT_MAX_ENTRIES",
-    "CacheStats",
-    "CachedPair",
-    "Claim",
-    "ResultCache",
-    "configure_result_cache",
-    "result_cache",
-]
+from prism_core.caching.pair_cache import *  # noqa: F403  (the same objects under the earlier path)
+from prism_core.caching.pair_cache import __all__ as __all__

@@ -6,13 +6,19 @@ vocabulary`` dot products (248k × hidden for Qwen3.5). Two exact paths:
 - **GPU, or a head with a bias**: ``head(hidden).argmax(-1)``.
 - **CPU**: ``W @ hidden.T`` for a few rows (a few rows times a large vocabulary is the slow shape
   for BLAS as ``hidden @ W.T``: measured on 2 cores, 3 rows × 248k, 2.5-4.4× slower); from a few
-  dozen rows on, the maximum over vocabulary slices whose logits stay in cache, so the weights are
-  read once per pass and no ``rows × vocabulary`` logits are written (measured on 2 cores, 248k
-  vocabulary, hidden 64: 50 rows 68 → 32 ms, 80 rows 90 → 45 ms).
+  dozen rows on, a scan over vocabulary slices whose logits stay in cache, so the weights are read
+  once per pass and no ``rows × vocabulary`` logits are written. The scan keeps each row's best
+  value with ``amax`` (a tenth of the cost of ``max`` with indices on this CPU) and takes the index
+  only in a slice that beats it (a handful of slices a row). Measured on 2 cores, 248k vocabulary,
+  hidden 64, best of 12: 55 rows 71.7 ms as one product, 28.3 ms slice by slice with ``max``,
+  21.6 ms with this scan.
 
-Each logit is the same dot product in every form, and ties keep the first maximum, as ``argmax``
-does. (A bfloat16 screen with float32 verification was tried: the head itself ran ~2× faster,
-but on this 2-core CPU every float32 pass after it ran ~2.5× slower, so it is not used.)
+Exact, whatever the path: each logit is the same dot product in every form, and ties keep the first
+maximum, as ``argmax`` does. The scan is used only where no logit can overflow (``max|hidden| ×
+max|W| × hidden size`` far below the float maximum, so every logit is finite); otherwise (a NaN or
+huge hidden state) the slice-by-slice ``max`` path, which follows ``argmax``'s NaN rule, answers.
+(A bfloat16 screen with float32 verification was tried: the head itself ran ~2× faster, but on this
+2-core CPU every float32 pass after it ran ~2.5× slower, so it is not used.)
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import torch
 CPU_TALL_HEAD_ROWS = 16
 
 #: On CPU, steps with more rows take the argmax over vocabulary slices of this many tokens.
-CPU_HEAD_SLICE = 4096
+CPU_HEAD_SLICE = 16384
 
 
 class GreedyHead:
@@ -47,13 +53,39 @@ class GreedyHead:
         self.head = head
         self.weight: torch.Tensor = head.weight.detach()
         self.cpu = self.weight.device.type == "cpu" and getattr(head, "bias", None) is None
+        # The largest |logit| a hidden state of max-norm 1 can give, bounded: max|W| × hidden size.
+        self._logit_bound = float(self.weight.abs().amax()) * self.weight.shape[1] if self.cpu else 0.0
 
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
         if not self.cpu:
             return self.head(hidden).argmax(-1)
-        weight = self.weight
         if hidden.shape[0] <= CPU_TALL_HEAD_ROWS:
-            return torch.mm(weight, hidden.T).argmax(0)
+            return torch.mm(self.weight, hidden.T).argmax(0)
+        # No logit can be infinite or NaN below a quarter of the dtype's maximum: the fast scan is exact.
+        if float(hidden.abs().amax()) * self._logit_bound < torch.finfo(hidden.dtype).max / 4:
+            return self._scan(hidden)
+        return self._scan_with_nan(hidden)
+
+    def _scan(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Every logit is finite here: ``amax`` per slice; the index only where a slice beats the best."""
+        weight, rows = self.weight, hidden.shape[0]
+        best_value = torch.full((rows,), float("-inf"), dtype=hidden.dtype)
+        best_index = torch.zeros(rows, dtype=torch.long)
+        buffer = torch.empty(rows, CPU_HEAD_SLICE, dtype=hidden.dtype)
+        for start in range(0, weight.shape[0], CPU_HEAD_SLICE):
+            part = weight[start : start + CPU_HEAD_SLICE]
+            logits = torch.mm(hidden, part.T, out=buffer[:, : part.shape[0]])
+            value = logits.amax(-1)
+            better = value > best_value  # strictly: an equal value later keeps the first maximum
+            if bool(better.any()):
+                won = better.nonzero().squeeze(1)
+                best_index[won] = logits[won].argmax(-1) + start
+                best_value = torch.where(better, value, best_value)
+        return best_index
+
+    def _scan_with_nan(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Slice by slice with indices, following ``argmax``'s rule that a NaN is the maximum."""
+        weight = self.weight
         best_value, best_index = torch.mm(hidden, weight[:CPU_HEAD_SLICE].T).max(-1)
         for start in range(CPU_HEAD_SLICE, weight.shape[0], CPU_HEAD_SLICE):
             value, index = torch.mm(hidden, weight[start : start + CPU_HEAD_SLICE].T).max(-1)

@@ -49,3 +49,36 @@ def test_a_head_with_a_bias_uses_the_plain_argmax() -> None:
     head = torch.nn.Linear(16, 300)
     assert not GreedyHead(head).cpu
     _check(head, torch.randn(20, 16))
+
+
+def test_finite_logits_take_the_fast_scan_and_overflow_the_nan_aware_one(monkeypatch, model_head) -> None:  # type: ignore[no-untyped-def]
+    rows = CPU_TALL_HEAD_ROWS + 8
+    hidden = torch.randn(rows, model_head.weight.shape[1], generator=torch.Generator().manual_seed(5))
+    greedy = GreedyHead(model_head)
+    taken: list[str] = []
+    for name in ("_scan", "_scan_with_nan"):
+        path = getattr(greedy, name)
+        monkeypatch.setattr(greedy, name, lambda h, path=path, name=name: (taken.append(name), path(h))[1])
+    with torch.inference_mode():
+        assert torch.equal(greedy(hidden), model_head(hidden).argmax(-1))
+        assert taken == ["_scan"]
+        huge = (
+            hidden.sign() * 3e38
+        )  # millions of logits overflow to ±inf: the path that follows argmax's rules
+        assert bool(model_head(huge).isinf().any())
+        assert torch.equal(greedy(huge), model_head(huge).argmax(-1))
+        assert taken == ["_scan", "_scan_with_nan"]
+
+
+def test_the_fast_scan_keeps_the_first_of_equal_maxima_inside_and_across_slices() -> None:
+    gen = torch.Generator().manual_seed(3)
+    weight = torch.randn(3 * CPU_HEAD_SLICE, 16, generator=gen) * 0.02
+    direction = torch.randn(16, generator=gen)
+    # equal best logits: two in one slice (the first wins there), one in an earlier slice (wins overall)
+    weight[[CPU_HEAD_SLICE + 11, CPU_HEAD_SLICE + 3, 2 * CPU_HEAD_SLICE + 1]] = direction
+    head = torch.nn.Linear(16, weight.shape[0], bias=False)
+    head.weight.data = weight
+    hidden = direction[None, :].repeat(CPU_TALL_HEAD_ROWS + 1, 1)
+    _check(head, hidden)
+    with torch.inference_mode():
+        assert set(GreedyHead(head)(hidden).tolist()) == {CPU_HEAD_SLICE + 3}
