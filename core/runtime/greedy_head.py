@@ -53,14 +53,19 @@ class GreedyHead:
         self.head = head
         self.weight: torch.Tensor = head.weight.detach()
         self.cpu = self.weight.device.type == "cpu" and getattr(head, "bias", None) is None
-        # The largest |logit| a hidden state of max-norm 1 can give, bounded: max|W| × hidden size.
-        self._logit_bound = float(self.weight.abs().amax()) * self.weight.shape[1] if self.cpu else 0.0
+        self._logit_bound: float | None = None  # measured on first use, on the thread that decodes
 
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
         if not self.cpu:
             return self.head(hidden).argmax(-1)
         if hidden.shape[0] <= CPU_TALL_HEAD_ROWS:
             return torch.mm(self.weight, hidden.T).argmax(0)
+        if self._logit_bound is None:
+            # The largest |logit| a hidden state of max-norm 1 can give, bounded: max|W| × hidden size.
+            # Read here and not in __init__: a parallel op on the loading thread starts a second
+            # OpenMP team there, whose spinning threads slowed every later pass ~2.5× on 2 cores.
+            low, high = self.weight.aminmax()
+            self._logit_bound = max(-float(low), float(high)) * self.weight.shape[1]
         # No logit can be infinite or NaN below a quarter of the dtype's maximum: the fast scan is exact.
         if float(hidden.abs().amax()) * self._logit_bound < torch.finfo(hidden.dtype).max / 4:
             return self._scan(hidden)
