@@ -6,11 +6,13 @@ verdicts overwritten after the real prefill and no stop tokens, so every relevan
 exactly ``--evidence-tokens`` tokens whatever the random weights say):
 
 - **Concurrency.** 1, 4, 8 and 16 threads each send ``--rounds`` evidence requests of 30 documents
-  (10 imposed relevant), every request with its own documents. Each concurrency runs twice in the
-  same process: with the shared decode pass (continuous batching) and with per-request decoding
+  (10 imposed relevant), every request with its own documents. Each concurrency runs in the same
+  process with the shared decode pass (continuous batching) and with per-request decoding
   (``EngineLoop.shared_decode = False``: one decode pass per request per step, what the engine did
-  before). Reported: decode forward passes per generated token, rows per decode pass, generated
-  tokens/s, documents/s, p50/p90 request latency.
+  before), ``--repeats`` times each, alternating which goes first (this shared CPU's speed drifts
+  by up to 2× over seconds to minutes; one run of each mode says little). Reported: decode forward
+  passes per generated token, rows per decode pass, generated tokens/s (median and range),
+  documents/s, p50/p90 request latency (medians), and the tokens/s ratio repeat by repeat.
 - **A small request beside a bulk one.** A 2-document evidence request alone, then started while a
   ``--bulk``-document score-only request runs: its latency, and the ratio to alone.
 
@@ -142,6 +144,35 @@ def concurrency(bench: Bench, threads: int, rounds: int, shared: bool, seed: int
     }
 
 
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row for repeated runs of one mode: medians of the rates and latencies, the range of tokens/s.
+
+    Pass counts and rows are summed over the runs (the same work each time), so the ratios are exact.
+    """
+    first = runs[0]
+    steps = sum(r["decode_passes"] for r in runs)
+    rows = sum(r["decode_rows"] for r in runs)
+    tokens = sum(r["tokens_generated"] for r in runs)
+    return {
+        "threads": first["threads"],
+        "requests": first["requests"],
+        "shared_decode": first["shared_decode"],
+        "repeats": len(runs),
+        "wall_s": statistics.median(r["wall_s"] for r in runs),
+        "decode_passes": steps,
+        "decode_rows": rows,
+        "tokens_generated": tokens,
+        "passes_per_token": steps / tokens if tokens else None,
+        "rows_per_pass": rows / steps if steps else None,
+        "tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs),
+        "tokens_per_s_range": [min(r["tokens_per_s"] for r in runs), max(r["tokens_per_s"] for r in runs)],
+        "docs_per_s": statistics.median(r["docs_per_s"] for r in runs),
+        "p50_s": statistics.median(r["p50_s"] for r in runs),
+        "p90_s": statistics.median(r["p90_s"] for r in runs),
+        "runs": runs,
+    }
+
+
 def beside_bulk(bench: Bench, bulk: int) -> dict[str, Any]:
     small = make_docs(2, 9001)
     bench.impose(small, 2)
@@ -190,17 +221,20 @@ def markdown(result: dict[str, Any], command: str) -> str:
         f"Measured {result['when']} on this CPU ({result['cpu']}, torch {result['torch']}, "
         f"{result['threads']} threads), tiny random-weight Qwen3.5 Prism checkpoint, imposed verdicts "
         f"({RELEVANT_PER_REQUEST} of {DOCS_PER_REQUEST} documents relevant per request, "
-        f"{result['evidence_tokens']} evidence tokens each). Command: `{command}`. Not a GPU figure.",
+        f"{result['evidence_tokens']} evidence tokens each), each mode run {result['repeats']} times per "
+        f"concurrency, alternating which goes first. Command: `{command}`. Not a GPU figure.",
         "",
         "| concurrent requests | decoding | decode passes / generated token | rows / decode pass "
-        "| generated tokens/s | documents/s | p50 latency | p90 latency |",
+        "| generated tokens/s (median; range) | documents/s | p50 latency | p90 latency |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["concurrency"]:
         mode = "shared (continuous batching)" if r["shared_decode"] else "per request"
+        low, high = r["tokens_per_s_range"]
         lines.append(
             f"| {r['threads']} | {mode} | {r['passes_per_token']:.3f} | {r['rows_per_pass']:.1f} "
-            f"| {r['tokens_per_s']:.0f} | {r['docs_per_s']:.1f} | {r['p50_s']:.2f} s | {r['p90_s']:.2f} s |"
+            f"| {r['tokens_per_s']:.0f} ({low:.0f}-{high:.0f}) | {r['docs_per_s']:.1f} "
+            f"| {r['p50_s']:.2f} s | {r['p90_s']:.2f} s |"
         )
     lines.append("")
     for t in sorted({r["threads"] for r in result["concurrency"]}):
@@ -208,10 +242,13 @@ def markdown(result: dict[str, Any], command: str) -> str:
         if True in pair and False in pair:
             s, p = pair[True], pair[False]
             ratio = s["rows_per_pass"] / p["rows_per_pass"]
+            runs = zip(s["runs"], p["runs"], strict=True)
+            paired = sorted(one["tokens_per_s"] / other["tokens_per_s"] for one, other in runs)
             lines.append(
                 f"- {t} concurrent: shared decoding runs {ratio:.1f}× the rows "
                 f"per decode pass and {s['tokens_per_s'] / p['tokens_per_s']:.2f}× the generated tokens/s of "
-                "per-request decoding."
+                f"per-request decoding (medians; repeat by repeat: "
+                f"{', '.join(f'{x:.2f}×' for x in paired)})."
             )
     b = result["beside_bulk"]
     if b["ratio"] is not None:
@@ -231,6 +268,9 @@ def main() -> int:
     )
     parser.add_argument("--concurrency", default="1,4,8,16", help="comma-separated thread counts")
     parser.add_argument("--rounds", type=int, default=2, help="requests per thread")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each mode per concurrency (alternating); medians"
+    )
     parser.add_argument("--evidence-tokens", type=int, default=24, help="tokens generated per relevant row")
     parser.add_argument("--bulk", type=int, default=6000, help="documents of the bulk score-only request")
     parser.add_argument("--write", action="store_true", help=f"replace {SECTION!r} in RESULTS.md")
@@ -253,10 +293,15 @@ def main() -> int:
         rows = []
         seed = 0
         for threads in (int(x) for x in args.concurrency.split(",")):
-            for shared in (True, False):
-                logger.info("%d concurrent, %s decoding", threads, "shared" if shared else "per-request")
-                rows.append(concurrency(bench, threads, args.rounds, shared, seed))
-                seed += threads * args.rounds
+            runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+            for repeat in range(args.repeats):
+                # alternate which mode goes first, so neither always meets the machine in one state
+                for shared in (True, False) if repeat % 2 == 0 else (False, True):
+                    mode = "shared" if shared else "per-request"
+                    logger.info("%d concurrent, %s decoding, repeat %d", threads, mode, repeat + 1)
+                    runs[shared].append(concurrency(bench, threads, args.rounds, shared, seed))
+                    seed += threads * args.rounds
+            rows.extend([summarise(runs[True]), summarise(runs[False])])
         logger.info("a small request beside a %d-document bulk request", args.bulk)
         bulk = beside_bulk(bench, args.bulk)
     result = {
@@ -265,6 +310,7 @@ def main() -> int:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "evidence_tokens": args.evidence_tokens,
+        "repeats": args.repeats,
         "concurrency": rows,
         "beside_bulk": bulk,
     }

