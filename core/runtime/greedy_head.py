@@ -100,7 +100,9 @@ class GreedyHead:
         size = rows * columns
         buffer: torch.Tensor | None = getattr(self._local, "buffer", None)
         if buffer is None or buffer.numel() < size or buffer.dtype != dtype:
-            buffer = torch.empty(size, dtype=dtype)
+            # a normal tensor, not an inference one: callers in and out of inference mode may write it
+            with torch.inference_mode(False):
+                buffer = torch.empty(size, dtype=dtype)
             self._local.buffer = buffer
         return buffer[:size].view(rows, columns)
 

@@ -82,3 +82,17 @@ def test_the_fast_scan_keeps_the_first_of_equal_maxima_inside_and_across_slices(
     _check(head, hidden)
     with torch.inference_mode():
         assert set(GreedyHead(head)(hidden).tolist()) == {CPU_HEAD_SLICE + 3}
+
+
+def test_one_head_serves_calls_in_and_out_of_inference_mode(model_head) -> None:  # type: ignore[no-untyped-def]
+    greedy = GreedyHead(model_head)
+    for rows in (3, CPU_TALL_HEAD_ROWS + 5):  # both CPU paths write the per-thread logits buffer
+        hidden = torch.randn(rows, model_head.weight.shape[1], generator=torch.Generator().manual_seed(rows))
+        with torch.no_grad():
+            expected = model_head(hidden).argmax(-1)
+        with torch.inference_mode():
+            assert torch.equal(greedy(hidden), expected)
+        with torch.no_grad():
+            assert torch.equal(greedy(hidden), expected)
+        with torch.inference_mode():
+            assert torch.equal(greedy(hidden), expected)
