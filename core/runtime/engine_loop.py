@@ -44,7 +44,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from functools import partial
 from typing import Any
@@ -332,7 +332,7 @@ class EngineLoop:
                 # computed tokens, this step's budget)
                 width, cost, rows = lead.width, lead.cost or lead.width, len(lead.rows)
                 for other in order[n + 1 :]:
-                    more = self._offer(other, offer_tokens)
+                    more = self._offer(other, offer_tokens, like=lead.key)
                     if more is None or not more.shareable or more.key != lead.key:
                         continue
                     new_width, new_cost = max(width, more.width), max(cost, more.cost or more.width)
@@ -347,8 +347,12 @@ class EngineLoop:
             return max(1, sum(len(p.rows) for _, p in group) * max(p.cost or p.width for _, p in group))
         return 0
 
-    def _offer(self, job: Job, max_tokens: int | None = None) -> Pass | None:
-        offer = self._guard(job, partial(job.next_pass, max_tokens))
+    def _offer(self, job: Job, max_tokens: int | None = None, like: Hashable | None = None) -> Pass | None:
+        """A job's next pass (one of kind ``like`` first, where it has one: see ``Job.next_pass_like``)."""
+        ask = partial(job.next_pass, max_tokens)
+        if like is not None:
+            ask = partial(job.next_pass_like, like, max_tokens)
+        offer = self._guard(job, ask)
         return offer if isinstance(offer, Pass) else None
 
     def _run_group(self, group: list[tuple[Job, Pass]]) -> None:

@@ -114,6 +114,15 @@ class Job:
         """
         return None
 
+    def next_pass_like(self, key: Hashable, max_tokens: int | None = None) -> Pass | None:
+        """The next pass, preferring one of ``key`` (the pass another job leads this step).
+
+        A job whose plan holds a pass of that kind further down may offer it now instead of its
+        next one, so that it joins the leader's pass; one that has none (the default) offers its
+        next pass, as :meth:`next_pass` does.
+        """
+        return self.next_pass(max_tokens)
+
     def on_pass(self, p: Pass, output: Any) -> None:
         """Take this job's output of the pass it offered; the job moves on to its next pass."""
 

@@ -302,6 +302,30 @@ class RerankJob(Job):
         rows = [self.prompts[i] for i in batch.rows]
         return Pass(ScoreKind(self.generate, batch.width), rows, batch.width, self.batch_tokens)
 
+    def next_pass_like(self, key: Hashable, max_tokens: int | None = None) -> Pass | None:
+        """:meth:`next_pass`, with a planned batch of ``key`` moved to the front when there is one.
+
+        Every row runs in a shape set by its own length, so the order of a request's batches changes
+        no score; it lets rows of one continuation length from several requests share a pass
+        (without it, requests whose next batches differ in length by a token never do). A long
+        prompt's chunks in progress stay first.
+        """
+        if self.batches and not self.batches[0].chunked and self._kind_of(self.batches[0]) != key:
+            for k, batch in enumerate(self.batches):
+                if not batch.chunked and self._kind_of(batch) == key:
+                    del self.batches[k]
+                    self.batches.appendleft(batch)
+                    break
+        return self.next_pass(max_tokens)
+
+    def _kind_of(self, batch: PlannedBatch) -> Hashable | None:
+        """The kind of the pass ``batch`` will run as (``None`` while its prefix has not run)."""
+        if batch.forked:
+            if self.prefix is None:
+                return None
+            return AfterPrefixKind(self.prefix, self.generate, batch.width, self._prefix_ids)
+        return ScoreKind(self.generate, batch.width)
+
     def _next_chunk(self, row: int, forked: bool) -> Pass:
         ids = self.prompts[row]
         handle = self._chunks.get(row, self.prefix if forked else None)

@@ -328,3 +328,41 @@ def test_a_decode_pass_run_apart_in_halves_after_out_of_memory_decodes_exactly(t
         for fin in batch.step()[1]:
             outputs[fin.doc] = fin.ids
     assert [outputs[i] for i in range(3)] == expected
+
+
+class KeyedJob(ListJob):
+    """Batches with a key each; offers a later batch of the leader's key when asked for one."""
+
+    def __init__(self, batches: list[tuple[str, list[int]]]) -> None:
+        super().__init__([rows for _, rows in batches])
+        self.keys = deque(key for key, _ in batches)
+
+    def next_pass(self, max_tokens: int | None = None) -> Pass | None:
+        if not self.batches:
+            return None
+        return Pass(self.keys[0], self.batches[0], width=1, budget=self.budget)
+
+    def next_pass_like(self, key: Hashable, max_tokens: int | None = None) -> Pass | None:
+        if key in self.keys and self.keys[0] != key:
+            k = list(self.keys).index(key)
+            self.keys.rotate(-k), self.batches.rotate(-k)  # that batch first, the rest in order after
+        return self.next_pass(max_tokens)
+
+    def on_pass(self, p: Pass, output: Any) -> None:
+        self.keys.popleft()
+        super().on_pass(p, output)
+
+
+def test_a_follower_offers_a_later_pass_of_the_leaders_kind(make_loop) -> None:  # type: ignore[no-untyped-def]
+    gate = threading.Event()
+    executor = FakeExecutor(gate=gate)
+    loop = make_loop(executor)
+    first = loop.submit(ListJob([[0]], key="other"))
+    assert executor.started.wait(TIMEOUT)
+    a = loop.submit(KeyedJob([("long", [1, 2]), ("short", [3])]))
+    b = loop.submit(KeyedJob([("short", [4]), ("long", [5])]))
+    gate.set()
+    assert first.result(TIMEOUT) == [0]
+    assert sorted(a.result(TIMEOUT)) == [10, 20, 30] and sorted(b.result(TIMEOUT)) == [40, 50]
+    # each leader's kind was taken from the other's plan: two shared passes, not four
+    assert sorted(map(sorted, executor.passes[1:])) == [[1, 2, 5], [3, 4]]

@@ -56,3 +56,26 @@ def test_shared_prefix_only_when_it_pays() -> None:
     assert forked(50, 120, 500) == [False, True, True]  # short documents run after the prefix
     assert forked(2000, 1800, 2100) == [False] * 3  # long ones: full prompts are cheaper to score
     assert forked(2000, 50, generate=True) == [True, True]  # rows that decode always fork
+
+
+def test_a_request_offers_a_planned_batch_of_the_leaders_kind_first() -> None:
+    from prism_core.runtime.pipeline import AfterPrefixKind, PrefixHandle, RerankJob
+
+    prefix = list(range(200))
+    # continuations of 30, 30 and 20 tokens: two batches of exact lengths (rows that decode)
+    prompts = [prefix + [1000 + i] * n for i, n in enumerate((30, 30, 20))]
+    job = RerankJob(prompts, generate=True, top_n=None, threshold=None, max_new_tokens=4,
+                    batch_tokens=10**6, prefix_lens=[len(prefix)] * 3)  # fmt: skip
+    prefix_pass = job.next_pass()
+    assert prefix_pass is not None
+    job.on_pass(prefix_pass, object())  # the prefix ran: its cache (opaque here)
+    assert job.next_pass().key.width == 30  # type: ignore[union-attr]  # longest first by plan
+    other = PrefixHandle(object(), len(prefix))  # another request's prefix, the same ids
+    like = AfterPrefixKind(other, True, 20, job.next_pass().key.prefix)  # type: ignore[union-attr]
+    offered = job.next_pass_like(like)
+    assert offered is not None and offered.key == like and len(offered.rows) == 1
+    assert [len(r) for r in offered.rows] == [20]
+    assert job.next_pass().key == like  # asking again gives the same pass: it is now the next one
+    # a kind the request has no batch of: its own next pass, as before
+    assert job.next_pass_like(AfterPrefixKind(other, True, 7, like.prefix)) == job.next_pass()
+    assert sorted(i for b in job.batches for i in b.rows) == [0, 1, 2]  # nothing lost or repeated
