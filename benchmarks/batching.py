@@ -271,7 +271,12 @@ def main() -> int:
     parser.add_argument(
         "--repeats", type=int, default=3, help="runs of each mode per concurrency (alternating); medians"
     )
-    parser.add_argument("--evidence-tokens", type=int, default=24, help="tokens generated per relevant row")
+    parser.add_argument(
+        "--evidence-tokens",
+        type=int,
+        default=64,
+        help="tokens generated per relevant row (64: benchmarks/run.py's CPU plan)",
+    )
     parser.add_argument("--bulk", type=int, default=6000, help="documents of the bulk score-only request")
     parser.add_argument("--write", action="store_true", help=f"replace {SECTION!r} in RESULTS.md")
     args = parser.parse_args()
