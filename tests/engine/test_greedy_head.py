@@ -142,7 +142,11 @@ def test_the_screen_finds_the_float32_argmax_where_bfloat16_alone_gets_it_wrong(
 @pytest.mark.parametrize("scale", [1e-20, 1e-3, 1.0, 300.0])
 def test_the_screen_margin_bounds_every_tokens_error(scale: float, near_ties: bool) -> None:
     """Twice the largest |float32 logit − screened value| over every token is within the margin."""
-    head = _near_tie_head(7) if near_ties else torch.nn.Linear(48, 3 * CPU_HEAD_SLICE, bias=False)
+    if near_ties:
+        head = _near_tie_head(7)
+    else:
+        head = torch.nn.Linear(48, 3 * CPU_HEAD_SLICE, bias=False)
+        head.weight.data = torch.randn(3 * CPU_HEAD_SLICE, 48, generator=torch.Generator().manual_seed(6))
     greedy = GreedyHead(head, screen=True)
     gen = torch.Generator().manual_seed(8)
     hidden = torch.randn(12, head.weight.shape[1], generator=gen) * scale
