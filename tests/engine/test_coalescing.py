@@ -234,6 +234,40 @@ def test_a_cancelled_job_stops_costing_work(make_loop) -> None:  # type: ignore[
     assert loop.queue_depth == 0
 
 
+@pytest.mark.parametrize("where", ["while waiting", "between submitting and waiting"])
+def test_ctrl_c_during_run_cancels_the_job(make_loop, monkeypatch, where: str) -> None:  # type: ignore[no-untyped-def]
+    """A KeyboardInterrupt in ``EngineLoop.run`` cancels the job, wherever it lands after submission."""
+    executor = FakeExecutor(delay=0.01)
+    loop = make_loop(executor)
+    job = ListJob([[i] for i in range(500)])
+    if where == "while waiting":
+
+        def interrupted(timeout: float | None = None) -> Any:
+            while job.passes_seen < 2:  # the job is running when the interrupt lands
+                time.sleep(0.005)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(job.future, "result", interrupted)
+    else:
+        submit = loop.submit
+
+        def submit_then_interrupt(j: Job) -> Any:
+            submit(j)
+            raise KeyboardInterrupt  # after the job is queued, before anything waits on it
+
+        monkeypatch.setattr(loop, "submit", submit_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(job)
+    assert job.future.cancelled()
+    monkeypatch.undo()
+    assert loop.submit(ListJob([[1]])).result(TIMEOUT) == [10]  # the loop goes on serving
+    seen = job.passes_seen
+    assert loop.submit(ListJob([[2]])).result(TIMEOUT) == [20]
+    assert job.passes_seen == seen < 500  # the cancelled job costs no more passes
+    assert loop.stats.jobs_cancelled + loop.stats.jobs_done >= 2
+    assert loop.queue_depth == 0
+
+
 def test_an_error_inside_a_job_fails_that_job_only(make_loop) -> None:  # type: ignore[no-untyped-def]
     class Broken(ListJob):
         def on_pass(self, p: Pass, output: Any) -> None:
