@@ -104,6 +104,8 @@ class GreedyHead:
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
         if not self.cpu:
             return self.head(hidden).argmax(-1)
+        if not hidden.shape[0]:
+            return torch.empty(0, dtype=torch.long)
         small = hidden.shape[0] <= CPU_TALL_HEAD_ROWS
         if small and not self.screen:
             logits = self._workspace(self.weight.shape[0], hidden.shape[0], hidden.dtype)
