@@ -108,8 +108,7 @@ class GreedyHead:
             return torch.empty(0, dtype=torch.long)
         small = hidden.shape[0] <= CPU_TALL_HEAD_ROWS
         if small and not self.screen:
-            logits = self._workspace(self.weight.shape[0], hidden.shape[0], hidden.dtype)
-            return torch.mm(self.weight, hidden.T, out=logits).argmax(0)
+            return self._tall(hidden)
         if self._logit_bound is None:
             # The largest |logit| a hidden state of max-norm 1 can give, bounded: max|W| × hidden size.
             low, high = self.weight.aminmax()
@@ -117,10 +116,12 @@ class GreedyHead:
         # No logit can be infinite or NaN below a quarter of the dtype's maximum: the fast paths are exact.
         if float(hidden.abs().amax()) * self._logit_bound < torch.finfo(hidden.dtype).max / 4:
             return self._screened(hidden) if self.screen else self._scan(hidden)
-        if small:
-            logits = self._workspace(self.weight.shape[0], hidden.shape[0], hidden.dtype)
-            return torch.mm(self.weight, hidden.T, out=logits).argmax(0)
-        return self._scan_with_nan(hidden)
+        return self._tall(hidden) if small else self._scan_with_nan(hidden)
+
+    def _tall(self, hidden: torch.Tensor) -> torch.Tensor:
+        """A few rows: every logit as ``W @ hidden.T`` (the fast BLAS shape for few rows), then ``argmax``."""
+        logits = self._workspace(self.weight.shape[0], hidden.shape[0], hidden.dtype)
+        return torch.mm(self.weight, hidden.T, out=logits).argmax(0)
 
     def _scan(self, hidden: torch.Tensor) -> torch.Tensor:
         """Every logit is finite here: ``amax`` per slice; the index only where a slice beats the best."""
@@ -183,9 +184,9 @@ class GreedyHead:
         subnormals (which the bfloat16 dot products flush to zero).
         """
         u = 2.0**-8
-        wide = hidden.float()
-        low_norm = low.float().norm(dim=1)
-        operands = (wide - low.float()).norm(dim=1) * screen.norm_max + low_norm * screen.rounding_max
+        rounded = low.float()
+        low_norm = rounded.norm(dim=1)
+        operands = (hidden.float() - rounded).norm(dim=1) * screen.norm_max + low_norm * screen.rounding_max
         accumulation = low_norm * (screen.hidden_size * 2.0**-24 * screen.low_norm_max)
         total = 2 * (operands + accumulation) + 2 * u * (1 + u) * best.abs()
         return total / (1 - u - u * u) * 1.01 + 1e-30
@@ -194,6 +195,7 @@ class GreedyHead:
         """The bfloat16 head and its norms, made on first use on the calling (decoding) thread."""
         if self._screen is None:
             low = self.weight.to(torch.bfloat16)
+            rounded = low.float()
             vocab = self.weight.shape[0]
             block = SCREEN_BLOCK
             while vocab % block:  # blocks tile the vocabulary (Qwen3.5: 256, Qwen3: 128)
@@ -203,8 +205,8 @@ class GreedyHead:
                 block=block,
                 hidden_size=self.weight.shape[1],
                 norm_max=float(self.weight.norm(dim=1).amax()),
-                rounding_max=float((self.weight - low.float()).norm(dim=1).amax()),
-                low_norm_max=float(low.float().norm(dim=1).amax()),
+                rounding_max=float((self.weight - rounded).norm(dim=1).amax()),
+                low_norm_max=float(rounded.norm(dim=1).amax()),
             )
         return self._screen
 

@@ -294,13 +294,12 @@ class RerankJob(Job):
         batch = self.batches[0]
         if batch.chunked:
             return self._next_chunk(batch.rows[0], batch.forked)
+        kind = self._kind_of(batch)
         if batch.forked:
-            assert self.prefix is not None
             rows = [self.prompts[i][self.prefix_len :] for i in batch.rows]
-            kind = AfterPrefixKind(self.prefix, self.generate, batch.width, self._prefix_ids)
             return Pass(kind, rows, self._held[batch.rows[0]], self.batch_tokens, cost=batch.width)
         rows = [self.prompts[i] for i in batch.rows]
-        return Pass(ScoreKind(self.generate, batch.width), rows, batch.width, self.batch_tokens)
+        return Pass(kind, rows, batch.width, self.batch_tokens)
 
     def next_pass_like(self, key: Hashable, max_tokens: int | None = None) -> Pass | None:
         """:meth:`next_pass`, with a planned batch of ``key`` moved to the front when there is one.

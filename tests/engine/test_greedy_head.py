@@ -13,6 +13,9 @@ from prism_core.runtime.greedy_head import (
     bfloat16_dot_is_fast,
 )
 
+#: Every test so marked runs on the float32 paths and on the bfloat16 screen (forced, on any CPU).
+BOTH_PATHS = pytest.mark.parametrize("screen", [False, True], ids=["float32", "screen"])
+
 
 @pytest.fixture(scope="module")
 def model_head(tiny_path: str) -> torch.nn.Module:
@@ -26,7 +29,7 @@ def _check(head: torch.nn.Module, hidden: torch.Tensor, screen: bool | None = No
         assert torch.equal(GreedyHead(head, screen=screen)(hidden), head(hidden).argmax(-1))
 
 
-@pytest.mark.parametrize("screen", [False, True], ids=["float32", "screen"])
+@BOTH_PATHS
 @pytest.mark.parametrize("rows", [0, 1, 3, CPU_TALL_HEAD_ROWS, CPU_TALL_HEAD_ROWS + 1, 40, 130])
 def test_the_greedy_token_is_the_full_vocabulary_argmax(model_head, rows, screen) -> None:  # type: ignore[no-untyped-def]
     gen = torch.Generator().manual_seed(rows)
@@ -39,7 +42,7 @@ def test_the_greedy_token_is_the_full_vocabulary_argmax(model_head, rows, screen
     _check(model_head, hidden, screen)
 
 
-@pytest.mark.parametrize("screen", [False, True], ids=["float32", "screen"])
+@BOTH_PATHS
 @pytest.mark.parametrize("rows", [2, CPU_TALL_HEAD_ROWS + 4])
 def test_ties_keep_the_first_maximum_across_vocabulary_slices(rows: int, screen: bool) -> None:
     gen = torch.Generator().manual_seed(2)
@@ -82,7 +85,7 @@ def test_finite_logits_take_the_fast_scan_and_overflow_the_nan_aware_one(  # typ
         assert taken == [fast, "_scan_with_nan"]
 
 
-@pytest.mark.parametrize("screen", [False, True], ids=["float32", "screen"])
+@BOTH_PATHS
 def test_the_fast_scan_keeps_the_first_of_equal_maxima_inside_and_across_slices(screen: bool) -> None:
     gen = torch.Generator().manual_seed(3)
     weight = torch.randn(3 * CPU_HEAD_SLICE, 16, generator=gen) * 0.02
@@ -97,7 +100,7 @@ def test_the_fast_scan_keeps_the_first_of_equal_maxima_inside_and_across_slices(
         assert set(GreedyHead(head, screen=screen)(hidden).tolist()) == {CPU_HEAD_SLICE + 3}
 
 
-@pytest.mark.parametrize("screen", [False, True], ids=["float32", "screen"])
+@BOTH_PATHS
 def test_one_head_serves_calls_in_and_out_of_inference_mode(model_head, screen) -> None:  # type: ignore[no-untyped-def]
     greedy = GreedyHead(model_head, screen=screen)
     for rows in (3, CPU_TALL_HEAD_ROWS + 5):  # both CPU paths write the per-thread logits buffer
